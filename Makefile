@@ -1,0 +1,37 @@
+# The two front-door commands: `make run` and `make test`.
+SWIFT ?= swift
+CONFIG ?=
+
+.PHONY: run test build release deps test-deps bench format lint clean
+
+run: deps release
+	.build/release/ferry serve $(if $(CONFIG),--config $(CONFIG),)
+
+test: test-deps
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build --parallel --num-workers 2
+
+build: deps
+	$(SWIFT) build
+
+release: deps
+	$(SWIFT) build -c release
+
+deps:
+	@scripts/install-deps.sh build
+
+test-deps:
+	@scripts/install-deps.sh test
+
+bench:
+	@scripts/install-deps.sh bench
+	Benchmarks/run.sh
+
+format:
+	swift-format format --in-place --recursive Package.swift Sources Tests
+
+lint:
+	swift-format lint --recursive Sources Tests
+
+clean:
+	rm -rf .build

@@ -1,0 +1,110 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+]
+
+let nioCore = Target.Dependency.product(name: "NIOCore", package: "swift-nio")
+let nioPosix = Target.Dependency.product(name: "NIOPosix", package: "swift-nio")
+let nioHTTP1 = Target.Dependency.product(name: "NIOHTTP1", package: "swift-nio")
+let nioWebSocket = Target.Dependency.product(name: "NIOWebSocket", package: "swift-nio")
+let nioEmbedded = Target.Dependency.product(name: "NIOEmbedded", package: "swift-nio")
+let nioConcurrencyHelpers = Target.Dependency.product(name: "NIOConcurrencyHelpers", package: "swift-nio")
+let nioExtras = Target.Dependency.product(name: "NIOExtras", package: "swift-nio-extras")
+let logging = Target.Dependency.product(name: "Logging", package: "swift-log")
+let systemPackage = Target.Dependency.product(name: "SystemPackage", package: "swift-system")
+
+let package = Package(
+    name: "Ferry",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "ferry", targets: ["ferry"])
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-extras", from: "1.35.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
+        .package(url: "https://github.com/LebJe/TOMLKit", exact: "0.6.0"),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "COpenSSL",
+            pkgConfig: "openssl",
+            providers: [.apt(["libssl-dev"])]
+        ),
+        .systemLibrary(
+            name: "CSystemd",
+            pkgConfig: "libsystemd",
+            providers: [.apt(["libsystemd-dev"])]
+        ),
+        .target(
+            name: "FerryConfig",
+            dependencies: [.product(name: "TOMLKit", package: "TOMLKit")],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "FerryTLS",
+            dependencies: ["COpenSSL", nioCore, logging],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "FerryProxy",
+            dependencies: ["FerryConfig", nioCore, nioPosix, nioHTTP1, nioConcurrencyHelpers, logging],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "FerrySupervisor",
+            dependencies: ["FerryConfig", "CSystemd", nioCore, nioPosix, nioConcurrencyHelpers, logging, systemPackage],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "FerryBackends",
+            dependencies: ["COpenSSL", nioCore, nioPosix, nioHTTP1, nioWebSocket, logging],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "ferry",
+            dependencies: [
+                "FerryConfig", "FerryTLS", "FerryProxy", "FerrySupervisor", "FerryBackends",
+                nioCore, nioPosix, logging,
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "FerryConfigTests",
+            dependencies: ["FerryConfig"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "FerryTLSTests",
+            dependencies: ["FerryTLS", nioCore, nioEmbedded, nioPosix],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "FerryProxyTests",
+            dependencies: ["FerryProxy", "FerryConfig", nioCore, nioEmbedded, nioPosix, nioHTTP1],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "FerrySupervisorTests",
+            dependencies: ["FerrySupervisor", "FerryConfig", nioCore, nioPosix],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "FerryBackendsTests",
+            dependencies: ["FerryBackends", nioCore, nioEmbedded, nioPosix, nioHTTP1],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "EndToEndTests",
+            dependencies: [],
+            swiftSettings: swiftSettings
+        ),
+    ]
+)

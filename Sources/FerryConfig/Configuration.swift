@@ -1,0 +1,445 @@
+/// A validated Ferry configuration: what `ferry check` accepts and what the
+/// master, the workers and the backends are built from.
+///
+/// Every value here has already passed validation (names unique, routes point
+/// at known backends, addresses parse, durations and sizes are in range), so
+/// consumers never re-check. Parsing lives in `ConfigurationLoader`.
+public struct FerryConfiguration: Sendable, Equatable {
+    public var master: MasterSettings
+    public var listeners: [ListenerConfiguration]
+    public var backends: [BackendConfiguration]
+    public var routes: [RouteConfiguration]
+    public var pool: PoolSettings
+    public var limits: LimitSettings
+
+    public init(
+        master: MasterSettings = MasterSettings(),
+        listeners: [ListenerConfiguration] = [],
+        backends: [BackendConfiguration] = [],
+        routes: [RouteConfiguration] = [],
+        pool: PoolSettings = PoolSettings(),
+        limits: LimitSettings = LimitSettings()
+    ) {
+        self.master = master
+        self.listeners = listeners
+        self.backends = backends
+        self.routes = routes
+        self.pool = pool
+        self.limits = limits
+    }
+
+    /// The backend with this name, if any.
+    public func backend(named name: String) -> BackendConfiguration? {
+        backends.first { $0.name == name }
+    }
+}
+
+// MARK: - [master]
+
+public struct MasterSettings: Sendable, Equatable {
+    public enum WorkerCount: Sendable, Equatable {
+        /// One worker per online CPU core.
+        case auto
+        case fixed(Int)
+    }
+
+    public enum LogLevel: String, Sendable, Equatable, CaseIterable {
+        case trace, debug, info, notice, warning, error, critical
+    }
+
+    public enum LogFormat: String, Sendable, Equatable, CaseIterable {
+        case text, json
+    }
+
+    public enum AccessLogFormat: String, Sendable, Equatable, CaseIterable {
+        case off, combined, json
+    }
+
+    public var workers: WorkerCount
+    /// User and group that workers and backends drop to when the master runs as root.
+    public var user: String?
+    public var group: String?
+    public var controlSocket: String
+    /// Permission bits of the control socket (0o600 by default).
+    public var controlSocketMode: UInt16
+    /// A group whose members may also use the control socket.
+    public var controlSocketGroup: String?
+    /// Where generated state (the self-signed certificate, ticket keys) is kept.
+    public var stateDirectory: String
+    public var gracefulTimeout: Duration
+    /// How often workers report to the master; a worker silent for three
+    /// intervals is killed.
+    public var heartbeatInterval: Duration
+    public var logLevel: LogLevel
+    public var logFormat: LogFormat
+    public var accessLog: AccessLogFormat
+    /// Optional log file (stderr when absent); reopened on SIGUSR1.
+    public var logFile: String?
+
+    public init(
+        workers: WorkerCount = .auto,
+        user: String? = nil,
+        group: String? = nil,
+        controlSocket: String = "/run/ferry/control.sock",
+        controlSocketMode: UInt16 = 0o600,
+        controlSocketGroup: String? = nil,
+        stateDirectory: String = "/var/lib/ferry",
+        gracefulTimeout: Duration = .seconds(30),
+        heartbeatInterval: Duration = .seconds(1),
+        logLevel: LogLevel = .info,
+        logFormat: LogFormat = .text,
+        accessLog: AccessLogFormat = .combined,
+        logFile: String? = nil
+    ) {
+        self.workers = workers
+        self.user = user
+        self.group = group
+        self.controlSocket = controlSocket
+        self.controlSocketMode = controlSocketMode
+        self.controlSocketGroup = controlSocketGroup
+        self.stateDirectory = stateDirectory
+        self.gracefulTimeout = gracefulTimeout
+        self.heartbeatInterval = heartbeatInterval
+        self.logLevel = logLevel
+        self.logFormat = logFormat
+        self.accessLog = accessLog
+        self.logFile = logFile
+    }
+}
+
+// MARK: - [[listen]]
+
+public enum ListenAddress: Sendable, Equatable, CustomStringConvertible {
+    /// A numeric IPv4 or IPv6 address (no brackets) and a port; port 0 asks the kernel for one.
+    case inet(host: String, port: Int)
+    /// A socket passed by systemd socket activation, matched by `FileDescriptorName`.
+    case systemd(name: String)
+
+    public var description: String {
+        switch self {
+        case .inet(let host, let port): host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+        case .systemd(let name): "systemd:\(name)"
+        }
+    }
+}
+
+public struct ListenerConfiguration: Sendable, Equatable {
+    public var name: String
+    public var address: ListenAddress
+    public var backlog: Int
+    /// nil: plain HTTP (linted when the address is not loopback).
+    public var tls: TLSSettings?
+
+    public init(name: String, address: ListenAddress, backlog: Int = 511, tls: TLSSettings? = nil) {
+        self.name = name
+        self.address = address
+        self.backlog = backlog
+        self.tls = tls
+    }
+}
+
+public enum TLSVersion: String, Sendable, Equatable, CaseIterable {
+    case tls12 = "1.2"
+    case tls13 = "1.3"
+}
+
+/// One certificate chain and its key; `serverNames` select it by SNI.
+public struct CertificateConfiguration: Sendable, Equatable {
+    /// PEM file: leaf first, then intermediates.
+    public var certificatePath: String
+    public var keyPath: String
+    /// SNI names (exact, or `*.example.com`) this certificate answers; empty for the default.
+    public var serverNames: [String]
+
+    public init(certificatePath: String, keyPath: String, serverNames: [String] = []) {
+        self.certificatePath = certificatePath
+        self.keyPath = keyPath
+        self.serverNames = serverNames
+    }
+}
+
+public struct TLSSettings: Sendable, Equatable {
+    /// The first certificate is the default when no SNI name matches.
+    public var certificates: [CertificateConfiguration]
+    public var minimumVersion: TLSVersion
+    public var alpn: [String]
+    public var handshakeTimeout: Duration
+    /// When true (the embedded default), a self-signed certificate is generated
+    /// in the state directory if the configured files do not exist yet.
+    public var selfSigned: Bool
+
+    public init(
+        certificates: [CertificateConfiguration],
+        minimumVersion: TLSVersion = .tls12,
+        alpn: [String] = ["http/1.1"],
+        handshakeTimeout: Duration = .seconds(10),
+        selfSigned: Bool = false
+    ) {
+        self.certificates = certificates
+        self.minimumVersion = minimumVersion
+        self.alpn = alpn
+        self.handshakeTimeout = handshakeTimeout
+        self.selfSigned = selfSigned
+    }
+}
+
+// MARK: - [[backend]]
+
+public enum BackendAddress: Sendable, Equatable, Hashable, CustomStringConvertible {
+    /// A host name or numeric IPv4/IPv6 address (no brackets) and a port.
+    case inet(host: String, port: Int)
+    /// A Unix domain socket path (`unix:/path` in the file).
+    case unix(path: String)
+
+    public var description: String {
+        switch self {
+        case .inet(let host, let port): host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+        case .unix(let path): "unix:\(path)"
+        }
+    }
+}
+
+public struct WebSocketServiceOptions: Sendable, Equatable {
+    /// Where synthesized audio is written (served by a static backend).
+    public var resultsDirectory: String
+    /// Oldest results are deleted once the directory grows beyond this.
+    public var resultsMaxBytes: Int
+    public var maxMessageBytes: Int
+    /// Messages a connection may send per second before it is told to slow down.
+    public var messagesPerSecond: Int
+    public var idleTimeout: Duration
+
+    public init(
+        resultsDirectory: String = "/var/lib/ferry/results",
+        resultsMaxBytes: Int = 256 * 1024 * 1024,
+        maxMessageBytes: Int = 64 * 1024,
+        messagesPerSecond: Int = 20,
+        idleTimeout: Duration = .seconds(300)
+    ) {
+        self.resultsDirectory = resultsDirectory
+        self.resultsMaxBytes = resultsMaxBytes
+        self.maxMessageBytes = maxMessageBytes
+        self.messagesPerSecond = messagesPerSecond
+        self.idleTimeout = idleTimeout
+    }
+}
+
+public struct StaticServiceOptions: Sendable, Equatable {
+    public var root: String
+    /// `Cache-Control` header value sent with every file.
+    public var cacheControl: String
+    /// File served for a request of a directory (e.g. `/`); nil: 404.
+    public var index: String?
+
+    public init(root: String, cacheControl: String = "public, max-age=3600", index: String? = "index.html") {
+        self.root = root
+        self.cacheControl = cacheControl
+        self.index = index
+    }
+}
+
+public struct RestartPolicy: Sendable, Equatable {
+    public enum Mode: String, Sendable, Equatable, CaseIterable {
+        case always
+        case onFailure = "on-failure"
+        case never
+    }
+
+    public var mode: Mode
+    public var initialBackoff: Duration
+    public var maxBackoff: Duration
+    /// More than this many restarts within `crashLoopWindow` and the backend is marked failed.
+    public var crashLoopLimit: Int
+    public var crashLoopWindow: Duration
+
+    public init(
+        mode: Mode = .always,
+        initialBackoff: Duration = .milliseconds(100),
+        maxBackoff: Duration = .seconds(30),
+        crashLoopLimit: Int = 10,
+        crashLoopWindow: Duration = .seconds(60)
+    ) {
+        self.mode = mode
+        self.initialBackoff = initialBackoff
+        self.maxBackoff = maxBackoff
+        self.crashLoopLimit = crashLoopLimit
+        self.crashLoopWindow = crashLoopWindow
+    }
+}
+
+public struct ReadinessCheck: Sendable, Equatable {
+    /// nil: ready once the address accepts a connection; else an HTTP GET that must answer 2xx.
+    public var httpPath: String?
+    public var timeout: Duration
+
+    public init(httpPath: String? = nil, timeout: Duration = .seconds(30)) {
+        self.httpPath = httpPath
+        self.timeout = timeout
+    }
+}
+
+public struct CommandSpec: Sendable, Equatable {
+    public var argv: [String]
+    public var environment: [String: String]
+    public var workingDirectory: String?
+
+    public init(argv: [String], environment: [String: String] = [:], workingDirectory: String? = nil) {
+        self.argv = argv
+        self.environment = environment
+        self.workingDirectory = workingDirectory
+    }
+}
+
+public enum BackendKind: Sendable, Equatable {
+    /// Proxied to, never spawned.
+    case external
+    case builtinWebSocket(WebSocketServiceOptions)
+    case builtinStatic(StaticServiceOptions)
+    case command(CommandSpec)
+
+    /// Whether the master spawns and supervises this backend.
+    public var isSupervised: Bool {
+        if case .external = self { return false }
+        return true
+    }
+}
+
+public struct BackendConfiguration: Sendable, Equatable {
+    public var name: String
+    public var address: BackendAddress
+    public var kind: BackendKind
+    public var restart: RestartPolicy
+    public var readiness: ReadinessCheck
+    public var connectTimeout: Duration
+    /// How long a request waits for a backend that is starting or restarting before 503.
+    public var queueTimeout: Duration
+
+    public init(
+        name: String,
+        address: BackendAddress,
+        kind: BackendKind = .external,
+        restart: RestartPolicy = RestartPolicy(),
+        readiness: ReadinessCheck = ReadinessCheck(),
+        connectTimeout: Duration = .seconds(5),
+        queueTimeout: Duration = .seconds(5)
+    ) {
+        self.name = name
+        self.address = address
+        self.kind = kind
+        self.restart = restart
+        self.readiness = readiness
+        self.connectTimeout = connectTimeout
+        self.queueTimeout = queueTimeout
+    }
+}
+
+// MARK: - [[route]]
+
+public enum RouteProtocol: String, Sendable, Equatable, CaseIterable {
+    /// Decided per request: upgrades tunnel, everything else goes over HTTP.
+    case auto
+    /// Plain HTTP only; an upgrade request is refused with 400.
+    case http
+    /// WebSocket only; a plain request gets 426.
+    case websocket
+}
+
+public enum RouteAction: Sendable, Equatable {
+    case proxy(backend: String)
+    /// Answer directly (nginx `return`, HAProxy `deny`).
+    case respond(status: Int, body: String?)
+    case redirect(location: String, status: Int)
+}
+
+public struct RouteTimeouts: Sendable, Equatable {
+    public var connect: Duration?
+    /// Time to the first byte of the response, and between reads of it.
+    public var response: Duration
+
+    public init(connect: Duration? = nil, response: Duration = .seconds(60)) {
+        self.connect = connect
+        self.response = response
+    }
+}
+
+public struct RouteConfiguration: Sendable, Equatable {
+    /// Path prefix, normalized, starting with `/`.
+    public var path: String
+    public var action: RouteAction
+    public var `protocol`: RouteProtocol
+    /// Removed from the front of the path before forwarding.
+    public var stripPrefix: String?
+    /// Replaces the matched prefix before forwarding (applied after strip_prefix is not allowed: one or the other).
+    public var rewrite: String?
+    public var timeouts: RouteTimeouts
+
+    public init(
+        path: String,
+        action: RouteAction,
+        protocol: RouteProtocol = .auto,
+        stripPrefix: String? = nil,
+        rewrite: String? = nil,
+        timeouts: RouteTimeouts = RouteTimeouts()
+    ) {
+        self.path = path
+        self.action = action
+        self.protocol = `protocol`
+        self.stripPrefix = stripPrefix
+        self.rewrite = rewrite
+        self.timeouts = timeouts
+    }
+
+    /// The backend name when this route proxies.
+    public var backendName: String? {
+        if case .proxy(let backend) = action { return backend }
+        return nil
+    }
+}
+
+// MARK: - [pool] and [limits]
+
+public struct PoolSettings: Sendable, Equatable {
+    public var maxIdlePerBackend: Int
+    public var idleTimeout: Duration
+    public var maxRequestsPerConnection: Int
+
+    public init(maxIdlePerBackend: Int = 32, idleTimeout: Duration = .seconds(60), maxRequestsPerConnection: Int = 1000) {
+        self.maxIdlePerBackend = maxIdlePerBackend
+        self.idleTimeout = idleTimeout
+        self.maxRequestsPerConnection = maxRequestsPerConnection
+    }
+}
+
+public struct LimitSettings: Sendable, Equatable {
+    public var maxHeaderBytes: Int
+    public var maxHeaderCount: Int
+    public var maxBodyBytes: Int
+    /// Time allowed to receive a request's headers (slowloris guard) → 408.
+    public var headerTimeout: Duration
+    /// Time allowed between reads of a request body.
+    public var bodyTimeout: Duration
+    /// Keep-alive idle time between requests on a client connection.
+    public var idleTimeout: Duration
+    public var maxConnectionsPerWorker: Int
+    public var websocketIdleTimeout: Duration
+
+    public init(
+        maxHeaderBytes: Int = 16 * 1024,
+        maxHeaderCount: Int = 100,
+        maxBodyBytes: Int = 64 * 1024 * 1024,
+        headerTimeout: Duration = .seconds(10),
+        bodyTimeout: Duration = .seconds(30),
+        idleTimeout: Duration = .seconds(75),
+        maxConnectionsPerWorker: Int = 10_000,
+        websocketIdleTimeout: Duration = .seconds(3600)
+    ) {
+        self.maxHeaderBytes = maxHeaderBytes
+        self.maxHeaderCount = maxHeaderCount
+        self.maxBodyBytes = maxBodyBytes
+        self.headerTimeout = headerTimeout
+        self.bodyTimeout = bodyTimeout
+        self.idleTimeout = idleTimeout
+        self.maxConnectionsPerWorker = maxConnectionsPerWorker
+        self.websocketIdleTimeout = websocketIdleTimeout
+    }
+}

@@ -1,0 +1,9 @@
+import Testing
+
+@testable import FerryBackends
+
+@Suite struct FerryBackendsModuleTests {
+    @Test func moduleLinks() {
+        #expect(!String(describing: FerryBackendsModule.self).isEmpty)
+    }
+}

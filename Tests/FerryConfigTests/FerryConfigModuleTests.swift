@@ -1,0 +1,9 @@
+import Testing
+
+@testable import FerryConfig
+
+@Suite struct FerryConfigModuleTests {
+    @Test func moduleLinks() {
+        #expect(!String(describing: FerryConfigModule.self).isEmpty)
+    }
+}

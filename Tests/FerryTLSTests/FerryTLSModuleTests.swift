@@ -1,0 +1,9 @@
+import Testing
+
+@testable import FerryTLS
+
+@Suite struct FerryTLSModuleTests {
+    @Test func moduleLinks() {
+        #expect(!String(describing: FerryTLSModule.self).isEmpty)
+    }
+}

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Installs what a fresh machine lacks. Usage: install-deps.sh build|test|bench
+# Only missing pieces are installed; `apt-get update` runs once, and only when needed.
+set -euo pipefail
+mode=${1:-build}
+
+apt_packages=()
+need_deb() { # need_deb PACKAGE [COMMAND-OR-FILE-THAT-PROVES-IT]
+    local pkg=$1 probe=${2:-}
+    if [ -n "$probe" ]; then
+        if command -v "$probe" >/dev/null 2>&1 || [ -e "$probe" ]; then return; fi
+    elif dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+        return
+    fi
+    apt_packages+=("$pkg")
+}
+
+need_deb pkg-config pkg-config
+need_deb libssl-dev /usr/include/openssl/ssl.h
+need_deb libsystemd-dev /usr/include/systemd/sd-daemon.h
+
+if [ "$mode" = test ] || [ "$mode" = bench ]; then
+    need_deb curl curl
+    need_deb openssl openssl
+    need_deb systemd systemd-socket-activate
+    need_deb python3 python3
+    need_deb espeak-ng espeak-ng
+    need_deb chromium chromium
+    need_deb chromium-driver chromedriver
+fi
+if [ "$mode" = bench ]; then
+    need_deb nginx nginx
+    need_deb haproxy haproxy
+    need_deb wrk wrk
+fi
+
+if [ ${#apt_packages[@]} -gt 0 ]; then
+    echo "install-deps: installing ${apt_packages[*]}"
+    if [ "$(id -u)" -ne 0 ]; then sudo=sudo; else sudo=; fi
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${apt_packages[@]}" >/dev/null
+fi
+
+if [ "$mode" = test ] || [ "$mode" = bench ]; then
+    missing_py=()
+    for mod in websockets tornado selenium; do
+        python3 -c "import $mod" 2>/dev/null || missing_py+=("$mod")
+    done
+    if [ ${#missing_py[@]} -gt 0 ]; then
+        echo "install-deps: pip installing ${missing_py[*]}"
+        python3 -m pip install -q "${missing_py[@]}"
+    fi
+fi
