@@ -230,11 +230,19 @@ public struct StaticServiceOptions: Sendable, Equatable {
     public var cacheControl: String
     /// File served for a request of a directory (e.g. `/`); nil: 404.
     public var index: String?
+    /// Serve Ferry's built-in demo page (WebSocket + HTTP through one prefix) at `/`.
+    public var demoPage: Bool
 
-    public init(root: String, cacheControl: String = "public, max-age=3600", index: String? = "index.html") {
+    public init(
+        root: String,
+        cacheControl: String = "public, max-age=3600",
+        index: String? = "index.html",
+        demoPage: Bool = false
+    ) {
         self.root = root
         self.cacheControl = cacheControl
         self.index = index
+        self.demoPage = demoPage
     }
 }
 

@@ -1,0 +1,98 @@
+/// Counters a worker reports to the master (heartbeats) and that `ferry status`
+/// prints. They live here, beside the configuration model, because both the
+/// data plane (FerryProxy) and the supervisor use them and neither may import
+/// the other.
+public struct WorkerStats: Codable, Sendable, Equatable {
+    public var connectionsOpen: Int
+    public var connectionsTotal: Int
+    public var requests: Int
+    public var activeTunnels: Int
+    /// TLS handshake failures by reason.
+    public var tlsFailures: [String: Int]
+    public var routes: [RouteStats]
+    public var pools: [PoolStats]
+
+    public init(
+        connectionsOpen: Int = 0,
+        connectionsTotal: Int = 0,
+        requests: Int = 0,
+        activeTunnels: Int = 0,
+        tlsFailures: [String: Int] = [:],
+        routes: [RouteStats] = [],
+        pools: [PoolStats] = []
+    ) {
+        self.connectionsOpen = connectionsOpen
+        self.connectionsTotal = connectionsTotal
+        self.requests = requests
+        self.activeTunnels = activeTunnels
+        self.tlsFailures = tlsFailures
+        self.routes = routes
+        self.pools = pools
+    }
+}
+
+public struct RouteStats: Codable, Sendable, Equatable {
+    public var path: String
+    public var backend: String?
+    public var requests: Int
+    /// Responses by class: "1xx" … "5xx".
+    public var responses: [String: Int]
+    public var bytesIn: Int
+    public var bytesOut: Int
+    public var upgrades: Int
+    public var activeTunnels: Int
+
+    public init(
+        path: String, backend: String?, requests: Int = 0, responses: [String: Int] = [:], bytesIn: Int = 0,
+        bytesOut: Int = 0, upgrades: Int = 0, activeTunnels: Int = 0
+    ) {
+        self.path = path
+        self.backend = backend
+        self.requests = requests
+        self.responses = responses
+        self.bytesIn = bytesIn
+        self.bytesOut = bytesOut
+        self.upgrades = upgrades
+        self.activeTunnels = activeTunnels
+    }
+}
+
+/// Why a backend connection was closed instead of going back to (or staying in) its pool.
+public enum PoolCloseReason: String, Codable, Sendable, CaseIterable {
+    case notReusableFraming = "not_reusable_framing"
+    case backendClose = "backend_close"
+    case upgraded
+    case error
+    case idleTimeout = "idle_timeout"
+    case unexpectedData = "unexpected_data"
+    case maxRequests = "max_requests"
+    case poolFull = "pool_full"
+    case draining
+}
+
+public struct PoolStats: Codable, Sendable, Equatable {
+    public var backend: String
+    /// "http" for the keep-alive pool, "websocket" for the tunnel connector (never pooled).
+    public var `protocol`: String
+    public var opened: Int
+    public var reused: Int
+    /// Closed connections by `PoolCloseReason.rawValue`.
+    public var closed: [String: Int]
+    public var idle: Int
+    public var retries: Int
+    public var upgrades: Int
+
+    public init(
+        backend: String, protocol: String, opened: Int = 0, reused: Int = 0, closed: [String: Int] = [:],
+        idle: Int = 0, retries: Int = 0, upgrades: Int = 0
+    ) {
+        self.backend = backend
+        self.protocol = `protocol`
+        self.opened = opened
+        self.reused = reused
+        self.closed = closed
+        self.idle = idle
+        self.retries = retries
+        self.upgrades = upgrades
+    }
+}

@@ -1,0 +1,16 @@
+import ArgumentParser
+
+/// Options shared by commands that read a configuration file.
+struct ConfigOption: ParsableArguments {
+    @Option(name: .long, help: "Configuration file (TOML). Without it, the embedded default is used.")
+    var config: String?
+}
+
+struct Serve: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run the master: listeners, workers and backends.")
+    @OptionGroup var options: ConfigOption
+
+    func run() throws {
+        throw NotYetAvailable(command: "serve")
+    }
+}
