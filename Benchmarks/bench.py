@@ -1,0 +1,477 @@
+#!/usr/bin/env python3
+"""Side-by-side benchmark: Ferry, nginx and HAProxy terminating TLS in front of
+the seed's layout, on loopback, with identical setup for every target.
+
+Layout (the seed's): /tts-ws/tts -> WebSocket echo backend (wsecho.c),
+/tts-ws/tts/wav/* and /tts-ws/tts/mp3/* -> static backend (a separate nginx
+serving files over plain HTTP). No target strips prefixes, so the same files
+answer for all.
+
+Fairness: one worker per proxy; proxy and backends pinned to CPU 0, load
+generators to CPU 1 (taskset); warm-up, REPS repetitions, medians, targets
+interleaved per repetition.
+
+Writes docs/benchmarks.md (or the path given with --out). Run via `make bench`.
+"""
+import argparse
+import asyncio
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "Benchmarks"
+PORTS = {"ferry": 18445, "nginx": 18443, "haproxy": 18444}
+STATIC_PORT = 18080
+WS_PORT = 18081
+PROXY_CPU = "0"
+LOAD_CPU = "1"
+
+
+def sh(cmd, **kw):
+    return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw)
+
+
+def wait_port(port, timeout=15.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+def pids_of(root_pid):
+    """root_pid and all its descendants."""
+    out = [root_pid]
+    try:
+        children = Path(f"/proc/{root_pid}/task/{root_pid}/children").read_text().split()
+    except OSError:
+        return out
+    for c in children:
+        out += pids_of(int(c))
+    return out
+
+
+def rss_kib(root_pid):
+    total = 0
+    for pid in pids_of(root_pid):
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
+class Env:
+    def __init__(self, work: Path, ferry_bin: Path):
+        self.work = work
+        self.ferry_bin = ferry_bin
+        self.procs = {}
+        self.cert = work / "cert.pem"
+        self.key = work / "key.pem"
+        self.bundle = work / "bundle.pem"
+        self.www = work / "www"
+
+    # --- setup -----------------------------------------------------------
+    def prepare(self):
+        sh(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", str(self.key), "-out", str(self.cert), "-days", "30", "-subj", "/CN=localhost",
+            "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+        self.bundle.write_text(self.cert.read_text() + self.key.read_text())
+        for fmt in ("wav", "mp3"):
+            d = self.www / "tts-ws" / "tts" / fmt
+            d.mkdir(parents=True, exist_ok=True)
+            (d / "1k.bin").write_bytes(os.urandom(1024))
+            (d / "64k.bin").write_bytes(os.urandom(65536))
+        for tool in ("wsecho", "wsload"):
+            libs = ["-lcrypto"] if tool == "wsecho" else ["-lssl", "-lcrypto"]
+            sh(["cc", "-O2", "-o", str(self.work / tool), str(BENCH / f"{tool}.c")] + libs)
+
+    def start(self, name, argv, port=None, cpu=PROXY_CPU):
+        log = open(self.work / f"{name}.log", "w")
+        p = subprocess.Popen(["taskset", "-c", cpu] + argv, stdout=log, stderr=subprocess.STDOUT,
+                             start_new_session=True)
+        self.procs[name] = p
+        if port:
+            wait_port(port)
+        return p
+
+    def stop_all(self):
+        for p in self.procs.values():
+            try:
+                os.killpg(p.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        for p in self.procs.values():
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+
+    def start_backends(self):
+        self.start("wsecho", [str(self.work / "wsecho"), str(WS_PORT)], WS_PORT)
+        conf = self.work / "static-nginx.conf"
+        conf.write_text(f"""
+daemon off; worker_processes 1; pid {self.work}/static-nginx.pid; error_log {self.work}/static-error.log;
+events {{ worker_connections 4096; }}
+http {{ access_log off; sendfile on; keepalive_requests 100000;
+  server {{ listen 127.0.0.1:{STATIC_PORT}; root {self.www}; }} }}
+""")
+        self.start("static", ["nginx", "-c", str(conf)], STATIC_PORT)
+
+    # --- proxies ---------------------------------------------------------
+    def start_nginx(self):
+        conf = self.work / "nginx.conf"
+        conf.write_text(f"""
+daemon off; worker_processes 1; pid {self.work}/nginx.pid; error_log {self.work}/nginx-error.log;
+worker_rlimit_nofile 20000;
+events {{ worker_connections 10000; }}
+http {{
+  access_log off;
+  map $http_upgrade $connection_upgrade {{ default upgrade; '' ''; }}
+  upstream ws {{ server 127.0.0.1:{WS_PORT}; keepalive 64; }}
+  upstream files {{ server 127.0.0.1:{STATIC_PORT}; keepalive 64; }}
+  server {{
+    listen 127.0.0.1:{PORTS['nginx']} ssl;
+    ssl_certificate {self.cert}; ssl_certificate_key {self.key};
+    ssl_protocols TLSv1.2 TLSv1.3;
+    keepalive_requests 100000;
+    location /tts-ws/tts {{
+      proxy_pass http://ws; proxy_http_version 1.1;
+      proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection $connection_upgrade;
+      proxy_read_timeout 3600s;
+    }}
+    location /tts-ws/tts/wav/ {{ proxy_pass http://files; proxy_http_version 1.1; proxy_set_header Connection ""; }}
+    location /tts-ws/tts/mp3/ {{ proxy_pass http://files; proxy_http_version 1.1; proxy_set_header Connection ""; }}
+  }}
+}}
+""")
+        return self.start("nginx", ["nginx", "-c", str(conf)], PORTS["nginx"])
+
+    def start_haproxy(self):
+        conf = self.work / "haproxy.cfg"
+        conf.write_text(f"""
+global
+  nbthread 1
+  maxconn 9900
+  pidfile {self.work}/haproxy.pid
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+  timeout tunnel 3600s
+frontend https
+  bind 127.0.0.1:{PORTS['haproxy']} ssl crt {self.bundle}
+  acl files path_beg /tts-ws/tts/wav/ /tts-ws/tts/mp3/
+  use_backend files if files
+  default_backend ws
+backend ws
+  server ws1 127.0.0.1:{WS_PORT}
+backend files
+  server f1 127.0.0.1:{STATIC_PORT}
+""")
+        return self.start("haproxy", ["haproxy", "-W", "-db", "-f", str(conf)], PORTS["haproxy"])
+
+    def start_ferry(self):
+        state = self.work / "ferry-state"
+        state.mkdir(exist_ok=True)
+        conf = self.work / "ferry.toml"
+        conf.write_text(f"""
+[master]
+workers = 1
+control_socket = "{state}/control.sock"
+state_dir = "{state}"
+access_log = "off"
+log_level = "warning"
+
+[[listen]]
+name = "https"
+address = "127.0.0.1:{PORTS['ferry']}"
+[listen.tls]
+certificate = "{self.cert}"
+key = "{self.key}"
+
+[[backend]]
+name = "ws"
+address = "127.0.0.1:{WS_PORT}"
+
+[[backend]]
+name = "files"
+address = "127.0.0.1:{STATIC_PORT}"
+
+[[route]]
+path = "/tts-ws/tts"
+backend = "ws"
+
+[[route]]
+path = "/tts-ws/tts/wav/"
+backend = "files"
+
+[[route]]
+path = "/tts-ws/tts/mp3/"
+backend = "files"
+
+[limits]
+max_connections_per_worker = 9900
+""")
+        return self.start("ferry", [str(self.ferry_bin), "serve", "--config", str(conf)], PORTS["ferry"])
+
+    def reload(self, target):
+        p = self.procs[target]
+        if target == "haproxy":
+            os.kill(p.pid, signal.SIGUSR2)
+        else:
+            os.kill(p.pid, signal.SIGHUP)
+
+
+# --- load generators ------------------------------------------------------
+WRK_RE = re.compile(r"Requests/sec:\s+([\d.]+)")
+
+
+def parse_latency(text, pct):
+    m = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)\s*$", text, re.M)
+    if not m:
+        return None
+    v, unit = float(m.group(1)), m.group(2)
+    return v * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def wrk(env, port, path, conns, seconds, extra=()):
+    out = sh(["taskset", "-c", LOAD_CPU, "wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "--latency", *extra,
+              f"https://127.0.0.1:{port}{path}"]).stdout
+    rps = float(WRK_RE.search(out).group(1))
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    errs = (int(non2xx.group(1)) if non2xx else 0) + (sum(map(int, sock.groups())) if sock else 0)
+    return {"rps": rps, "p50": parse_latency(out, 50), "p99": parse_latency(out, 99), "errors": errs}
+
+
+def wsload(env, port, conns, seconds):
+    out = sh(["taskset", "-c", LOAD_CPU, str(env.work / "wsload"), "echo", "127.0.0.1", str(port), "/tts-ws/tts",
+              str(conns), str(seconds), "64"]).stdout
+    r = json.loads(out.strip().splitlines()[-1])
+    return {"rps": r["rate"], "p50": r["p50_us"] / 1000, "p99": r["p99_us"] / 1000, "errors": r["errors"]}
+
+
+def idle_memory(env, target, port, count):
+    root = env.procs[target].pid
+    time.sleep(1)
+    before = rss_kib(root)
+    p = subprocess.Popen(["taskset", "-c", LOAD_CPU, str(env.work / "wsload"), "idle", "127.0.0.1", str(port),
+                          "/tts-ws/tts", str(count), "60"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    line = p.stdout.readline()
+    opened = int(line.split()[1]) if line.startswith("READY") else 0
+    time.sleep(2)
+    after = rss_kib(root)
+    p.stdin.close()
+    p.wait(timeout=30)
+    return {"opened": opened, "kib_per_ws": (after - before) / max(opened, 1), "before": before, "after": after}
+
+
+async def _mixed(port, seconds, files):
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    import websockets  # noqa: PLC0415
+    stats = {"ok": 0, "errors": 0}
+    deadline = time.time() + seconds
+
+    async def ws_client(i):
+        while time.time() < deadline:
+            try:
+                async with websockets.connect(f"wss://127.0.0.1:{port}/tts-ws/tts", ssl=ctx) as ws:
+                    for j in range(20):
+                        msg = f"client {i} message {j}".encode()
+                        await ws.send(msg)
+                        if await ws.recv() != msg:
+                            stats["errors"] += 1
+                        else:
+                            stats["ok"] += 1
+            except Exception:
+                stats["errors"] += 1
+
+    async def http_client(i):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=ctx)
+        n = 0
+        while time.time() < deadline:
+            path, digest = files[n % len(files)]
+            n += 1
+            writer.write(f"GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
+            await writer.drain()
+            try:
+                head = await reader.readuntil(b"\r\n\r\n")
+                status = int(head.split()[1])
+                length = int(re.search(rb"content-length:\s*(\d+)", head, re.I).group(1))
+                body = await reader.readexactly(length)
+                if status == 200 and hashlib.sha256(body).hexdigest() == digest:
+                    stats["ok"] += 1
+                else:
+                    stats["errors"] += 1
+                if re.search(rb"connection:\s*close", head, re.I):
+                    writer.close()
+                    reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=ctx)
+            except Exception:
+                stats["errors"] += 1
+                writer.close()
+                reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=ctx)
+        writer.close()
+
+    await asyncio.gather(*[ws_client(i) for i in range(16)], *[http_client(i) for i in range(16)])
+    return stats
+
+
+def mixed(env, port, seconds):
+    files = []
+    for fmt in ("wav", "mp3"):
+        for name in ("1k.bin", "64k.bin"):
+            data = (env.www / "tts-ws" / "tts" / fmt / name).read_bytes()
+            files.append((f"/tts-ws/tts/{fmt}/{name}", hashlib.sha256(data).hexdigest()))
+    return asyncio.run(_mixed(port, seconds, files))
+
+
+def reload_cost(env, target, port, reloads=10):
+    p = subprocess.Popen(["taskset", "-c", LOAD_CPU, "wrk", "-t1", "-c32", f"-d{reloads + 2}s", "--latency",
+                          f"https://127.0.0.1:{port}/tts-ws/tts/wav/1k.bin"], stdout=subprocess.PIPE, text=True)
+    time.sleep(1)
+    for _ in range(reloads):
+        env.reload(target)
+        time.sleep(1)
+    out = p.communicate(timeout=60)[0]
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    errs = (int(non2xx.group(1)) if non2xx else 0) + (sum(map(int, sock.groups())) if sock else 0)
+    total = re.search(r"(\d+) requests in", out)
+    return {"failed": errs, "total": int(total.group(1)) if total else 0, "p99": parse_latency(out, 99)}
+
+
+# --- report ---------------------------------------------------------------
+def fmt(v, digits=1):
+    return "–" if v is None else f"{v:,.{digits}f}"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--ferry", default=str(ROOT / ".build/release/ferry"))
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--seconds", type=int, default=8)
+    ap.add_argument("--targets", default="ferry,nginx,haproxy")
+    ap.add_argument("--out", default=str(ROOT / "docs/benchmarks.md"))
+    args = ap.parse_args()
+    targets = args.targets.split(",")
+    work = Path(tempfile.mkdtemp(prefix="ferry-bench-"))
+    work.chmod(0o755)  # nginx workers run unprivileged and must read the files
+    env = Env(work, Path(args.ferry))
+    results = {t: {} for t in targets}
+    try:
+        env.prepare()
+        env.start_backends()
+        starters = {"ferry": env.start_ferry, "nginx": env.start_nginx, "haproxy": env.start_haproxy}
+        for t in targets:
+            starters[t]()
+        # warm-up
+        for t in targets:
+            wrk(env, PORTS[t], "/tts-ws/tts/wav/1k.bin", 64, 2)
+        figures = {
+            "a": lambda t: wrk(env, PORTS[t], "/tts-ws/tts/wav/1k.bin", 64, args.seconds),
+            "a64": lambda t: wrk(env, PORTS[t], "/tts-ws/tts/wav/64k.bin", 64, args.seconds),
+            "b": lambda t: wrk(env, PORTS[t], "/tts-ws/tts/wav/1k.bin", 16, args.seconds,
+                               ["-H", "Connection: close"]),
+            "c": lambda t: wsload(env, PORTS[t], 64, args.seconds),
+        }
+        for rep in range(args.reps):
+            for fig, run in figures.items():
+                order = targets[rep % len(targets):] + targets[:rep % len(targets)]
+                for t in order:
+                    r = run(t)
+                    results[t].setdefault(fig, []).append(r)
+                    print(f"rep {rep} {fig} {t}: {r}", flush=True)
+        for t in targets:
+            results[t]["d"] = idle_memory(env, t, PORTS[t], 2000)
+            print(f"d {t}: {results[t]['d']}", flush=True)
+            results[t]["e"] = mixed(env, PORTS[t], args.seconds)
+            print(f"e {t}: {results[t]['e']}", flush=True)
+            results[t]["f"] = reload_cost(env, t, PORTS[t])
+            print(f"f {t}: {results[t]['f']}", flush=True)
+    finally:
+        env.stop_all()
+    write_report(args, targets, results)
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def median(rs, key):
+    vals = [r[key] for r in rs if r.get(key) is not None]
+    return statistics.median(vals) if vals else None
+
+
+def write_report(args, targets, results):
+    peers = [t for t in targets if t != "ferry"]
+    lines = ["# Benchmarks", "",
+             f"Generated by `make bench` (`Benchmarks/bench.py`) on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
+             f"Machine: {os.cpu_count()} cores, `{os.uname().release}`; {args.reps} repetitions × {args.seconds}s,",
+             "medians; targets interleaved; proxies and backends pinned to CPU 0, load generators to CPU 1;",
+             "one worker per proxy; same ECDSA P-256 certificate; backends: wsecho.c (WebSocket echo) and a",
+             "separate nginx serving files over plain HTTP. Ratio = Ferry ÷ best peer (higher is better for rates).",
+             ""]
+    titles = {"a": "(a) HTTPS keep-alive GET 1 KiB, 64 connections (wrk)",
+              "a64": "(a64) HTTPS keep-alive GET 64 KiB, 64 connections (wrk)",
+              "b": "(b) New connection + full TLS handshake per request, 16 connections (wrk, Connection: close)",
+              "c": "(c) WebSocket echo, 64 connections, 64-byte messages, depth 1 (wsload)"}
+    for fig, title in titles.items():
+        lines += [f"## {title}", "", "| target | per second | p50 ms | p99 ms | errors |", "|---|---|---|---|---|"]
+        best = None
+        for t in targets:
+            rs = results[t].get(fig, [])
+            rate = median(rs, "rps")
+            lines.append(f"| {t} | {fmt(rate, 0)} | {fmt(median(rs, 'p50'), 2)} | {fmt(median(rs, 'p99'), 2)} | "
+                         f"{sum(r['errors'] for r in rs)} |")
+            if t != "ferry" and rate is not None:
+                best = max(best or 0, rate)
+        ferry = median(results.get("ferry", {}).get(fig, []), "rps") if "ferry" in targets else None
+        if ferry is not None and best:
+            lines += ["", f"Ferry ÷ best peer: **{ferry / best:.2f}**"]
+        lines.append("")
+    lines += ["## (d) Memory per idle WebSocket (2,000 idle, RSS of all the proxy's processes)", "",
+              "| target | opened | KiB per WebSocket |", "|---|---|---|"]
+    for t in targets:
+        d = results[t].get("d")
+        if d:
+            lines.append(f"| {t} | {d['opened']} | {d['kib_per_ws']:.1f} |")
+    lines += ["", "## (e) Mixed traffic through one prefix (WebSocket echo + keep-alive HTTP, sha256-verified)", "",
+              "| target | ok | errors |", "|---|---|---|"]
+    for t in targets:
+        e = results[t].get("e")
+        if e:
+            lines.append(f"| {t} | {e['ok']} | {e['errors']} |")
+    lines += ["", "## (f) Reload cost: 10 reloads under load (32 connections)", "",
+              "| target | requests | failed | p99 ms |", "|---|---|---|---|"]
+    for t in targets:
+        f = results[t].get("f")
+        if f:
+            lines.append(f"| {t} | {f['total']} | {f['failed']} | {fmt(f['p99'], 2)} |")
+    lines.append("")
+    out = Path(args.out)
+    previous = out.read_text() if out.exists() else ""
+    keep = previous.split("<!-- history -->", 1)[1] if "<!-- history -->" in previous else ""
+    out.write_text("\n".join(lines) + "\n<!-- history -->" + keep)
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
