@@ -104,6 +104,7 @@ let package = Package(
         .testTarget(
             name: "EndToEndTests",
             dependencies: [],
+            exclude: ["scripts", "browser"],
             swiftSettings: swiftSettings
         ),
     ]

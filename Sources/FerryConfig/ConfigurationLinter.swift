@@ -1,0 +1,84 @@
+/// Warnings about configurations that are valid but likely not what the operator meant.
+///
+/// The first rule is the reason Ferry exists: the seed deployment sent a whole prefix to a
+/// WebSocket-only proxy line, and its backend connections got mixed between upgrades and plain
+/// HTTP. Ferry decides the protocol per request, so one `auto` route is correct; the lint says so.
+enum ConfigurationLinter {
+    static func lint(_ configuration: FerryConfiguration, sink: DiagnosticSink) {
+        lintWebSocketRoutes(configuration, sink: sink)
+        lintShadowedRoutes(configuration, sink: sink)
+        lintPlainListeners(configuration, sink: sink)
+    }
+
+    static func lintWebSocketRoutes(_ configuration: FerryConfiguration, sink: DiagnosticSink) {
+        for (index, route) in configuration.routes.enumerated() where route.protocol == .websocket {
+            guard let backendName = route.backendName, let backend = configuration.backend(named: backendName) else {
+                continue
+            }
+            let covered = configuration.routes.enumerated().filter { other in
+                other.offset != index && other.element.backendName == backendName
+                    && other.element.protocol != .websocket && other.element.path.count > route.path.count
+                    && RoutePath.covers(route.path, other.element.path)
+            }
+            for other in covered {
+                sink.warning(
+                    "route[\(index + 1)].protocol",
+                    "WebSocket-only route '\(route.path)' covers route[\(other.offset + 1)] '\(other.element.path)' of the "
+                        + "same backend '\(backendName)', which serves plain HTTP: Ferry decides the protocol per "
+                        + "request (upgrades tunnel, everything else uses the HTTP pool), so one route with "
+                        + "protocol = \"auto\" serves both without mixing connections")
+            }
+            if covered.isEmpty, !isWebSocketOnly(backend) {
+                sink.warning(
+                    "route[\(index + 1)].protocol",
+                    "route '\(route.path)' is WebSocket-only, but backend '\(backendName)' may also serve plain HTTP "
+                        + "under this prefix (e.g. file downloads), which would be answered 426 Upgrade Required: "
+                        + "Ferry decides the protocol per request and keeps upgraded and HTTP connections in separate "
+                        + "pools, so use protocol = \"auto\"")
+            }
+        }
+    }
+
+    /// A backend known to speak only WebSocket on this route's paths.
+    private static func isWebSocketOnly(_ backend: BackendConfiguration) -> Bool {
+        if case .builtinWebSocket = backend.kind { return true }
+        return false
+    }
+
+    /// Longest prefix wins in Ferry whatever the order; a first-match proxy (Apache ProxyPass,
+    /// HAProxy ACL order) would have sent these requests to the earlier, shorter route instead.
+    static func lintShadowedRoutes(_ configuration: FerryConfiguration, sink: DiagnosticSink) {
+        let routes = configuration.routes
+        for (i, shorter) in routes.enumerated() {
+            for (j, longer) in routes.enumerated() where j > i {
+                guard longer.path.count > shorter.path.count, RoutePath.covers(shorter.path, longer.path),
+                    longer.action != shorter.action
+                else { continue }
+                sink.warning(
+                    "route[\(j + 1)].path",
+                    "route[\(j + 1)] '\(longer.path)' (\(describe(longer.action))) takes every request under it away "
+                        + "from the earlier route[\(i + 1)] '\(shorter.path)' (\(describe(shorter.action))): in Ferry "
+                        + "the longest prefix wins whatever the order; list longer prefixes first to make that visible")
+            }
+        }
+    }
+
+    static func lintPlainListeners(_ configuration: FerryConfiguration, sink: DiagnosticSink) {
+        for (index, listener) in configuration.listeners.enumerated() where listener.tls == nil {
+            if case .inet(let host, _) = listener.address, !ConfigValue.isLoopback(host) {
+                sink.warning(
+                    "listen[\(index + 1)].address",
+                    "listener '\(listener.name)' on \(listener.address) has no TLS and is not loopback: "
+                        + "traffic crosses the network in clear; add [listen.tls]")
+            }
+        }
+    }
+
+    private static func describe(_ action: RouteAction) -> String {
+        switch action {
+        case .proxy(let backend): "backend '\(backend)'"
+        case .respond(let status, _): "respond \(status)"
+        case .redirect(let location, _): "redirect to \(location)"
+        }
+    }
+}

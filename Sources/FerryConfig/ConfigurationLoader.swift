@@ -1,0 +1,535 @@
+internal import TOMLKit
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
+/// Turns TOML text into a validated `FerryConfiguration`, collecting every error with its position.
+///
+/// The steps are: TOMLKit parses (syntax errors carry TOMLKit's own line and column); each section
+/// is read through a `TableReader` (types, ranges, unknown keys); cross-references are validated
+/// (names, backends, prefixes, files on disk); then `ConfigurationLinter` adds warnings. Nothing is
+/// returned unless there are zero errors, so consumers never re-check.
+public enum ConfigurationLoader {
+    /// Options that change what is checked, for tools and tests.
+    public struct Options: Sendable {
+        /// Check that certificate and key files exist and are readable (on by default).
+        public var checkFiles: Bool
+
+        public init(checkFiles: Bool = true) {
+            self.checkFiles = checkFiles
+        }
+    }
+
+    public static func load(contentsOf path: String) throws(ConfigurationError) -> LoadedConfiguration {
+        try load(contentsOf: path, options: Options())
+    }
+
+    public static func load(contentsOf path: String, options: Options) throws(ConfigurationError) -> LoadedConfiguration
+    {
+        guard let source = readFile(path) else {
+            let reason = String(cString: strerror(errno))
+            throw ConfigurationError(diagnostics: [
+                ConfigurationDiagnostic(
+                    severity: .error, file: path, line: 1, column: 1, keyPath: "",
+                    message: "cannot read the configuration file: \(reason)")
+            ])
+        }
+        return try load(source: source, fileName: path, options: options)
+    }
+
+    public static func load(source: String, fileName: String) throws(ConfigurationError) -> LoadedConfiguration {
+        try load(source: source, fileName: fileName, options: Options())
+    }
+
+    public static func load(source: String, fileName: String, options: Options) throws(ConfigurationError)
+        -> LoadedConfiguration
+    {
+        let table: TOMLTable
+        do {
+            table = try TOMLTable(string: source)
+        } catch let error as TOMLParseError {
+            throw ConfigurationError(diagnostics: [
+                ConfigurationDiagnostic(
+                    severity: .error, file: fileName, line: error.source.begin.line,
+                    column: error.source.begin.column, keyPath: "", message: "TOML syntax: \(error.description)")
+            ])
+        } catch {
+            throw ConfigurationError(diagnostics: [
+                ConfigurationDiagnostic(
+                    severity: .error, file: fileName, line: 1, column: 1, keyPath: "", message: "TOML: \(error)")
+            ])
+        }
+        let sink = DiagnosticSink(fileName: fileName, locator: SourceLocator(source: source))
+        let configuration = SectionParser(sink: sink, options: options).parse(
+            TableReader(table: table, path: "", sink: sink))
+        let errors = sink.errors
+        guard errors.isEmpty else { throw ConfigurationError(diagnostics: errors) }
+        ConfigurationLinter.lint(configuration, sink: sink)
+        return LoadedConfiguration(
+            configuration: configuration, warnings: sink.warnings, source: source, fileName: fileName)
+    }
+
+    /// The embedded default (`ferry serve` and `ferry check` without `--config`).
+    public static func embeddedDefault(environment: [String: String]) throws(ConfigurationError) -> LoadedConfiguration
+    {
+        let source = EmbeddedDefault.source(stateDirectory: EmbeddedDefault.stateDirectory(environment: environment))
+        return try load(source: source, fileName: EmbeddedDefault.fileName)
+    }
+
+    static func readFile(_ path: String) -> String? {
+        guard let file = fopen(path, "r") else { return nil }
+        defer { fclose(file) }
+        var bytes: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let count = fread(&buffer, 1, buffer.count, file)
+            if count > 0 { bytes.append(contentsOf: buffer[0..<count]) }
+            if count < buffer.count { break }
+        }
+        if ferror(file) != 0 { return nil }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+}
+
+/// Reads each section into the model; one method per section, in file order of the docs.
+struct SectionParser {
+    let sink: DiagnosticSink
+    let options: ConfigurationLoader.Options
+
+    func parse(_ root: TableReader) -> FerryConfiguration {
+        var configuration = FerryConfiguration()
+        if let master = root.subtable("master") { configuration.master = parseMaster(master) }
+        configuration.listeners = root.tableArray("listen").compactMap(parseListener)
+        configuration.backends = root.tableArray("backend").compactMap(parseBackend)
+        let routeReaders = root.tableArray("route")
+        configuration.routes = routeReaders.compactMap(parseRoute)
+        if let pool = root.subtable("pool") { configuration.pool = parsePool(pool) }
+        if let limits = root.subtable("limits") { configuration.limits = parseLimits(limits) }
+        root.finish()
+        if configuration.listeners.isEmpty && !root.has("listen") {
+            sink.error("listen", "at least one [[listen]] is required")
+        }
+        validateReferences(configuration, routeReaders: routeReaders)
+        return configuration
+    }
+
+    // MARK: [master]
+
+    func parseMaster(_ table: TableReader) -> MasterSettings {
+        var master = MasterSettings()
+        if table.has("workers") {
+            if let text = table.table["workers"]?.string {
+                _ = table.string("workers")
+                if text == "auto" {
+                    master.workers = .auto
+                } else {
+                    table.sink.error(
+                        table.keyPath("workers"), "'\(text)' is not valid (valid: \"auto\" or a number ≥ 1)")
+                }
+            } else if let count = table.int("workers", range: 1...1024) {
+                master.workers = .fixed(count)
+            }
+        }
+        if let user = table.string("user") { master.user = user }
+        if let group = table.string("group") { master.group = group }
+        if let socket = table.string("control_socket") {
+            if socket.hasPrefix("/") {
+                master.controlSocket = socket
+            } else {
+                sink.error(table.keyPath("control_socket"), "'\(socket)' must be an absolute path")
+            }
+        }
+        if let mode = table.string("control_socket_mode") {
+            if let bits = UInt16(mode, radix: 8), bits <= 0o777 {
+                master.controlSocketMode = bits
+            } else {
+                sink.error(table.keyPath("control_socket_mode"), "'\(mode)' is not an octal mode such as \"0600\"")
+            }
+        }
+        if let group = table.string("control_socket_group") { master.controlSocketGroup = group }
+        if let state = table.string("state_dir") {
+            if state.hasPrefix("/") {
+                master.stateDirectory = state
+            } else {
+                sink.error(table.keyPath("state_dir"), "'\(state)' must be an absolute path")
+            }
+        }
+        if let timeout = table.duration("graceful_timeout") { master.gracefulTimeout = timeout }
+        if let interval = table.duration("heartbeat_interval", minimum: .milliseconds(100)) {
+            master.heartbeatInterval = interval
+        }
+        if let level = table.choice("log_level", MasterSettings.LogLevel.self) { master.logLevel = level }
+        if let format = table.choice("log_format", MasterSettings.LogFormat.self) { master.logFormat = format }
+        if let access = table.choice("access_log", MasterSettings.AccessLogFormat.self) { master.accessLog = access }
+        if let file = table.string("log_file") { master.logFile = file }
+        table.finish()
+        return master
+    }
+
+    // MARK: [[listen]]
+
+    func parseListener(_ table: TableReader) -> ListenerConfiguration? {
+        let name = table.requiredString("name", example: "\"https\"")
+        let addressText = table.requiredString("address", example: "\"0.0.0.0:443\"")
+        let backlog = table.int("backlog", range: 1...65535)
+        let tls = table.subtable("tls").flatMap(parseTLS)
+        table.finish()
+        guard let name, let addressText else { return nil }
+        guard case .success(let address) = parse(ConfigValue.listenAddress(addressText), at: table.keyPath("address"))
+        else {
+            return nil
+        }
+        var listener = ListenerConfiguration(name: name, address: address, tls: tls)
+        if let backlog { listener.backlog = backlog }
+        return listener
+    }
+
+    func parseTLS(_ table: TableReader) -> TLSSettings? {
+        let selfSigned = table.bool("self_signed") ?? false
+        let certificate = table.requiredString("certificate", example: "\"/etc/ferry/cert.pem\"")
+        let key = table.requiredString("key", example: "\"/etc/ferry/key.pem\"")
+        var settings = TLSSettings(certificates: [], selfSigned: selfSigned)
+        if let version = table.choice("min_version", TLSVersion.self) { settings.minimumVersion = version }
+        if let alpn = table.stringArray("alpn") {
+            let supported = ["http/1.1"]
+            if let unsupported = alpn.first(where: { !supported.contains($0) }) {
+                sink.error(table.keyPath("alpn"), "'\(unsupported)' is not supported (supported: \"http/1.1\")")
+            } else {
+                settings.alpn = alpn
+            }
+        }
+        if let timeout = table.duration("handshake_timeout", minimum: .milliseconds(100)) {
+            settings.handshakeTimeout = timeout
+        }
+        var sni: [CertificateConfiguration] = []
+        for entry in table.tableArray("sni") {
+            let certificate = entry.requiredString("certificate", example: "\"/etc/ferry/example.pem\"")
+            let key = entry.requiredString("key", example: "\"/etc/ferry/example.key\"")
+            let names = entry.stringArray("server_names")
+            if names == nil && !entry.has("server_names") {
+                sink.error(entry.path, "missing required key 'server_names' (e.g. server_names = [\"example.com\"])")
+            }
+            if let names, names.isEmpty { sink.error(entry.keyPath("server_names"), "needs at least one name") }
+            entry.finish()
+            if let certificate, let key, let names, !names.isEmpty {
+                checkReadable(certificate, at: entry.keyPath("certificate"), generated: false)
+                checkReadable(key, at: entry.keyPath("key"), generated: false)
+                sni.append(CertificateConfiguration(certificatePath: certificate, keyPath: key, serverNames: names))
+            }
+        }
+        table.finish()
+        guard let certificate, let key else { return nil }
+        checkReadable(certificate, at: table.keyPath("certificate"), generated: selfSigned)
+        checkReadable(key, at: table.keyPath("key"), generated: selfSigned)
+        settings.certificates = [CertificateConfiguration(certificatePath: certificate, keyPath: key)] + sni
+        return settings
+    }
+
+    /// Certificate and key files are checked on disk, not just named; a self-signed pair that does
+    /// not exist yet is fine (it is generated at start), an unreadable one is not.
+    func checkReadable(_ path: String, at keyPath: String, generated: Bool) {
+        guard options.checkFiles else { return }
+        if access(path, R_OK) == 0 { return }
+        let reason = String(cString: strerror(errno))
+        if generated && errno == ENOENT { return }
+        sink.error(keyPath, "cannot read '\(path)': \(reason)")
+    }
+
+    // MARK: [[backend]]
+
+    static let webSocketOptions = [
+        "results_dir", "results_max_bytes", "max_message_bytes", "messages_per_second", "idle_timeout",
+    ]
+    static let staticOptions = ["root", "cache_control", "index", "demo_page"]
+
+    func parseBackend(_ table: TableReader) -> BackendConfiguration? {
+        let name = table.requiredString("name", example: "\"tts\"")
+        let addressText = table.requiredString("address", example: "\"127.0.0.1:8001\"")
+        let builtin = table.string("builtin")
+        let command = table.stringArray("command")
+        let environment = table.stringTable("env")
+        let cwd = table.string("cwd")
+        let connectTimeout = table.duration("connect_timeout", minimum: .milliseconds(1))
+        let queueTimeout = table.duration("queue_timeout")
+        let restart = table.subtable("restart").map(parseRestart)
+        let readiness = table.subtable("readiness").map(parseReadiness)
+        let presentWebSocket = Self.webSocketOptions.filter { table.has($0) }
+        let presentStatic = Self.staticOptions.filter { table.has($0) }
+
+        var kind: BackendKind = .external
+        switch (builtin, command) {
+        case (.some, .some):
+            sink.error(table.keyPath("command"), "a backend is either builtin or a command, not both")
+        case (.some("websocket"), nil):
+            reject(presentStatic, in: table, because: "is an option of builtin = \"static\", not \"websocket\"")
+            kind = .builtinWebSocket(parseWebSocketOptions(table))
+        case (.some("static"), nil):
+            reject(presentWebSocket, in: table, because: "is an option of builtin = \"websocket\", not \"static\"")
+            if let options = parseStaticOptions(table) { kind = .builtinStatic(options) }
+        case (.some(let other), nil):
+            sink.error(table.keyPath("builtin"), "'\(other)' is not valid (valid: \"websocket\", \"static\")")
+        case (nil, .some(let argv)):
+            reject(presentWebSocket + presentStatic, in: table, because: "is an option of builtin backends only")
+            if argv.isEmpty || argv[0].isEmpty {
+                sink.error(table.keyPath("command"), "needs a program, e.g. command = [\"python3\", \"app.py\"]")
+            } else {
+                kind = .command(CommandSpec(argv: argv, environment: environment ?? [:], workingDirectory: cwd))
+            }
+        case (nil, nil):
+            reject(presentWebSocket + presentStatic, in: table, because: "is an option of builtin backends only")
+        }
+        if environment != nil || cwd != nil, case .command = kind {
+        } else if environment != nil || cwd != nil {
+            sink.error(table.keyPath(environment != nil ? "env" : "cwd"), "only a command backend takes env and cwd")
+        }
+        table.finish()
+        guard let name, let addressText,
+            case .success(let address) = parse(ConfigValue.backendAddress(addressText), at: table.keyPath("address"))
+        else { return nil }
+        var backend = BackendConfiguration(name: name, address: address, kind: kind)
+        if let restart { backend.restart = restart }
+        if let readiness { backend.readiness = readiness }
+        if let connectTimeout { backend.connectTimeout = connectTimeout }
+        if let queueTimeout { backend.queueTimeout = queueTimeout }
+        if (restart != nil || readiness != nil) && !kind.isSupervised {
+            sink.error(
+                table.keyPath(restart != nil ? "restart" : "readiness"),
+                "only a spawned backend (builtin or command) has restart and readiness settings")
+        }
+        return backend
+    }
+
+    private func reject(_ keys: [String], in table: TableReader, because reason: String) {
+        for key in keys { sink.error(table.keyPath(key), "'\(key)' \(reason)") }
+    }
+
+    func parseWebSocketOptions(_ table: TableReader) -> WebSocketServiceOptions {
+        var options = WebSocketServiceOptions()
+        if let dir = table.string("results_dir") { options.resultsDirectory = dir }
+        if let max = table.size("results_max_bytes", minimum: 1024) { options.resultsMaxBytes = max }
+        if let max = table.size("max_message_bytes", minimum: 16) { options.maxMessageBytes = max }
+        if let rate = table.int("messages_per_second", range: 1...100_000) { options.messagesPerSecond = rate }
+        if let idle = table.duration("idle_timeout", minimum: .seconds(1)) { options.idleTimeout = idle }
+        return options
+    }
+
+    func parseStaticOptions(_ table: TableReader) -> StaticServiceOptions? {
+        guard let root = table.requiredString("root", example: "\"/var/lib/ferry/www\"") else { return nil }
+        var options = StaticServiceOptions(root: root)
+        if let cache = table.string("cache_control") { options.cacheControl = cache }
+        if let index = table.string("index") { options.index = index.isEmpty ? nil : index }
+        if let demo = table.bool("demo_page") { options.demoPage = demo }
+        return options
+    }
+
+    func parseRestart(_ table: TableReader) -> RestartPolicy {
+        var policy = RestartPolicy()
+        if let mode = table.choice("mode", RestartPolicy.Mode.self) { policy.mode = mode }
+        if let initial = table.duration("initial_backoff", minimum: .milliseconds(10)) {
+            policy.initialBackoff = initial
+        }
+        if let max = table.duration("max_backoff", minimum: .milliseconds(10)) { policy.maxBackoff = max }
+        if let limit = table.int("crash_loop_limit", range: 1...10_000) { policy.crashLoopLimit = limit }
+        if let window = table.duration("crash_loop_window", minimum: .seconds(1)) { policy.crashLoopWindow = window }
+        if policy.maxBackoff < policy.initialBackoff {
+            sink.error(table.keyPath("max_backoff"), "must not be shorter than initial_backoff")
+        }
+        table.finish()
+        return policy
+    }
+
+    func parseReadiness(_ table: TableReader) -> ReadinessCheck {
+        var check = ReadinessCheck()
+        if let path = table.string("http_path") {
+            if path.hasPrefix("/") {
+                check.httpPath = path
+            } else {
+                sink.error(table.keyPath("http_path"), "'\(path)' must start with '/'")
+            }
+        }
+        if let timeout = table.duration("timeout", minimum: .milliseconds(100)) { check.timeout = timeout }
+        table.finish()
+        return check
+    }
+
+    // MARK: [[route]]
+
+    func parseRoute(_ table: TableReader) -> RouteConfiguration? {
+        let rawPath = table.requiredString("path", example: "\"/tts-ws/\"")
+        let backend = table.string("backend")
+        let respond = table.int("respond", range: 100...599)
+        let body = table.string("body")
+        let redirect = table.string("redirect")
+        let status = table.int("status", range: 300...399)
+        let routeProtocol = table.choice("protocol", RouteProtocol.self)
+        let stripPrefix = table.string("strip_prefix")
+        let rewrite = table.string("rewrite")
+        let connectTimeout = table.duration("connect_timeout", minimum: .milliseconds(1))
+        let responseTimeout = table.duration("response_timeout", minimum: .milliseconds(1))
+        let actions = [table.has("backend"), table.has("respond"), table.has("redirect")].filter { $0 }.count
+        table.finish()
+
+        guard let rawPath else { return nil }
+        guard rawPath.hasPrefix("/") else {
+            sink.error(table.keyPath("path"), "'\(rawPath)' must start with '/'")
+            return nil
+        }
+        let path = RoutePath.normalize(rawPath)
+        if actions != 1 {
+            sink.error(
+                table.path,
+                actions == 0
+                    ? "a route needs one of backend = \"…\", respond = 403 or redirect = \"https://…\""
+                    : "a route takes only one of backend, respond and redirect")
+        }
+        if body != nil && respond == nil { sink.error(table.keyPath("body"), "body is used only with respond") }
+        if status != nil && redirect == nil { sink.error(table.keyPath("status"), "status is used only with redirect") }
+        if let status, ![301, 302, 303, 307, 308].contains(status) {
+            sink.error(table.keyPath("status"), "\(status) is not a redirect status (valid: 301, 302, 303, 307, 308)")
+        }
+        if let redirect, !(redirect.hasPrefix("https://") || redirect.hasPrefix("http://") || redirect.hasPrefix("/")) {
+            sink.error(table.keyPath("redirect"), "'\(redirect)' must be an absolute URL or a path")
+        }
+        if let stripPrefix, !path.hasPrefix(RoutePath.normalize(stripPrefix)) {
+            sink.error(table.keyPath("strip_prefix"), "'\(stripPrefix)' is not a prefix of the route's path '\(path)'")
+        }
+        if stripPrefix != nil && rewrite != nil {
+            sink.error(table.keyPath("rewrite"), "use strip_prefix or rewrite, not both")
+        }
+        if let rewrite, !rewrite.hasPrefix("/") {
+            sink.error(table.keyPath("rewrite"), "'\(rewrite)' must start with '/'")
+        }
+        let action: RouteAction
+        if let backend {
+            action = .proxy(backend: backend)
+        } else if let respond {
+            action = .respond(status: respond, body: body)
+        } else if let redirect {
+            action = .redirect(location: redirect, status: status ?? 302)
+        } else {
+            return nil
+        }
+        if backend == nil,
+            connectTimeout != nil || responseTimeout != nil || routeProtocol != nil || stripPrefix != nil
+                || rewrite != nil
+        {
+            sink.error(table.path, "protocol, strip_prefix, rewrite and timeouts apply only to routes with a backend")
+        }
+        var timeouts = RouteTimeouts(connect: connectTimeout)
+        if let responseTimeout { timeouts.response = responseTimeout }
+        return RouteConfiguration(
+            path: path, action: action, protocol: routeProtocol ?? .auto, stripPrefix: stripPrefix, rewrite: rewrite,
+            timeouts: timeouts)
+    }
+
+    // MARK: [pool], [limits]
+
+    func parsePool(_ table: TableReader) -> PoolSettings {
+        var pool = PoolSettings()
+        if let max = table.int("max_idle_per_backend", range: 0...100_000) { pool.maxIdlePerBackend = max }
+        if let idle = table.duration("idle_timeout", minimum: .milliseconds(100)) { pool.idleTimeout = idle }
+        if let max = table.int("max_requests_per_connection", range: 1...100_000_000) {
+            pool.maxRequestsPerConnection = max
+        }
+        table.finish()
+        return pool
+    }
+
+    func parseLimits(_ table: TableReader) -> LimitSettings {
+        var limits = LimitSettings()
+        if let bytes = table.size("max_header_bytes", minimum: 1024) { limits.maxHeaderBytes = bytes }
+        if let count = table.int("max_header_count", range: 1...10_000) { limits.maxHeaderCount = count }
+        if let bytes = table.size("max_body_bytes", minimum: 0) { limits.maxBodyBytes = bytes }
+        if let timeout = table.duration("header_timeout", minimum: .milliseconds(100)) {
+            limits.headerTimeout = timeout
+        }
+        if let timeout = table.duration("body_timeout", minimum: .milliseconds(100)) { limits.bodyTimeout = timeout }
+        if let timeout = table.duration("idle_timeout", minimum: .milliseconds(100)) { limits.idleTimeout = timeout }
+        if let max = table.int("max_connections_per_worker", range: 1...1_000_000) {
+            limits.maxConnectionsPerWorker = max
+        }
+        if let timeout = table.duration("websocket_idle_timeout", minimum: .seconds(1)) {
+            limits.websocketIdleTimeout = timeout
+        }
+        table.finish()
+        return limits
+    }
+
+    // MARK: cross-references
+
+    func validateReferences(_ configuration: FerryConfiguration, routeReaders: [TableReader]) {
+        var listenerNames: [String: Int] = [:]
+        for (index, listener) in configuration.listeners.enumerated() {
+            if let first = listenerNames[listener.name] {
+                sink.error(
+                    "listen[\(index + 1)].name", "duplicate listener name '\(listener.name)' (also listen[\(first)])")
+            } else {
+                listenerNames[listener.name] = index + 1
+            }
+        }
+        var backendNames: [String: Int] = [:]
+        for (index, backend) in configuration.backends.enumerated() {
+            if let first = backendNames[backend.name] {
+                sink.error(
+                    "backend[\(index + 1)].name", "duplicate backend name '\(backend.name)' (also backend[\(first)])")
+            } else {
+                backendNames[backend.name] = index + 1
+            }
+        }
+        var addresses: [BackendAddress: String] = [:]
+        for (index, backend) in configuration.backends.enumerated() where backend.kind.isSupervised {
+            if let other = addresses[backend.address] {
+                sink.error(
+                    "backend[\(index + 1)].address", "'\(backend.address)' is also the address of backend '\(other)'")
+            }
+            addresses[backend.address] = backend.name
+        }
+        let known = configuration.backends.map(\.name)
+        var paths: [String: String] = [:]
+        for (route, reader) in zip(configuration.routes, routeReaders) {
+            if let backend = route.backendName, !known.contains(backend) {
+                let list = known.isEmpty ? "none are defined" : "known: " + known.joined(separator: ", ")
+                sink.error(reader.keyPath("backend"), "no backend named '\(backend)' (\(list))")
+            }
+            if let first = paths[route.path] {
+                sink.error(reader.keyPath("path"), "duplicate route path '\(route.path)' (also \(first))")
+            } else {
+                paths[route.path] = reader.path
+            }
+        }
+    }
+
+    private func parse<T>(_ result: Result<T, ConfigValue.ParseFailure>, at keyPath: String) -> Result<
+        T, ConfigValue.ParseFailure
+    > {
+        if case .failure(let failure) = result { sink.error(keyPath, failure.reason) }
+        return result
+    }
+}
+
+/// Route path normalization shared by validation and lint: a leading '/', no empty segments.
+public enum RoutePath {
+    public static func normalize(_ path: String) -> String {
+        var result = "/"
+        var previousSlash = true
+        for character in path {
+            if character == "/" {
+                if previousSlash { continue }
+                previousSlash = true
+            } else {
+                previousSlash = false
+            }
+            result.append(character)
+        }
+        return result
+    }
+
+    /// Whether `prefix` covers `path` (path-segment aware: `/tts` covers `/tts/x` and `/tts`, and,
+    /// as nginx and Apache do, also `/ttsx`, since prefixes are plain string prefixes).
+    public static func covers(_ prefix: String, _ path: String) -> Bool {
+        path.hasPrefix(prefix)
+    }
+}
