@@ -79,6 +79,15 @@ public enum ConfigurationLoader {
         return try load(source: source, fileName: EmbeddedDefault.fileName)
     }
 
+    /// The key paths the loader asks for while reading `source` (tables absent from it are not visited).
+    static func acceptedKeys(source: String) -> Set<String> {
+        guard let table = try? TOMLTable(string: source) else { return [] }
+        let sink = DiagnosticSink(fileName: "<keys>", locator: SourceLocator(source: source))
+        _ = SectionParser(sink: sink, options: Options(checkFiles: false)).parse(
+            TableReader(table: table, path: "", sink: sink))
+        return sink.acceptedKeys
+    }
+
     static func readFile(_ path: String) -> String? {
         guard let file = fopen(path, "r") else { return nil }
         defer { fclose(file) }
@@ -103,7 +112,11 @@ struct SectionParser {
         var configuration = FerryConfiguration()
         if let master = root.subtable("master") { configuration.master = parseMaster(master) }
         configuration.listeners = root.tableArray("listen").compactMap(parseListener)
-        configuration.backends = root.tableArray("backend").compactMap(parseBackend)
+        let backendReaders = root.tableArray("backend")
+        configuration.backends = backendReaders.compactMap(parseBackend)
+        // Names of backends that failed validation still count as declared, so routes naming them
+        // are not reported a second time as pointing at an unknown backend.
+        let declaredBackends = backendReaders.compactMap { $0.table["name"]?.string }
         let routeReaders = root.tableArray("route")
         configuration.routes = routeReaders.compactMap(parseRoute)
         if let pool = root.subtable("pool") { configuration.pool = parsePool(pool) }
@@ -112,7 +125,7 @@ struct SectionParser {
         if configuration.listeners.isEmpty && !root.has("listen") {
             sink.error("listen", "at least one [[listen]] is required")
         }
-        validateReferences(configuration, routeReaders: routeReaders)
+        validateReferences(configuration, declaredBackends: declaredBackends, routeReaders: routeReaders)
         return configuration
     }
 
@@ -460,7 +473,9 @@ struct SectionParser {
 
     // MARK: cross-references
 
-    func validateReferences(_ configuration: FerryConfiguration, routeReaders: [TableReader]) {
+    func validateReferences(
+        _ configuration: FerryConfiguration, declaredBackends: [String], routeReaders: [TableReader]
+    ) {
         var listenerNames: [String: Int] = [:]
         for (index, listener) in configuration.listeners.enumerated() {
             if let first = listenerNames[listener.name] {
@@ -487,7 +502,8 @@ struct SectionParser {
             }
             addresses[backend.address] = backend.name
         }
-        let known = configuration.backends.map(\.name)
+        var known: [String] = []
+        for name in declaredBackends where !known.contains(name) { known.append(name) }
         var paths: [String: String] = [:]
         for (route, reader) in zip(configuration.routes, routeReaders) {
             if let backend = route.backendName, !known.contains(backend) {

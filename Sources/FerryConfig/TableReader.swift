@@ -5,6 +5,13 @@ final class DiagnosticSink {
     let fileName: String
     let locator: SourceLocator
     private(set) var diagnostics: [ConfigurationDiagnostic] = []
+    /// Every key path a reader asked for, without array indexes (`backend.restart.mode`): the keys
+    /// the loader accepts, which a test compares with config.example.toml.
+    private(set) var acceptedKeys: Set<String> = []
+
+    func accept(_ keyPath: String) {
+        acceptedKeys.insert(String(keyPath.filter { !"0123456789[]".contains($0) }))
+    }
 
     init(fileName: String, locator: SourceLocator) {
         self.fileName = fileName
@@ -55,7 +62,10 @@ final class TableReader {
     }
 
     private func markKnown(_ key: String) {
-        if !known.contains(key) { known.append(key) }
+        if !known.contains(key) {
+            known.append(key)
+            sink.accept(keyPath(key))
+        }
     }
 
     private func value(_ key: String) -> (any TOMLValueConvertible)? {

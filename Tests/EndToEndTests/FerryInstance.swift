@@ -1,0 +1,168 @@
+import Foundation
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// A running `ferry serve` on loopback, in its own temporary directory, for end-to-end tests.
+///
+/// Ports are picked free by binding port 0 and releasing it; the small race with other tests is
+/// accepted (each test uses its own ports and the suite runs with two workers).
+final class FerryInstance: @unchecked Sendable {
+    let directory: URL
+    let configPath: String
+    let httpsPort: Int
+    let process: Process
+    private let logHandle: FileHandle
+    let logPath: String
+
+    var stateDirectory: String { directory.appendingPathComponent("state").path }
+    var controlSocket: String { directory.appendingPathComponent("state/control.sock").path }
+    var certificatePath: String { directory.appendingPathComponent("state/tls/selfsigned.crt").path }
+
+    /// Starts Ferry with a config rendered by `config` (given the directory and the HTTPS port) and
+    /// waits until the HTTPS port accepts connections.
+    init(
+        name: String,
+        config: (_ directory: URL, _ httpsPort: Int) -> String,
+        environment: [String: String] = [:],
+        timeout: TimeInterval = 30
+    ) throws {
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "ferry-e2e-\(name)-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(
+            at: directory.appendingPathComponent("state"), withIntermediateDirectories: true)
+        httpsPort = try FreePort.pick()
+        configPath = directory.appendingPathComponent("ferry.toml").path
+        try config(directory, httpsPort).write(toFile: configPath, atomically: true, encoding: .utf8)
+        logPath = directory.appendingPathComponent("ferry.log").path
+        FileManager.default.createFile(atPath: logPath, contents: nil)
+        logHandle = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
+        process = Process()
+        process.executableURL = FerryBinary.url
+        process.arguments = ["serve", "--config", configPath]
+        var env = ProcessInfo.processInfo.environment
+        env.removeValue(forKey: "NOTIFY_SOCKET")
+        env.removeValue(forKey: "LISTEN_FDS")
+        for (key, value) in environment { env[key] = value }
+        process.environment = env
+        process.standardOutput = logHandle
+        process.standardError = logHandle
+        try process.run()
+        try waitUntilAccepting(port: httpsPort, timeout: timeout)
+    }
+
+    func waitUntilAccepting(port: Int, timeout: TimeInterval) throws {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if !process.isRunning {
+                throw E2EError("ferry exited with \(process.terminationStatus) before listening:\n\(log())")
+            }
+            if FreePort.accepts(port: port) { return }
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+        throw E2EError("ferry did not listen on \(port) within \(timeout)s:\n\(log())")
+    }
+
+    func log() -> String {
+        (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
+    }
+
+    /// SIGTERM, then wait (bounded); SIGKILL if it does not stop.
+    func stop(timeout: TimeInterval = 20) {
+        guard process.isRunning else { return }
+        kill(process.processIdentifier, SIGTERM)
+        let deadline = Date().addingTimeInterval(timeout)
+        while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        process.waitUntilExit()
+        try? logHandle.close()
+    }
+
+    deinit {
+        stop()
+        try? FileManager.default.removeItem(at: directory)
+    }
+}
+
+struct E2EError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+enum FreePort {
+    static func pick() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw E2EError("socket() failed") }
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        guard bound == 0 else { throw E2EError("bind() failed") }
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    static func accepts(port: Int) -> Bool {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = UInt16(port).bigEndian
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
+            }
+        }
+    }
+}
+
+/// Runs an external tool; nil when it is not installed (the caller skips with a reason).
+enum Tool {
+    static func path(_ name: String) -> String? {
+        for dir in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":") {
+            let candidate = "\(dir)/\(name)"
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+        }
+        return nil
+    }
+
+    static func pythonHas(_ module: String) -> Bool {
+        guard let python = path("python3") else { return false }
+        return (try? run(python, ["-c", "import \(module)"]).status) == 0
+    }
+
+    static func run(_ executable: String, _ arguments: [String], timeout: TimeInterval = 60) throws
+        -> FerryBinary.Output
+    {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        let out = Pipe()
+        let err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let timer = DispatchWorkItem { if process.isRunning { process.terminate() } }
+        DispatchQueue.global().asyncAfter(deadline: .now() + timeout, execute: timer)
+        let stdout = out.fileHandleForReading.readDataToEndOfFile()
+        let stderr = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        timer.cancel()
+        return .init(
+            status: process.terminationStatus,
+            stdout: String(decoding: stdout, as: UTF8.self),
+            stderr: String(decoding: stderr, as: UTF8.self))
+    }
+}
