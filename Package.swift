@@ -49,7 +49,7 @@ let package = Package(
         ),
         .target(
             name: "FerryTLS",
-            dependencies: ["COpenSSL", nioCore, logging],
+            dependencies: ["COpenSSL", nioCore, nioConcurrencyHelpers, logging],
             swiftSettings: swiftSettings
         ),
         .target(
