@@ -14,6 +14,10 @@
 #include <openssl/rand.h>
 #include <openssl/sha.h>
 #include <string.h>
+#include <stdio.h>
+#include <fcntl.h>
+#include <unistd.h>
+#include <openssl/bn.h>
 
 static inline long ferry_SSL_CTX_set_min_proto_version(SSL_CTX *ctx, int version) {
     return SSL_CTX_set_min_proto_version(ctx, version);
@@ -90,6 +94,86 @@ static inline unsigned long ferry_ERR_collect(char *buf, size_t len) {
         }
     }
     return first;
+}
+
+/* Reads up to max PEM certificates from path into out; returns the count, or -1 when the file
+ * cannot be opened (errno tells why). */
+static inline int ferry_read_certificates(const char *path, X509 **out, int max) {
+    FILE *file = fopen(path, "r");
+    if (!file) return -1;
+    int count = 0;
+    X509 *cert;
+    while (count < max && (cert = PEM_read_X509(file, NULL, NULL, NULL)) != NULL) out[count++] = cert;
+    ERR_clear_error();
+    fclose(file);
+    return count;
+}
+
+/* Reads a PEM private key; NULL with errno set when unreadable, or with OpenSSL's queue when not a key. */
+static inline EVP_PKEY *ferry_read_private_key(const char *path) {
+    FILE *file = fopen(path, "r");
+    if (!file) return NULL;
+    EVP_PKEY *key = PEM_read_PrivateKey(file, NULL, NULL, NULL);
+    fclose(file);
+    return key;
+}
+
+/* Generates an ECDSA P-256 key and a self-signed certificate for `san` (e.g.
+ * "DNS:localhost,IP:127.0.0.1,IP:::1"), valid for `days`, and writes them as PEM, the key with
+ * mode 0600. Returns 0, or -1 with OpenSSL's error queue or errno set. */
+static inline int ferry_write_self_signed(const char *cert_path, const char *key_path, const char *common_name,
+                                          const char *san, long days) {
+    int rc = -1;
+    FILE *cert_file = NULL, *key_file = NULL;
+    X509 *cert = X509_new();
+    EVP_PKEY *key = EVP_EC_gen("P-256");
+    if (!cert || !key) goto done;
+    X509_set_version(cert, 2);
+    unsigned char serial[16];
+    if (RAND_bytes(serial, sizeof serial) != 1) goto done;
+    serial[0] &= 0x7f;
+    BIGNUM *bn = BN_bin2bn(serial, sizeof serial, NULL);
+    if (!bn) goto done;
+    BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(cert));
+    BN_free(bn);
+    X509_gmtime_adj(X509_getm_notBefore(cert), -3600);
+    X509_gmtime_adj(X509_getm_notAfter(cert), days * 86400L);
+    if (X509_set_pubkey(cert, key) != 1) goto done;
+    X509_NAME *name = X509_get_subject_name(cert);
+    X509_NAME_add_entry_by_txt(name, "O", MBSTRING_ASC, (const unsigned char *)"Ferry self-signed", -1, -1, 0);
+    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)common_name, -1, -1, 0);
+    X509_set_issuer_name(cert, name);
+    X509V3_CTX ctx;
+    X509V3_set_ctx_nodb(&ctx);
+    X509V3_set_ctx(&ctx, cert, cert, NULL, NULL, 0);
+    const char *extensions[][2] = {
+        {"basicConstraints", "critical,CA:TRUE"},
+        {"keyUsage", "critical,digitalSignature,keyCertSign"},
+        {"extendedKeyUsage", "serverAuth"},
+        {"subjectKeyIdentifier", "hash"},
+        {"subjectAltName", san},
+    };
+    for (size_t i = 0; i < sizeof extensions / sizeof extensions[0]; i++) {
+        X509_EXTENSION *ext = X509V3_EXT_conf(NULL, &ctx, extensions[i][0], extensions[i][1]);
+        if (!ext) goto done;
+        X509_add_ext(cert, ext, -1);
+        X509_EXTENSION_free(ext);
+    }
+    if (!X509_sign(cert, key, EVP_sha256())) goto done;
+    int key_fd = open(key_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (key_fd < 0) goto done;
+    key_file = fdopen(key_fd, "w");
+    if (!key_file) { close(key_fd); goto done; }
+    if (!PEM_write_PrivateKey(key_file, key, NULL, NULL, 0, NULL, NULL)) goto done;
+    cert_file = fopen(cert_path, "w");
+    if (!cert_file || !PEM_write_X509(cert_file, cert)) goto done;
+    rc = 0;
+done:
+    if (cert_file && fclose(cert_file) != 0) rc = -1;
+    if (key_file && fclose(key_file) != 0) rc = -1;
+    X509_free(cert);
+    EVP_PKEY_free(key);
+    return rc;
 }
 
 #endif

@@ -52,7 +52,9 @@ public final class TLSContext: @unchecked Sendable {
         var sni: [(names: [String], context: OpaquePointer)] = []
         do {
             for certificate in configuration.certificates.dropFirst() {
-                sni.append((certificate.serverNames.map { $0.lowercased() }, try makeServerContext(certificate, configuration)))
+                sni.append(
+                    (certificate.serverNames.map { $0.lowercased() }, try makeServerContext(certificate, configuration))
+                )
             }
         } catch {
             SSL_CTX_free(main)
@@ -132,9 +134,17 @@ public final class TLSContext: @unchecked Sendable {
                 openSSLErrors: openSSLErrorQueue())
         }
         guard SSL_CTX_use_PrivateKey_file(context, certificate.keyPath, SSL_FILETYPE_PEM) == 1 else {
+            let errors = openSSLErrorQueue()
+            // OpenSSL compares the key with the certificate while loading it.
+            if errors.contains(where: { $0.contains("mismatch") }) {
+                throw TLSError(
+                    code: .keyMismatch,
+                    message:
+                        "private key \(certificate.keyPath) does not match certificate \(certificate.certificatePath)",
+                    openSSLErrors: errors)
+            }
             throw TLSError(
-                code: .invalidKey, message: "cannot load private key \(certificate.keyPath)",
-                openSSLErrors: openSSLErrorQueue())
+                code: .invalidKey, message: "cannot load private key \(certificate.keyPath)", openSSLErrors: errors)
         }
         guard SSL_CTX_check_private_key(context) == 1 else {
             throw TLSError(
@@ -203,17 +213,18 @@ private let alpnSelectCallback:
         return context.selectALPN(out, outLength, offered, offeredLength)
     }
 
-private let serverNameCallback: @convention(c) (OpaquePointer?, UnsafeMutablePointer<Int32>?, UnsafeMutableRawPointer?) -> Int32 = {
-    ssl, _, arg in
-    guard let ssl, let arg, let name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name) else {
+private let serverNameCallback:
+    @convention(c) (OpaquePointer?, UnsafeMutablePointer<Int32>?, UnsafeMutableRawPointer?) -> Int32 = {
+        ssl, _, arg in
+        guard let ssl, let arg, let name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name) else {
+            return SSL_TLSEXT_ERR_OK
+        }
+        let context = Unmanaged<TLSContext>.fromOpaque(arg).takeUnretainedValue()
+        if let selected = context.context(forServerName: String(cString: name)) {
+            SSL_set_SSL_CTX(ssl, selected)
+        }
         return SSL_TLSEXT_ERR_OK
     }
-    let context = Unmanaged<TLSContext>.fromOpaque(arg).takeUnretainedValue()
-    if let selected = context.context(forServerName: String(cString: name)) {
-        SSL_set_SSL_CTX(ssl, selected)
-    }
-    return SSL_TLSEXT_ERR_OK
-}
 
 /// Drains OpenSSL's thread-local error queue into readable strings.
 func openSSLErrorQueue() -> [String] {

@@ -67,7 +67,8 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
         timeoutTask = context.eventLoop.scheduleTask(in: handshakeTimeout) {
             let (handler, context) = bound.value
             guard case .handshaking = handler.state else { return }
-            handler.fail(context: context, TLSError(code: .handshakeTimeout, message: "TLS handshake not completed in time"))
+            handler.fail(
+                context: context, TLSError(code: .handshakeTimeout, message: "TLS handshake not completed in time"))
         }
         if !connection.context.isServer { advanceHandshake(context: context) }
     }

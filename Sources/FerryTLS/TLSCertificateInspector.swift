@@ -1,0 +1,85 @@
+internal import COpenSSL
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// Checks a certificate chain and key the way `ferry check` reports them: with the file and
+/// OpenSSL's reason, never a crash.
+public enum TLSCertificateInspector {
+    public struct Problem: Sendable, Equatable, CustomStringConvertible {
+        public enum Severity: String, Sendable { case error, warning }
+        public var severity: Severity
+        /// The file the problem is in.
+        public var file: String
+        public var message: String
+
+        public var description: String { "\(file): \(severity.rawValue): \(message)" }
+    }
+
+    public static func inspect(certificatePath: String, keyPath: String) -> [Problem] {
+        var problems: [Problem] = []
+        func error(_ file: String, _ message: String) {
+            problems.append(Problem(severity: .error, file: file, message: message))
+        }
+        func warning(_ file: String, _ message: String) {
+            problems.append(Problem(severity: .warning, file: file, message: message))
+        }
+
+        ERR_clear_error()
+        var chain = [OpaquePointer?](repeating: nil, count: 16)
+        let count = Int(ferry_read_certificates(certificatePath, &chain, Int32(chain.count)))
+        defer { for certificate in chain.prefix(max(count, 0)) { X509_free(certificate) } }
+        if count < 0 {
+            error(certificatePath, "cannot read the certificate: \(String(cString: strerror(errno)))")
+        } else if count == 0 {
+            error(certificatePath, "no PEM certificate found (expected -----BEGIN CERTIFICATE-----)")
+        }
+
+        ERR_clear_error()
+        let key = ferry_read_private_key(keyPath)
+        defer { EVP_PKEY_free(key) }
+        if key == nil {
+            let queue = openSSLErrorQueue()
+            if queue.isEmpty {
+                error(keyPath, "cannot read the private key: \(String(cString: strerror(errno)))")
+            } else {
+                error(keyPath, "not a PEM private key (\(queue.joined(separator: "; ")))")
+            }
+        }
+        guard count > 0, let leaf = chain[0] else { return problems }
+
+        if let key, X509_check_private_key(leaf, key) != 1 {
+            ERR_clear_error()
+            error(keyPath, "the private key does not match the certificate in \(certificatePath)")
+        }
+        for (index, certificate) in chain.prefix(count).enumerated() {
+            guard let certificate else { continue }
+            let role = index == 0 ? "the certificate" : "chain certificate \(index + 1)"
+            if X509_cmp_current_time(X509_getm_notAfter(certificate)) < 0 {
+                warning(certificatePath, "\(role) (\(subject(certificate))) has expired")
+            } else if X509_cmp_current_time(X509_getm_notBefore(certificate)) > 0 {
+                warning(certificatePath, "\(role) (\(subject(certificate))) is not valid yet")
+            }
+        }
+        for index in 0..<(count - 1) {
+            guard let subjectCertificate = chain[index], let issuer = chain[index + 1] else { continue }
+            if X509_check_issued(issuer, subjectCertificate) != X509_V_OK {
+                error(
+                    certificatePath,
+                    "chain out of order: certificate \(index + 2) (\(subject(issuer))) did not issue certificate "
+                        + "\(index + 1) (\(subject(subjectCertificate))); put the leaf first, then each issuer")
+            }
+        }
+        ERR_clear_error()
+        return problems
+    }
+
+    static func subject(_ certificate: OpaquePointer) -> String {
+        var buffer = [CChar](repeating: 0, count: 256)
+        guard X509_NAME_oneline(X509_get_subject_name(certificate), &buffer, Int32(buffer.count)) != nil else {
+            return "?"
+        }
+        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+}
