@@ -1,0 +1,328 @@
+import FerryConfig
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+
+/// Receives what happens on a leased upstream HTTP connection during one exchange.
+protocol UpstreamExchangeDelegate: AnyObject {
+    func upstream(received part: HTTPClientResponsePart)
+    /// The end of one read burst from the backend: a good moment to flush to the client.
+    func upstreamReadComplete()
+    /// The exchange failed (connection error, EOF before the response ended, timeout).
+    func upstream(failed error: any Error, responseStarted: Bool)
+    func upstream(writabilityChanged writable: Bool)
+}
+
+/// A backend connection that speaks HTTP/1.1 and lives in an `HTTPConnectionPool`.
+///
+/// Confined to its event loop like its pool. It has no way to become a tunnel: WebSocket upgrades never use this type (see `TunnelConnector`),
+/// and a 101 seen here closes the connection (`PoolCloseReason.upgraded`).
+final class UpstreamConnection: @unchecked Sendable {
+    let channel: any Channel
+    let handler: UpstreamHTTPHandler
+    /// Requests this connection has carried, the current one included.
+    var requestsServed = 0
+    var idleTimer: Scheduled<Void>?
+
+    init(channel: any Channel, handler: UpstreamHTTPHandler) {
+        self.channel = channel
+        self.handler = handler
+    }
+}
+
+/// Keep-alive connections to one backend for one event loop: no locks, because everything that
+/// touches it runs on that loop (hence `@unchecked Sendable`: it is confined, not shared).
+///
+/// The pool holds only idle connections: `lease` takes one out (or opens a new one), and the
+/// connection's handler gives it back only when its exchange ended cleanly (`ExchangeOutcome`).
+/// The release happens at the end of the read burst that completed the response, so bytes that
+/// arrived behind the response in the same read are seen before the connection can be reused.
+final class HTTPConnectionPool: @unchecked Sendable {
+    /// A test-only policy that returns connections no matter what, to prove the hazard test can fail.
+    enum ReusePolicy {
+        case strict
+        case unconditionalForTesting
+    }
+
+    let backend: BackendConfiguration
+    let settings: PoolSettings
+    let eventLoop: any EventLoop
+    let reusePolicy: ReusePolicy
+    private var idle: [UpstreamConnection] = []
+    private(set) var stats: PoolStats
+
+    init(backend: BackendConfiguration, settings: PoolSettings, eventLoop: any EventLoop, reusePolicy: ReusePolicy) {
+        self.backend = backend
+        self.settings = settings
+        self.eventLoop = eventLoop
+        self.reusePolicy = reusePolicy
+        self.stats = PoolStats(backend: backend.name, protocol: "http")
+    }
+
+    var idleCount: Int { idle.count }
+
+    /// An idle connection if one is usable, else a new one. `reused` tells the caller whether a
+    /// failure may be retried on a fresh connection.
+    func lease(connectTimeout: Duration) -> EventLoopFuture<(UpstreamConnection, reused: Bool)> {
+        eventLoop.assertInEventLoop()
+        while let connection = idle.popLast() {
+            connection.idleTimer?.cancel()
+            connection.idleTimer = nil
+            guard connection.channel.isActive else { continue }
+            stats.reused += 1
+            connection.requestsServed += 1
+            connection.handler.beginExchange(requestsServed: connection.requestsServed)
+            return eventLoop.makeSucceededFuture((connection, true))
+        }
+        return connect(connectTimeout: connectTimeout).map { connection in
+            connection.requestsServed = 1
+            connection.handler.beginExchange(requestsServed: 1)
+            return (connection, false)
+        }
+    }
+
+    /// A new connection, never an idle one (used for the retry after a failure on a reused one).
+    func connect(connectTimeout: Duration) -> EventLoopFuture<UpstreamConnection> {
+        let pool = self
+        let bootstrap = ClientBootstrap(group: eventLoop)
+            .connectTimeout(.nanoseconds(Int64(connectTimeout.wholeMilliseconds) * 1_000_000))
+            .channelOption(.allowRemoteHalfClosure, value: false)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHTTPClientHandlers()
+                    let handler = UpstreamHTTPHandler(pool: pool)
+                    try channel.pipeline.syncOperations.addHandler(handler)
+                }
+            }
+        let connected: EventLoopFuture<any Channel>
+        switch backend.address {
+        case .unix(let path):
+            connected = bootstrap.connect(unixDomainSocketPath: path)
+        case .inet(let host, let port):
+            if let address = try? SocketAddress(ipAddress: host, port: port) {
+                connected = bootstrap.connect(to: address)
+            } else {
+                connected = bootstrap.connect(host: host, port: port)
+            }
+        }
+        return connected.flatMapThrowing { channel in
+            let handler = try channel.pipeline.syncOperations.handler(type: UpstreamHTTPHandler.self)
+            pool.stats.opened += 1
+            let connection = UpstreamConnection(channel: channel, handler: handler)
+            handler.connection = connection
+            return connection
+        }
+    }
+
+    /// Called by the connection's handler once its exchange is over.
+    func finished(_ connection: UpstreamConnection, outcome: ExchangeOutcome) {
+        eventLoop.assertInEventLoop()
+        var reason = outcome.closeReason(maxRequestsPerConnection: settings.maxRequestsPerConnection)
+        if reusePolicy == .unconditionalForTesting && connection.channel.isActive { reason = nil }
+        if reason == nil && idle.count >= settings.maxIdlePerBackend { reason = .poolFull }
+        if reason == nil && !connection.channel.isActive { reason = .backendClose }
+        if let reason {
+            close(connection, reason: reason)
+            return
+        }
+        park(connection)
+    }
+
+    private func park(_ connection: UpstreamConnection) {
+        let pool = self
+        connection.handler.becomeIdle()
+        connection.idleTimer = eventLoop.scheduleTask(in: .nanoseconds(Int64(settings.idleTimeout.wholeMilliseconds) * 1_000_000)) {
+            pool.discard(connection, reason: .idleTimeout)
+        }
+        idle.append(connection)
+    }
+
+    /// An idle connection saw data, EOF or its idle timer: it leaves the pool and is closed.
+    func discard(_ connection: UpstreamConnection, reason: PoolCloseReason) {
+        guard let index = idle.firstIndex(where: { $0 === connection }) else { return }
+        idle.remove(at: index)
+        connection.idleTimer?.cancel()
+        close(connection, reason: reason)
+    }
+
+    func close(_ connection: UpstreamConnection, reason: PoolCloseReason) {
+        stats.closed[reason.rawValue, default: 0] += 1
+        connection.handler.retire()
+        connection.channel.close(promise: nil)
+    }
+
+    func recordRetry() { stats.retries += 1 }
+
+    /// Closes every idle connection (drain, shutdown).
+    func closeIdle(reason: PoolCloseReason) {
+        let connections = idle
+        idle.removeAll()
+        for connection in connections {
+            connection.idleTimer?.cancel()
+            close(connection, reason: reason)
+        }
+    }
+
+    var snapshot: PoolStats {
+        var copy = stats
+        copy.idle = idle.count
+        return copy
+    }
+}
+
+/// The handler at the end of a pooled upstream connection's pipeline; tracks one exchange at a time.
+final class UpstreamHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPClientResponsePart
+    typealias OutboundIn = HTTPClientRequestPart
+    typealias OutboundOut = HTTPClientRequestPart
+
+    enum State {
+        /// Leased: response parts go to the delegate.
+        case exchanging
+        /// The response ended in this read burst; released at channelReadComplete.
+        case ending
+        /// In the pool: anything that arrives is unexpected.
+        case idle
+        /// Closed by the pool; nothing more is reported.
+        case retired
+    }
+
+    private weak var pool: HTTPConnectionPool?
+    private(set) var state: State = .idle
+    weak var delegate: (any UpstreamExchangeDelegate)?
+    private(set) var outcome = ExchangeOutcome()
+    private var responseStarted = false
+    private var isHEAD = false
+    private var context: ChannelHandlerContext?
+    weak var connection: UpstreamConnection?
+
+    init(pool: HTTPConnectionPool) {
+        self.pool = pool
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    func beginExchange(requestsServed: Int) {
+        state = .exchanging
+        outcome = ExchangeOutcome()
+        outcome.requestsServed = requestsServed
+        responseStarted = false
+    }
+
+    func becomeIdle() {
+        state = .idle
+        delegate = nil
+    }
+
+    func retire() {
+        state = .retired
+        delegate = nil
+    }
+
+    func requestSent() {
+        outcome.requestFullySent = true
+    }
+
+    func markTimedOut() {
+        outcome.timedOut = true
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        if case .head(let head) = unwrapOutboundIn(data) { isHEAD = head.method == .HEAD }
+        context.write(data, promise: promise)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let part = unwrapInboundIn(data)
+        switch state {
+        case .exchanging:
+            switch part {
+            case .head(let head):
+                responseStarted = true
+                outcome.status = Int(head.status.code)
+                outcome.backendKeepAlive = head.isKeepAlive
+                let hasLength = head.headers["content-length"].first != nil
+                let chunked = head.headers[canonicalForm: "transfer-encoding"].last?.lowercased() == "chunked"
+                let noBody = isHEAD || head.status.code == 204 || head.status.code == 304 || head.status.code < 200
+                outcome.responseDelimitedByClose = !hasLength && !chunked && !noBody
+                delegate?.upstream(received: part)
+            case .body:
+                delegate?.upstream(received: part)
+            case .end:
+                outcome.responseComplete = true
+                state = .ending
+                delegate?.upstream(received: part)
+            }
+        case .ending:
+            // A second response (or anything) behind the first: this connection is not in sync.
+            outcome.unexpectedData = true
+        case .idle:
+            if let connection, let pool { pool.discard(connection, reason: .unexpectedData) }
+        case .retired:
+            break
+        }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        switch state {
+        case .exchanging:
+            delegate?.upstreamReadComplete()
+        case .ending:
+            delegate?.upstreamReadComplete()
+            delegate = nil
+            state = .retired
+            if let connection, let pool { pool.finished(connection, outcome: outcome) }
+        case .idle, .retired:
+            break
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        switch state {
+        case .exchanging:
+            state = .retired
+            outcome.failed = true
+            let delegate = self.delegate
+            self.delegate = nil
+            if let connection, let pool { pool.close(connection, reason: .backendClose) }
+            delegate?.upstream(failed: ChannelError.eof, responseStarted: responseStarted)
+        case .ending:
+            // The response was complete; the backend closed right after (Connection: close).
+            state = .retired
+            delegate?.upstreamReadComplete()
+            delegate = nil
+            if let connection, let pool { pool.close(connection, reason: .backendClose) }
+        case .idle:
+            if let connection, let pool { pool.discard(connection, reason: .backendClose) }
+        case .retired:
+            break
+        }
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        switch state {
+        case .exchanging, .ending:
+            state = .retired
+            outcome.failed = true
+            let delegate = self.delegate
+            self.delegate = nil
+            if let connection, let pool { pool.close(connection, reason: .error) }
+            delegate?.upstream(failed: error, responseStarted: responseStarted)
+        case .idle:
+            if let connection, let pool { pool.discard(connection, reason: .unexpectedData) }
+        case .retired:
+            context.close(promise: nil)
+        }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        delegate?.upstream(writabilityChanged: context.channel.isWritable)
+        context.fireChannelWritabilityChanged()
+    }
+}
+
+@available(*, unavailable)
+extension UpstreamHTTPHandler: Sendable {}

@@ -1,0 +1,737 @@
+import FerryConfig
+import Logging
+import NIOCore
+import NIOHTTP1
+
+/// One client connection's request handling: route, decide the protocol per request, forward over
+/// the HTTP pool or open a tunnel, answer locally when needed.
+///
+/// Requests arrive one at a time (`HTTPServerPipelineHandler` serializes pipelined ones). The
+/// per-request protocol decision is the heart of Ferry: an `Upgrade: websocket` request goes to a
+/// fresh connection from `TunnelConnector`; anything else leases from the `HTTPConnectionPool`.
+final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, UpstreamExchangeDelegate {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundIn = HTTPServerResponsePart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    /// One request in flight.
+    struct Exchange {
+        var head: HTTPRequestHead
+        var routeIndex: Int?
+        var routePath: String?
+        var backend: String?
+        var upstreamURI: String?
+        var keepAlive: Bool
+        var started: NIODeadline
+        var upstream: UpstreamConnection?
+        var reused = false
+        var retried = false
+        var requestEnded = false
+        var bufferedBody: [ByteBuffer] = []
+        var bodyBytesIn = 0
+        var bytesOut = 0
+        var status: Int?
+        var responseStarted = false
+        var timedOut = false
+        var responseTimer: Scheduled<Void>?
+    }
+
+    enum State {
+        /// Waiting for a request head.
+        case idle
+        /// Forwarding over HTTP (leasing, sending, or relaying the response).
+        case proxying
+        /// A local response (404, 426, redirect…) is being written; the request body is discarded.
+        case respondingLocally
+        /// The upgrade request went to the backend; waiting for its answer.
+        case awaitingTunnel
+        /// Handed over to a `GlueHandler`; this handler is about to be removed.
+        case tunneling
+        case closed
+    }
+
+    private let loop: ProxyLoopState
+    private let tls: Bool
+    private let activity: ConnectionActivity
+    private var state: State = .idle
+    private var exchange: Exchange?
+    /// The request body still arriving after a local or early response is dropped.
+    private var discardingBody = false
+    private var closeAfterResponse = false
+    private var context: ChannelHandlerContext?
+    private var timer: Scheduled<Void>?
+    private var clientAddress: String?
+
+    init(loop: ProxyLoopState, tls: Bool, activity: ConnectionActivity) {
+        self.loop = loop
+        self.tls = tls
+        self.activity = activity
+    }
+
+    private var limits: LimitSettings { loop.configuration.limits }
+
+    // MARK: - Lifecycle
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        clientAddress = context.channel.remoteAddress?.ipAddress
+        loop.connections[ObjectIdentifier(self)] = self
+        loop.connectionsOpen += 1
+        loop.connectionsTotal += 1
+        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        activity.onFirstByte = { bound.value.firstByteOfRequest() }
+        waitForNextRequest()
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        timer?.cancel()
+        if loop.connections.removeValue(forKey: ObjectIdentifier(self)) != nil { loop.connectionsOpen -= 1 }
+        activity.onFirstByte = nil
+        self.context = nil
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        timer?.cancel()
+        if let upstream = exchange?.upstream {
+            // The client left mid-exchange: the upstream connection cannot be reused.
+            upstream.handler.delegate = nil
+            loop.pool(for: exchange?.backend ?? "")?.close(upstream, reason: .error)
+        }
+        exchange?.responseTimer?.cancel()
+        exchange = nil
+        state = .closed
+        context.fireChannelInactive()
+    }
+
+    /// Between requests: keep-alive idle timeout, until the first byte of the next request arrives.
+    private func waitForNextRequest() {
+        guard let context else { return }
+        timer?.cancel()
+        activity.arm()
+        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        timer = context.eventLoop.scheduleTask(in: limits.idleTimeout.timeAmount) {
+            let handler = bound.value
+            if case .idle = handler.state { handler.context?.close(promise: nil) }
+        }
+    }
+
+    /// The first byte of a request: from now the whole head must arrive within the header timeout.
+    private func firstByteOfRequest() {
+        guard let context, case .idle = state else { return }
+        timer?.cancel()
+        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        timer = context.eventLoop.scheduleTask(in: limits.headerTimeout.timeAmount) {
+            let handler = bound.value
+            guard case .idle = handler.state else { return }
+            handler.writeRawAndClose(status: .requestTimeout, reason: "request head not received in time")
+        }
+    }
+
+    // MARK: - Requests
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head):
+            timer?.cancel()
+            timer = nil
+            discardingBody = false
+            received(head: head, context: context)
+        case .body(let body):
+            receivedBody(body, context: context)
+        case .end:
+            receivedEnd(context: context)
+        }
+    }
+
+    private func received(head: HTTPRequestHead, context: ChannelHandlerContext) {
+        loop.requests += 1
+        var current = Exchange(head: head, keepAlive: head.isKeepAlive, started: .now())
+        if loop.draining { current.keepAlive = false }
+        exchange = current
+        if let rejection = RequestRules.checkFraming(head, maxBodyBytes: limits.maxBodyBytes)
+            ?? RequestRules.checkLimits(head, maxHeaderBytes: limits.maxHeaderBytes, maxHeaderCount: limits.maxHeaderCount)
+        {
+            let message: String
+            switch rejection {
+            case .badRequest(let reason), .headersTooLarge(let reason): message = reason
+            case .bodyTooLarge: message = "request body larger than \(limits.maxBodyBytes) bytes"
+            }
+            respondLocally(status: rejection.status, body: "ferry: \(message)\n", close: true)
+            return
+        }
+        switch loop.router.route(uri: head.uri) {
+        case .badRequest:
+            respondLocally(status: .badRequest, body: "ferry: malformed request target\n", close: true)
+        case .notFound:
+            respondLocally(status: .notFound, body: "ferry: no route for this path\n", close: false)
+        case .matched(let match):
+            exchange?.routeIndex = match.index
+            exchange?.routePath = match.route.path
+            exchange?.upstreamURI = match.upstreamURI
+            loop.routeStats[match.index].requests += 1
+            switch match.route.action {
+            case .respond(let status, let body):
+                respondLocally(status: HTTPResponseStatus(statusCode: status), body: body ?? "", close: false)
+            case .redirect(let location, let status):
+                var headers = HTTPHeaders()
+                headers.add(name: "Location", value: location)
+                respondLocally(
+                    status: HTTPResponseStatus(statusCode: status), body: "", close: false, extraHeaders: headers)
+            case .proxy(let backendName):
+                exchange?.backend = backendName
+                dispatch(head: head, route: match.route, backendName: backendName, context: context)
+            }
+        }
+    }
+
+    /// The per-request protocol decision.
+    private func dispatch(head: HTTPRequestHead, route: RouteConfiguration, backendName: String, context: ChannelHandlerContext) {
+        guard let backend = loop.configuration.backend(named: backendName) else {
+            respondLocally(status: .badGateway, body: "ferry: route \(route.path) has no backend\n", close: false)
+            return
+        }
+        switch (RequestRules.upgradeKind(head), route.protocol) {
+        case (.invalid(let reason), _):
+            respondLocally(status: .badRequest, body: "ferry: \(reason)\n", close: true)
+        case (.websocket, .http):
+            respondLocally(
+                status: .badRequest, body: "ferry: route \(route.path) serves HTTP only; WebSocket upgrade refused\n",
+                close: true)
+        case (.websocket, .auto), (.websocket, .websocket):
+            startTunnel(head: head, route: route, backend: backend, context: context)
+        case (.none, .websocket):
+            var headers = HTTPHeaders()
+            headers.add(name: "Upgrade", value: "websocket")
+            respondLocally(
+                status: .upgradeRequired,
+                body: "ferry: route \(route.path) accepts WebSocket connections only\n", close: false,
+                extraHeaders: headers)
+        case (.none, .auto), (.none, .http):
+            startHTTP(backend: backend, route: route, context: context)
+        }
+    }
+
+    private func receivedBody(_ body: ByteBuffer, context: ChannelHandlerContext) {
+        guard !discardingBody, var current = exchange else { return }
+        switch state {
+        case .proxying:
+            current.bodyBytesIn += body.readableBytes
+            if current.bodyBytesIn > limits.maxBodyBytes {
+                exchange = current
+                abortExchange(status: .payloadTooLarge, body: "ferry: request body too large\n")
+                return
+            }
+            if let upstream = current.upstream {
+                upstream.channel.writeAndFlush(HTTPClientRequestPart.body(.byteBuffer(body)), promise: nil)
+            } else {
+                current.bufferedBody.append(body)
+            }
+            exchange = current
+        case .idle, .respondingLocally, .awaitingTunnel, .tunneling, .closed:
+            break
+        }
+    }
+
+    private func receivedEnd(context: ChannelHandlerContext) {
+        if discardingBody {
+            discardingBody = false
+            return
+        }
+        guard exchange != nil else { return }
+        exchange?.requestEnded = true
+        if case .proxying = state, let upstream = exchange?.upstream {
+            sendEnd(to: upstream)
+        }
+    }
+
+    private func sendEnd(to upstream: UpstreamConnection) {
+        let handler = NIOLoopBound(upstream.handler, eventLoop: upstream.channel.eventLoop)
+        upstream.channel.writeAndFlush(HTTPClientRequestPart.end(nil)).whenSuccess { handler.value.requestSent() }
+    }
+
+    // MARK: - HTTP forwarding
+
+    private func startHTTP(backend: BackendConfiguration, route: RouteConfiguration, context: ChannelHandlerContext) {
+        guard let pool = loop.pool(for: backend.name) else { return }
+        state = .proxying
+        // Until the upstream is ready, read nothing more (bounded buffering of the body).
+        context.channel.setOption(.autoRead, value: false).whenComplete { _ in }
+        let connectTimeout = route.timeouts.connect ?? backend.connectTimeout
+        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        loop.waitUntilAvailable(backend)
+            .flatMap { pool.lease(connectTimeout: connectTimeout) }
+            .whenComplete { result in
+                let handler = bound.value
+                switch result {
+                case .success(let (connection, reused)):
+                    handler.attach(connection, reused: reused, route: route)
+                case .failure(let error):
+                    handler.leaseFailed(error, backend: backend, route: route)
+                }
+            }
+    }
+
+    private func attach(_ connection: UpstreamConnection, reused: Bool, route: RouteConfiguration) {
+        guard case .proxying = state, var current = exchange, let context else {
+            // The client went away while we connected: give the connection back unused.
+            connection.handler.delegate = nil
+            connection.channel.close(promise: nil)
+            return
+        }
+        current.upstream = connection
+        current.reused = reused
+        connection.handler.delegate = self
+        let head = RequestRules.upstreamHead(
+            current.head, uri: current.upstreamURI ?? current.head.uri, clientAddress: clientAddress, tls: tls,
+            upgrade: false)
+        connection.channel.write(HTTPClientRequestPart.head(head), promise: nil)
+        for body in current.bufferedBody {
+            connection.channel.write(HTTPClientRequestPart.body(.byteBuffer(body)), promise: nil)
+        }
+        current.bufferedBody = []
+        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        current.responseTimer?.cancel()
+        current.responseTimer = context.eventLoop.scheduleTask(in: route.timeouts.response.timeAmount) {
+            bound.value.responseTimedOut()
+        }
+        exchange = current
+        if current.requestEnded {
+            sendEnd(to: connection)
+        } else {
+            connection.channel.flush()
+        }
+        context.channel.setOption(.autoRead, value: true).whenComplete { _ in }
+    }
+
+    private func leaseFailed(_ error: any Error, backend: BackendConfiguration, route: RouteConfiguration) {
+        guard case .proxying = state else { return }
+        let (status, reason) = Self.classify(error)
+        loop.logger.warning(
+            "backend unavailable",
+            metadata: ["route": "\(route.path)", "backend": "\(backend.name)", "error": "\(error)"])
+        var headers = HTTPHeaders()
+        if status == .serviceUnavailable { headers.add(name: "Retry-After", value: "1") }
+        respondLocally(
+            status: status, body: "ferry: \(reason) (route \(route.path), backend \(backend.name))\n", close: false,
+            extraHeaders: headers)
+        context?.channel.setOption(.autoRead, value: true).whenComplete { _ in }
+    }
+
+    static func classify(_ error: any Error) -> (HTTPResponseStatus, String) {
+        if case ProxyServerError.backendUnavailable = error { return (.serviceUnavailable, "backend is starting") }
+        if case ProxyError.upstreamTimeout = error { return (.gatewayTimeout, "backend did not answer in time") }
+        if error is ChannelError, case ChannelError.connectTimeout = error as! ChannelError {
+            return (.gatewayTimeout, "backend did not accept the connection in time")
+        }
+        return (.badGateway, "backend refused or unreachable")
+    }
+
+    private func responseTimedOut() {
+        guard case .proxying = state, let current = exchange, !current.responseStarted, let upstream = current.upstream
+        else { return }
+        exchange?.timedOut = true
+        upstream.handler.markTimedOut()
+        upstream.channel.close(promise: nil)
+    }
+
+    func upstream(received part: HTTPClientResponsePart) {
+        guard case .proxying = state, var current = exchange, let context else { return }
+        switch part {
+        case .head(let head):
+            current.responseTimer?.cancel()
+            current.responseStarted = true
+            current.status = Int(head.status.code)
+            let keepAlive = current.keepAlive && !closeAfterResponse
+            exchange = current
+            context.write(wrapOutboundOut(.head(RequestRules.downstreamHead(head, keepAlive: keepAlive))), promise: nil)
+        case .body(let body):
+            current.bytesOut += body.readableBytes
+            exchange = current
+            context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
+        case .end:
+            if !current.requestEnded { discardingBody = true }
+            current.upstream = nil
+            exchange = current
+            finishExchange(context: context)
+        }
+    }
+
+    func upstreamReadComplete() {
+        context?.flush()
+    }
+
+    func upstream(failed error: any Error, responseStarted: Bool) {
+        guard case .proxying = state, var current = exchange, let context else { return }
+        current.responseTimer?.cancel()
+        current.upstream = nil
+        exchange = current
+        if responseStarted {
+            // Part of the response went out; the client must see the connection end, not a forged error.
+            loop.logger.warning("backend failed mid-response", metadata: ["backend": "\(current.backend ?? "")"])
+            context.close(promise: nil)
+            return
+        }
+        let canRetry = current.reused && !current.retried && RequestRules.isIdempotent(current.head.method)
+            && current.bodyBytesIn == 0 && !current.timedOut
+        if canRetry, let backendName = current.backend, let pool = loop.pool(for: backendName),
+            let backend = loop.configuration.backend(named: backendName),
+            let routeIndex = current.routeIndex
+        {
+            // Failed on a reused connection before any response byte: once more on a fresh one.
+            exchange?.retried = true
+            pool.recordRetry()
+            let route = loop.configuration.routes[routeIndex]
+            let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+            pool.connect(connectTimeout: route.timeouts.connect ?? backend.connectTimeout).whenComplete { result in
+                let handler = bound.value
+                switch result {
+                case .success(let connection):
+                    connection.requestsServed = 1
+                    connection.handler.beginExchange(requestsServed: 1)
+                    handler.attach(connection, reused: false, route: route)
+                case .failure(let error):
+                    handler.leaseFailed(error, backend: backend, route: route)
+                }
+            }
+            return
+        }
+        let status: HTTPResponseStatus = current.timedOut ? .gatewayTimeout : .badGateway
+        let reason = current.timedOut ? "backend did not answer in time" : "backend closed the connection"
+        respondLocally(
+            status: status,
+            body: "ferry: \(reason) (route \(current.routePath ?? "?"), backend \(current.backend ?? "?"))\n",
+            close: !current.requestEnded)
+    }
+
+    func upstream(writabilityChanged writable: Bool) {
+        // Backpressure for request bodies: read from the client only while the backend keeps up.
+        context?.channel.setOption(.autoRead, value: writable).whenComplete { _ in }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        // Backpressure for responses: read from the backend only while the client keeps up.
+        if let upstream = exchange?.upstream {
+            upstream.channel.setOption(.autoRead, value: context.channel.isWritable).whenComplete { _ in }
+        }
+        context.fireChannelWritabilityChanged()
+    }
+
+    /// An error after the request started (body too large): no reuse, answer if still possible.
+    private func abortExchange(status: HTTPResponseStatus, body: String) {
+        guard let current = exchange else { return }
+        if let upstream = current.upstream {
+            upstream.handler.delegate = nil
+            loop.pool(for: current.backend ?? "")?.close(upstream, reason: .error)
+        }
+        exchange?.upstream = nil
+        if current.responseStarted {
+            context?.close(promise: nil)
+        } else {
+            respondLocally(status: status, body: body, close: true)
+        }
+    }
+
+    // MARK: - Responses
+
+    private func respondLocally(
+        status: HTTPResponseStatus, body: String, close: Bool, extraHeaders: HTTPHeaders = HTTPHeaders()
+    ) {
+        guard let context, var current = exchange else { return }
+        state = .respondingLocally
+        if !current.requestEnded { discardingBody = true }
+        let keepAlive = current.keepAlive && !close && !closeAfterResponse
+        if !keepAlive { closeAfterResponse = true }
+        var headers = extraHeaders
+        headers.add(name: "Server", value: "ferry")
+        headers.add(name: "Content-Type", value: "text/plain; charset=utf-8")
+        headers.add(name: "Content-Length", value: String(body.utf8.count))
+        headers.add(name: "Connection", value: keepAlive ? "keep-alive" : "close")
+        current.status = Int(status.code)
+        current.responseStarted = true
+        current.bytesOut = body.utf8.count
+        exchange = current
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
+        if current.head.method != .HEAD && !body.isEmpty {
+            context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: body)))), promise: nil)
+        }
+        finishExchange(context: context)
+    }
+
+    private func finishExchange(context: ChannelHandlerContext) {
+        guard let current = exchange else { return }
+        current.responseTimer?.cancel()
+        exchange = nil
+        let close = closeAfterResponse || !current.keepAlive
+        let status = current.status ?? 0
+        loop.recordResponse(route: current.routeIndex, status: status, bytesIn: current.bodyBytesIn, bytesOut: current.bytesOut)
+        accessLog(current, status: status)
+        if close {
+            state = .closed
+            context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in
+                context.close(promise: nil)
+            }
+        } else {
+            state = .idle
+            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+            waitForNextRequest()
+        }
+    }
+
+    private func accessLog(_ exchange: Exchange, status: Int) {
+        guard let logger = loop.accessLogger else { return }
+        let milliseconds = (NIODeadline.now() - exchange.started).nanoseconds / 1_000_000
+        let head = exchange.head
+        switch loop.configuration.master.accessLog {
+        case .off:
+            return
+        case .combined:
+            let agent = head.headers.first(name: "user-agent") ?? "-"
+            let referer = head.headers.first(name: "referer") ?? "-"
+            logger.info(
+                "\(clientAddress ?? "-") - - \"\(head.method.rawValue) \(head.uri) HTTP/\(head.version.major).\(head.version.minor)\" \(status) \(exchange.bytesOut) \"\(referer)\" \"\(agent)\" route=\(exchange.routePath ?? "-") backend=\(exchange.backend ?? "-") reused=\(exchange.reused ? "yes" : "no") duration=\(milliseconds)ms"
+            )
+        case .json:
+            func quoted(_ text: String) -> String {
+                "\"" + text.replacing("\\", with: "\\\\").replacing("\"", with: "\\\"") + "\""
+            }
+            logger.info(
+                "{\"client\":\(quoted(clientAddress ?? "")),\"method\":\(quoted(head.method.rawValue)),\"uri\":\(quoted(head.uri)),\"status\":\(status),\"bytes\":\(exchange.bytesOut),\"route\":\(quoted(exchange.routePath ?? "")),\"backend\":\(quoted(exchange.backend ?? "")),\"reused\":\(exchange.reused),\"duration_ms\":\(milliseconds)}"
+            )
+        }
+    }
+
+    /// For errors before or outside a request (parse errors, header timeout): bytes written below
+    /// the HTTP encoder, then close. The worker lives on.
+    private func writeRawAndClose(status: HTTPResponseStatus, reason: String) {
+        guard let context else { return }
+        state = .closed
+        let body = "ferry: \(reason)\n"
+        let text =
+            "HTTP/1.1 \(status.code) \(status.reasonPhrase)\r\nServer: ferry\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)"
+        if let encoder = try? context.pipeline.syncOperations.context(name: ProxyServer.encoderName) {
+            encoder.writeAndFlush(NIOAny(ByteBuffer(string: text))).assumeIsolated().whenComplete { _ in
+                context.close(promise: nil)
+            }
+        } else {
+            context.close(promise: nil)
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if let parserError = error as? HTTPParserError {
+            switch state {
+            case .idle, .respondingLocally, .proxying:
+                if case .headerOverflow = parserError {
+                    writeRawAndClose(
+                        status: HTTPResponseStatus(statusCode: 431, reasonPhrase: "Request Header Fields Too Large"),
+                        reason: "request head too large")
+                } else {
+                    writeRawAndClose(status: .badRequest, reason: "malformed request (\(parserError))")
+                }
+            case .awaitingTunnel, .tunneling, .closed:
+                context.close(promise: nil)
+            }
+            return
+        }
+        context.close(promise: nil)
+    }
+
+    // MARK: - Drain
+
+    /// Stop after the current request; idle connections close now.
+    func drain() {
+        closeAfterResponse = true
+        if case .idle = state { context?.close(promise: nil) }
+    }
+
+    func forceClose() {
+        context?.close(promise: nil)
+    }
+
+    // MARK: - WebSocket tunnel
+
+    private func startTunnel(head: HTTPRequestHead, route: RouteConfiguration, backend: BackendConfiguration, context: ChannelHandlerContext) {
+        guard let connector = loop.tunnelConnector(for: backend.name) else { return }
+        state = .awaitingTunnel
+        context.channel.setOption(.autoRead, value: false).whenComplete { _ in }
+        let upstreamHead = RequestRules.upstreamHead(
+            head, uri: exchange?.upstreamURI ?? head.uri, clientAddress: clientAddress, tls: tls, upgrade: true)
+        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        let connectTimeout = route.timeouts.connect ?? backend.connectTimeout
+        loop.waitUntilAvailable(backend)
+            .flatMap { connector.upgrade(upstreamHead, connectTimeout: connectTimeout, responseTimeout: route.timeouts.response) }
+            .whenComplete { result in
+                let handler = bound.value
+                switch result {
+                case .success(.switching(let response, let upstream)):
+                    handler.completeTunnel(response: response, upstream: upstream, backend: backend.name)
+                case .success(.refused(let response, let body, let upstream)):
+                    handler.tunnelRefused(response: response, body: body, upstream: upstream, backend: backend.name)
+                case .failure(let error):
+                    handler.state = .proxying
+                    handler.leaseFailed(error, backend: backend, route: route)
+                    handler.closeAfterResponse = true
+                }
+            }
+    }
+
+    private func tunnelRefused(response: HTTPResponseHead, body: ByteBuffer, upstream: any Channel, backend: String) {
+        upstream.close(promise: nil)
+        loop.tunnelStats[backend]?.opened += 1
+        loop.tunnelStats[backend]?.closed["refused", default: 0] += 1
+        guard let context, var current = exchange else { return }
+        // The client's decoder has stopped parsing after an upgrade request: this connection ends here.
+        closeAfterResponse = true
+        state = .proxying
+        current.responseStarted = true
+        current.status = Int(response.status.code)
+        current.bytesOut = body.readableBytes
+        exchange = current
+        var head = RequestRules.downstreamHead(response, keepAlive: false)
+        head.headers.replaceOrAdd(name: "Content-Length", value: String(body.readableBytes))
+        context.write(wrapOutboundOut(.head(head)), promise: nil)
+        if body.readableBytes > 0 { context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil) }
+        finishExchange(context: context)
+    }
+
+    private func completeTunnel(response: HTTPResponseHead, upstream: any Channel, backend: String) {
+        guard let context, case .awaitingTunnel = state, let current = exchange else {
+            upstream.close(promise: nil)
+            return
+        }
+        state = .tunneling
+        timer?.cancel()
+        loop.recordResponse(route: current.routeIndex, status: 101, bytesIn: 0, bytesOut: 0)
+        accessLog(current, status: 101)
+        exchange = nil
+        loop.tunnelStats[backend]?.opened += 1
+        loop.tunnelStats[backend]?.upgrades += 1
+        if let index = current.routeIndex {
+            loop.routeStats[index].upgrades += 1
+            loop.routeStats[index].activeTunnels += 1
+        }
+        loop.activeTunnels += 1
+        // The 101 keeps Upgrade/Connection/Sec-WebSocket-* as the backend sent them.
+        var head = HTTPResponseHead(version: .http1_1, status: .switchingProtocols)
+        for (name, value) in response.headers where name.lowercased() != "content-length" {
+            head.headers.add(name: name, value: value)
+        }
+        context.write(wrapOutboundOut(.head(head)), promise: nil)
+        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+
+        let (clientGlue, upstreamGlue) = GlueHandler.matchedPair()
+        let loopState = loop
+        let routeIndex = current.routeIndex
+        var closedOnce = false
+        let tunnelKey = ObjectIdentifier(clientGlue)
+        loopState.tunnelChannels[tunnelKey] = TunnelChannels(client: context.channel, upstream: upstream)
+        let tunnelClosed = {
+            guard !closedOnce else { return }
+            closedOnce = true
+            loopState.tunnelChannels.removeValue(forKey: tunnelKey)
+            loopState.activeTunnels -= 1
+            if let routeIndex { loopState.routeStats[routeIndex].activeTunnels -= 1 }
+            loopState.tunnelStats[backend]?.closed[PoolCloseReason.upgraded.rawValue, default: 0] += 1
+        }
+        clientGlue.onClose = tunnelClosed
+        upstreamGlue.onClose = tunnelClosed
+        let idle = TunnelIdleTimer(
+            timeout: limits.websocketIdleTimeout.timeAmount, eventLoop: context.eventLoop,
+            client: context.channel, upstream: upstream)
+        clientGlue.onActivity = { idle.touch() }
+        upstreamGlue.onActivity = { idle.touch() }
+        do {
+            // Order matters: the glue must be in place before the decoders are removed, because
+            // removing a decoder hands its leftover bytes (early frames) to the next handler.
+            let client = context.pipeline.syncOperations
+            try client.addHandler(clientGlue)
+            let upstreamPipeline = upstream.pipeline.syncOperations
+            try upstreamPipeline.addHandler(upstreamGlue)
+            _ = upstreamPipeline.removeHandler(name: "tunnel-upgrade")
+            _ = upstreamPipeline.removeHandler(name: "tunnel-encoder")
+            _ = upstreamPipeline.removeHandler(name: "tunnel-decoder")
+            _ = client.removeHandler(name: ProxyServer.pipeliningName)
+            _ = client.removeHandler(name: ProxyServer.encoderName)
+            _ = client.removeHandler(name: ProxyServer.decoderName)
+            _ = client.removeHandler(self)
+        } catch {
+            loop.logger.error("could not set up the WebSocket tunnel", metadata: ["error": "\(error)"])
+            upstream.close(promise: nil)
+            context.close(promise: nil)
+            return
+        }
+        idle.start()
+        context.channel.setOption(.autoRead, value: true).whenComplete { _ in }
+        context.channel.read()
+        upstream.read()
+    }
+}
+
+@available(*, unavailable)
+extension ProxyHandler: Sendable {}
+
+/// Closes a tunnel with no traffic in either direction for `timeout`.
+final class TunnelIdleTimer {
+    let timeout: TimeAmount
+    let eventLoop: any EventLoop
+    let client: any Channel
+    let upstream: any Channel
+    private var lastActivity = NIODeadline.now()
+    private var task: Scheduled<Void>?
+
+    init(timeout: TimeAmount, eventLoop: any EventLoop, client: any Channel, upstream: any Channel) {
+        self.timeout = timeout
+        self.eventLoop = eventLoop
+        self.client = client
+        self.upstream = upstream
+    }
+
+    func touch() { lastActivity = .now() }
+
+    func start() {
+        let bound = NIOLoopBound(self, eventLoop: eventLoop)
+        task = eventLoop.scheduleTask(deadline: lastActivity + timeout) {
+            let timer = bound.value
+            guard timer.client.isActive else { return }
+            if NIODeadline.now() - timer.lastActivity >= timer.timeout {
+                timer.client.close(promise: nil)
+                timer.upstream.close(promise: nil)
+            } else {
+                timer.start()
+            }
+        }
+    }
+}
+
+/// Tells the proxy handler when the first byte of a new request arrives (for the header timeout).
+final class ConnectionActivity {
+    var onFirstByte: (() -> Void)?
+    private var armed = true
+
+    func arm() { armed = true }
+
+    func sawBytes() {
+        guard armed else { return }
+        armed = false
+        onFirstByte?()
+    }
+}
+
+/// Sits in front of the HTTP decoder and reports byte arrival to `ConnectionActivity`.
+final class ActivityTracker: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    let activity: ConnectionActivity
+
+    init(activity: ConnectionActivity) {
+        self.activity = activity
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        activity.sawBytes()
+        context.fireChannelRead(data)
+    }
+}
+
+extension Duration {
+    var timeAmount: TimeAmount { .milliseconds(wholeMilliseconds) }
+}

@@ -1,0 +1,101 @@
+import FerryConfig
+import Logging
+import NIOCore
+
+/// Everything the data plane keeps per event loop: backend pools, counters, live connections.
+///
+/// Only code running on `eventLoop` touches it (that is why it needs no lock); `ProxyServer` reads
+/// it through `eventLoop.submit`.
+final class ProxyLoopState: @unchecked Sendable {
+    let eventLoop: any EventLoop
+    let configuration: FerryConfiguration
+    let router: Router
+    let logger: Logger
+    let accessLogger: Logger?
+    let reusePolicy: HTTPConnectionPool.ReusePolicy
+    private(set) var pools: [String: HTTPConnectionPool] = [:]
+    var tunnelStats: [String: PoolStats] = [:]
+    var routeStats: [RouteStats]
+    var connectionsOpen = 0
+    var connectionsTotal = 0
+    var requests = 0
+    var activeTunnels = 0
+    /// Backends the master reported as not ready (starting or restarting).
+    var unavailableBackends: Set<String> = []
+    /// Waiters for a backend to become available again.
+    var availabilityWaiters: [String: [EventLoopPromise<Void>]] = [:]
+    var connections: [ObjectIdentifier: ProxyHandler] = [:]
+    /// Open WebSocket tunnels, closed with 1001 when a drain reaches its deadline.
+    var tunnelChannels: [ObjectIdentifier: TunnelChannels] = [:]
+    var draining = false
+
+    init(
+        eventLoop: any EventLoop, configuration: FerryConfiguration, logger: Logger, accessLogger: Logger?,
+        reusePolicy: HTTPConnectionPool.ReusePolicy
+    ) {
+        self.eventLoop = eventLoop
+        self.configuration = configuration
+        self.router = Router(routes: configuration.routes)
+        self.logger = logger
+        self.accessLogger = accessLogger
+        self.reusePolicy = reusePolicy
+        self.routeStats = configuration.routes.map { RouteStats(path: $0.path, backend: $0.backendName) }
+        for backend in configuration.backends {
+            pools[backend.name] = HTTPConnectionPool(
+                backend: backend, settings: configuration.pool, eventLoop: eventLoop, reusePolicy: reusePolicy)
+            tunnelStats[backend.name] = PoolStats(backend: backend.name, protocol: "websocket")
+        }
+    }
+
+    func pool(for backend: String) -> HTTPConnectionPool? { pools[backend] }
+
+    func tunnelConnector(for backend: String) -> TunnelConnector? {
+        configuration.backend(named: backend).map { TunnelConnector(backend: $0, eventLoop: eventLoop) }
+    }
+
+    /// Succeeds when `backend` is available, fails after its queue timeout (→ 503).
+    func waitUntilAvailable(_ backend: BackendConfiguration) -> EventLoopFuture<Void> {
+        guard unavailableBackends.contains(backend.name) else { return eventLoop.makeSucceededVoidFuture() }
+        let promise = eventLoop.makePromise(of: Void.self)
+        availabilityWaiters[backend.name, default: []].append(promise)
+        let timeout = eventLoop.scheduleTask(in: .nanoseconds(Int64(backend.queueTimeout.wholeMilliseconds) * 1_000_000)) {
+            promise.fail(ProxyServerError.backendUnavailable)
+        }
+        promise.futureResult.whenComplete { _ in timeout.cancel() }
+        return promise.futureResult
+    }
+
+    func setAvailable(_ backend: String, _ available: Bool) {
+        if available {
+            unavailableBackends.remove(backend)
+            let waiters = availabilityWaiters.removeValue(forKey: backend) ?? []
+            for waiter in waiters { waiter.succeed() }
+        } else {
+            unavailableBackends.insert(backend)
+            pools[backend]?.closeIdle(reason: .backendClose)
+        }
+    }
+
+    func snapshot() -> WorkerStats {
+        var pools: [PoolStats] = []
+        for name in configuration.backends.map(\.name) {
+            if let pool = self.pools[name] { pools.append(pool.snapshot) }
+            if let tunnel = tunnelStats[name] { pools.append(tunnel) }
+        }
+        return WorkerStats(
+            connectionsOpen: connectionsOpen, connectionsTotal: connectionsTotal, requests: requests,
+            activeTunnels: activeTunnels, routes: routeStats, pools: pools)
+    }
+
+    func recordResponse(route: Int?, status: Int, bytesIn: Int, bytesOut: Int) {
+        guard let route, routeStats.indices.contains(route) else { return }
+        let klass = "\(max(1, min(5, status / 100)))xx"
+        routeStats[route].responses[klass, default: 0] += 1
+        routeStats[route].bytesIn += bytesIn
+        routeStats[route].bytesOut += bytesOut
+    }
+}
+
+enum ProxyServerError: Error {
+    case backendUnavailable
+}

@@ -1,0 +1,346 @@
+public import FerryConfig
+public import Logging
+public import NIOCore
+import NIOConcurrencyHelpers
+import NIOHTTP1
+import NIOPosix
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A listener the data plane serves.
+public struct ProxyListener: Sendable {
+    public enum Socket: Sendable {
+        /// Bind here (tests).
+        case bind(host: String, port: Int)
+        /// A socket of this worker alone (one SO_REUSEPORT socket per worker slot): adopted with
+        /// `ServerBootstrap.withBoundSocket`.
+        case adopt(fd: CInt)
+        /// A socket shared with other worker processes (systemd's): a dedicated thread accepts with
+        /// blocking `accept` and hands each connection to an event loop, because several processes
+        /// accepting on one fd trip a SwiftNIO debug assertion.
+        case acceptorThread(fd: CInt)
+    }
+
+    public var configuration: ListenerConfiguration
+    public var socket: Socket
+    /// Runs first for every accepted connection, before the HTTP handlers (the wiring adds TLS here).
+    public var prepareChannel: (@Sendable (any Channel) throws -> Void)?
+
+    public init(
+        configuration: ListenerConfiguration, socket: Socket, prepareChannel: (@Sendable (any Channel) throws -> Void)? = nil
+    ) {
+        self.configuration = configuration
+        self.socket = socket
+        self.prepareChannel = prepareChannel
+    }
+}
+
+/// The worker's data plane: listeners, per-loop pools, stats, drain.
+public final class ProxyServer: Sendable {
+    static let encoderName = "http-encoder"
+    static let decoderName = "http-decoder"
+    static let pipeliningName = "http-pipelining"
+
+    public enum ReuseMode: Sendable {
+        /// The real rules (`ExchangeOutcome`).
+        case strict
+        /// Returns every connection to the pool: only for the test that proves the hazard test can fail.
+        case unconditionalForTesting
+    }
+
+    private let configuration: FerryConfiguration
+    private let group: any EventLoopGroup
+    private let logger: Logger
+    private let states: [ObjectIdentifier: ProxyLoopState]
+    private let loops: [any EventLoop]
+    private let serverChannels = NIOLockedValueBox<[any Channel]>([])
+    private let acceptors = NIOLockedValueBox<[Acceptor]>([])
+
+    public init(
+        configuration: FerryConfiguration, group: any EventLoopGroup, logger: Logger, reuseMode: ReuseMode = .strict
+    ) {
+        self.configuration = configuration
+        self.group = group
+        self.logger = logger
+        var loops: [any EventLoop] = []
+        for loop in group.makeIterator() { loops.append(loop) }
+        self.loops = loops
+        var accessLogger = Logger(label: "ferry.access")
+        accessLogger.logLevel = .info
+        let access = configuration.master.accessLog == .off ? nil : accessLogger
+        var states: [ObjectIdentifier: ProxyLoopState] = [:]
+        for loop in loops {
+            states[ObjectIdentifier(loop)] = ProxyLoopState(
+                eventLoop: loop, configuration: configuration, logger: logger, accessLogger: access,
+                reusePolicy: reuseMode == .strict ? .strict : .unconditionalForTesting)
+        }
+        self.states = states
+    }
+
+    private func state(for loop: any EventLoop) -> ProxyLoopState {
+        states[ObjectIdentifier(loop)]!
+    }
+
+    /// Starts every listener; returns the bound addresses of the `bind` and `adopt` listeners, in order.
+    public func start(listeners: [ProxyListener]) async throws -> [SocketAddress] {
+        var addresses: [SocketAddress] = []
+        for listener in listeners {
+            let initializer = childInitializer(listener)
+            switch listener.socket {
+            case .bind(let host, let port):
+                let channel = try await serverBootstrap(initializer).bind(host: host, port: port).get()
+                serverChannels.withLockedValue { $0.append(channel) }
+                if let address = channel.localAddress { addresses.append(address) }
+            case .adopt(let fd):
+                let channel = try await serverBootstrap(initializer).withBoundSocket(fd).get()
+                serverChannels.withLockedValue { $0.append(channel) }
+                if let address = channel.localAddress { addresses.append(address) }
+            case .acceptorThread(let fd):
+                let acceptor = Acceptor(fd: fd, loops: loops, initializer: initializer, logger: logger)
+                acceptor.start()
+                acceptors.withLockedValue { $0.append(acceptor) }
+            }
+        }
+        return addresses
+    }
+
+    private func serverBootstrap(_ initializer: @escaping @Sendable (any Channel) -> EventLoopFuture<Void>)
+        -> ServerBootstrap
+    {
+        ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 511)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.allowRemoteHalfClosure, value: true)
+            .childChannelOption(.maxMessagesPerRead, value: 4)
+            .childChannelInitializer(initializer)
+    }
+
+    private func childInitializer(_ listener: ProxyListener) -> @Sendable (any Channel) -> EventLoopFuture<Void> {
+        let states = self.states
+        let tls = listener.configuration.tls != nil
+        let prepare = listener.prepareChannel
+        let limit = configuration.limits.maxConnectionsPerWorker
+        return { channel in
+            channel.eventLoop.makeCompletedFuture {
+                let loop = states[ObjectIdentifier(channel.eventLoop)]!
+                if loop.connectionsOpen >= limit || loop.draining {
+                    loop.logger.warning("connection limit reached; closing new connection", metadata: ["limit": "\(limit)"])
+                    channel.close(promise: nil)
+                    return
+                }
+                try prepare?(channel)
+                let activity = ConnectionActivity()
+                let operations = channel.pipeline.syncOperations
+                try operations.addHandler(ActivityTracker(activity: activity))
+                try operations.addHandler(HTTPResponseEncoder(), name: ProxyServer.encoderName)
+                try operations.addHandler(
+                    ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes)),
+                    name: ProxyServer.decoderName)
+                try operations.addHandler(HTTPServerPipelineHandler(), name: ProxyServer.pipeliningName)
+                try operations.addHandler(ProxyHandler(loop: loop, tls: tls, activity: activity))
+            }
+        }
+    }
+
+    /// Counters of all loops, summed.
+    public func stats() async -> WorkerStats {
+        var total = WorkerStats()
+        for loop in loops {
+            let state = state(for: loop)
+            guard let snapshot = try? await loop.submit({ state.snapshot() }).get() else { continue }
+            total.connectionsOpen += snapshot.connectionsOpen
+            total.connectionsTotal += snapshot.connectionsTotal
+            total.requests += snapshot.requests
+            total.activeTunnels += snapshot.activeTunnels
+            if total.routes.isEmpty {
+                total.routes = snapshot.routes
+            } else {
+                for index in total.routes.indices where snapshot.routes.indices.contains(index) {
+                    let other = snapshot.routes[index]
+                    total.routes[index].requests += other.requests
+                    total.routes[index].bytesIn += other.bytesIn
+                    total.routes[index].bytesOut += other.bytesOut
+                    total.routes[index].upgrades += other.upgrades
+                    total.routes[index].activeTunnels += other.activeTunnels
+                    total.routes[index].responses.merge(other.responses, uniquingKeysWith: +)
+                }
+            }
+            if total.pools.isEmpty {
+                total.pools = snapshot.pools
+            } else {
+                for index in total.pools.indices where snapshot.pools.indices.contains(index) {
+                    let other = snapshot.pools[index]
+                    total.pools[index].opened += other.opened
+                    total.pools[index].reused += other.reused
+                    total.pools[index].idle += other.idle
+                    total.pools[index].retries += other.retries
+                    total.pools[index].upgrades += other.upgrades
+                    total.pools[index].closed.merge(other.closed, uniquingKeysWith: +)
+                }
+            }
+        }
+        return total
+    }
+
+    /// The master reports a backend starting/restarting (false) or ready (true).
+    public func setBackendAvailable(_ backend: String, _ available: Bool) {
+        for loop in loops {
+            let state = state(for: loop)
+            loop.execute { state.setAvailable(backend, available) }
+        }
+    }
+
+    /// Stops accepting, closes idle keep-alive connections, lets in-flight requests finish, and at
+    /// `gracefulTimeout` closes whatever is left (WebSocket tunnels get close code 1001 first).
+    public func drain(gracefulTimeout: Duration) async {
+        await closeListeners()
+        for loop in loops {
+            let state = state(for: loop)
+            try? await loop.submit {
+                state.draining = true
+                for connection in state.connections.values { connection.drain() }
+                for pool in state.pools.values { pool.closeIdle(reason: .draining) }
+            }.get()
+        }
+        let deadline = ContinuousClock.now + gracefulTimeout
+        while ContinuousClock.now < deadline {
+            if await openConnections() == 0 { return }
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+        for loop in loops {
+            let state = state(for: loop)
+            try? await loop.submit {
+                for connection in state.connections.values { connection.forceClose() }
+                for tunnel in state.tunnelChannels.values { TunnelCloser.closeGoingAway(tunnel) }
+            }.get()
+        }
+        let after = ContinuousClock.now + .seconds(2)
+        while ContinuousClock.now < after, await openConnections() > 0 {
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+    }
+
+    private func openConnections() async -> Int {
+        var total = 0
+        for loop in loops {
+            let state = state(for: loop)
+            total += (try? await loop.submit { state.connectionsOpen + state.activeTunnels }.get()) ?? 0
+        }
+        return total
+    }
+
+    private func closeListeners() async {
+        let channels = serverChannels.withLockedValue { channels in
+            defer { channels.removeAll() }
+            return channels
+        }
+        for channel in channels { try? await channel.close() }
+        let acceptors = self.acceptors.withLockedValue { acceptors in
+            defer { acceptors.removeAll() }
+            return acceptors
+        }
+        for acceptor in acceptors { acceptor.stop() }
+    }
+
+    public func shutdown() async {
+        await closeListeners()
+        for loop in loops {
+            let state = state(for: loop)
+            try? await loop.submit {
+                for connection in state.connections.values { connection.forceClose() }
+                for tunnel in state.tunnelChannels.values { tunnel.close(promise: nil) }
+                for pool in state.pools.values { pool.closeIdle(reason: .draining) }
+            }.get()
+        }
+    }
+}
+
+/// Accepts on a socket shared with other processes from a dedicated thread (blocking `accept`),
+/// handing each connection to an event loop in turn.
+final class Acceptor: @unchecked Sendable {
+    let fd: CInt
+    let loops: [any EventLoop]
+    let initializer: @Sendable (any Channel) -> EventLoopFuture<Void>
+    let logger: Logger
+    private let stopped = NIOLockedValueBox(false)
+
+    init(fd: CInt, loops: [any EventLoop], initializer: @escaping @Sendable (any Channel) -> EventLoopFuture<Void>, logger: Logger) {
+        self.fd = fd
+        self.loops = loops
+        self.initializer = initializer
+        self.logger = logger
+    }
+
+    func start() {
+        let thread = Thread { [self] in self.run() }
+        thread.name = "ferry-acceptor"
+        thread.start()
+    }
+
+    func stop() {
+        stopped.withLockedValue { $0 = true }
+        // Wakes the blocked accept without closing the fd, which other processes still use.
+        shutdown(fd, Int32(SHUT_RD))
+    }
+
+    private func run() {
+        var next = 0
+        while !stopped.withLockedValue({ $0 }) {
+            let client = accept(fd, nil, nil)
+            if client < 0 {
+                if errno == EINTR || errno == EAGAIN || errno == ECONNABORTED { continue }
+                if stopped.withLockedValue({ $0 }) { return }
+                if errno == EMFILE || errno == ENFILE {
+                    // Out of descriptors: keep serving what is open, retry accepting shortly.
+                    logger.error("accept: out of file descriptors; pausing accepts")
+                    usleep(100_000)
+                    continue
+                }
+                logger.error("accept failed", metadata: ["errno": "\(errno)"])
+                usleep(10_000)
+                continue
+            }
+            _ = fcntl(client, F_SETFD, FD_CLOEXEC)
+            _ = fcntl(client, F_SETFL, fcntl(client, F_GETFL) | O_NONBLOCK)
+            let loop = loops[next % loops.count]
+            next += 1
+            var one: CInt = 1
+            setsockopt(client, CInt(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<CInt>.size))
+            let initializer = self.initializer
+            ClientBootstrap(group: loop)
+                .channelOption(.allowRemoteHalfClosure, value: true)
+                .channelInitializer(initializer)
+                .withConnectedSocket(client)
+                .whenFailure { _ in close(client) }
+        }
+    }
+}
+
+/// Sends WebSocket close frames with code 1001 ("going away") both ways, then closes.
+enum TunnelCloser {
+    /// Server-to-client close frame: FIN+close opcode, 2-byte payload 1001, unmasked.
+    static let toClient: [UInt8] = [0x88, 0x02, 0x03, 0xE9]
+
+    static func closeGoingAway(_ tunnel: TunnelChannels) {
+        tunnel.client.writeAndFlush(ByteBuffer(bytes: toClient)).whenComplete { _ in
+            tunnel.client.close(promise: nil)
+        }
+        // Client-to-server frames must be masked (RFC 6455 §5.3); a zero mask keeps the payload readable.
+        tunnel.upstream.writeAndFlush(ByteBuffer(bytes: [0x88, 0x82, 0, 0, 0, 0, 0x03, 0xE9])).whenComplete { _ in
+            tunnel.upstream.close(promise: nil)
+        }
+    }
+}
+
+struct TunnelChannels {
+    let client: any Channel
+    let upstream: any Channel
+
+    func close(promise: EventLoopPromise<Void>?) {
+        client.close(promise: nil)
+        upstream.close(promise: promise)
+    }
+}

@@ -1,0 +1,125 @@
+public import FerryConfig
+
+/// Longest-prefix routing on a normalized path, independent of the order routes appear in the file.
+///
+/// Normalization happens before matching so that `/tts-ws/../admin` is matched as `/admin` and
+/// `//tts-ws` as `/tts-ws`: a request cannot escape a prefix by spelling its path differently.
+public struct Router: Sendable {
+    public struct Match: Sendable, Equatable {
+        public var route: RouteConfiguration
+        /// Index of the route in the configuration (stats are kept per route).
+        public var index: Int
+        /// The normalized path plus the query, as the backend should see it (after strip/rewrite).
+        public var upstreamURI: String
+    }
+
+    public enum Outcome: Sendable, Equatable {
+        case matched(Match)
+        case notFound
+        /// The request target is not an origin-form path that can be normalized safely.
+        case badRequest
+    }
+
+    /// Routes sorted by descending path length, so the first prefix that matches is the longest.
+    private let routes: [(index: Int, route: RouteConfiguration)]
+
+    public init(routes: [RouteConfiguration]) {
+        self.routes = routes.enumerated().map { ($0.offset, $0.element) }.sorted {
+            $0.route.path.utf8.count > $1.route.path.utf8.count
+        }
+    }
+
+    public func route(uri: String) -> Outcome {
+        let (rawPath, query) = Self.split(uri)
+        guard let path = Self.normalize(rawPath) else { return .badRequest }
+        for (index, route) in routes where path.hasPrefix(route.path) {
+            var upstreamPath = path
+            if let strip = route.stripPrefix, path.hasPrefix(strip) {
+                upstreamPath = String(path.dropFirst(strip.utf8.count))
+            } else if let rewrite = route.rewrite {
+                upstreamPath = rewrite + String(path.dropFirst(route.path.utf8.count))
+            }
+            if !upstreamPath.hasPrefix("/") { upstreamPath = "/" + upstreamPath }
+            let upstreamURI = query.map { "\(upstreamPath)?\($0)" } ?? upstreamPath
+            return .matched(Match(route: route, index: index, upstreamURI: upstreamURI))
+        }
+        return .notFound
+    }
+
+    static func split(_ uri: String) -> (path: Substring, query: Substring?) {
+        let withoutFragment = uri.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
+        let parts = withoutFragment.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
+        return (parts.first ?? "", parts.count > 1 ? parts[1] : nil)
+    }
+
+    /// Decodes percent-encoded *unreserved* characters (RFC 3986 §6.2.2.2), removes dot segments
+    /// (§5.2.4) and collapses empty segments. Encoded `/`, `.`-segments spelled `%2e%2e` and NUL are
+    /// handled so they cannot climb out of a prefix; nil for targets that are not origin-form or
+    /// contain malformed escapes, control characters or NUL.
+    public static func normalize(_ rawPath: Substring) -> String? {
+        guard rawPath.hasPrefix("/") else { return nil }
+        var decoded: [UInt8] = []
+        decoded.reserveCapacity(rawPath.utf8.count)
+        var bytes = rawPath.utf8.makeIterator()
+        while let byte = bytes.next() {
+            if byte < 0x20 || byte == 0x7F { return nil }
+            guard byte == UInt8(ascii: "%") else {
+                decoded.append(byte)
+                continue
+            }
+            guard let high = bytes.next().flatMap(hexValue), let low = bytes.next().flatMap(hexValue) else { return nil }
+            let value = high << 4 | low
+            if value == 0 { return nil }
+            if isUnreserved(value) {
+                decoded.append(value)
+            } else {
+                // Reserved characters stay encoded (uppercase hex, as RFC 3986 recommends).
+                decoded.append(UInt8(ascii: "%"))
+                decoded.append(hexDigit(value >> 4))
+                decoded.append(hexDigit(value & 0xF))
+            }
+        }
+        var output: [Substring] = []
+        let text = String(decoding: decoded, as: UTF8.self)
+        let segments = text.split(separator: "/", omittingEmptySubsequences: false).dropFirst()
+        for (offset, segment) in segments.enumerated() {
+            let isLast = offset == segments.count - 1
+            switch segment {
+            case ".":
+                if isLast { output.append("") }
+            case "..":
+                _ = output.popLast()
+                if isLast { output.append("") }
+            case "":
+                if isLast { output.append("") }
+            default:
+                output.append(segment)
+            }
+        }
+        return "/" + output.joined(separator: "/")
+    }
+
+    private static func isUnreserved(_ byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+            UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"),
+            UInt8(ascii: "~"):
+            return true
+        default:
+            return false
+        }
+    }
+
+    private static func hexValue(_ byte: UInt8) -> UInt8? {
+        switch byte {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): byte - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): byte - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): byte - UInt8(ascii: "A") + 10
+        default: nil
+        }
+    }
+
+    private static func hexDigit(_ value: UInt8) -> UInt8 {
+        value < 10 ? UInt8(ascii: "0") + value : UInt8(ascii: "A") + value - 10
+    }
+}

@@ -1,0 +1,132 @@
+import FerryConfig
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+
+/// Opens a fresh upstream connection for each WebSocket upgrade.
+///
+/// Deliberately a different type from `HTTPConnectionPool`, with no way to hand a connection to it
+/// or take one from it: an upgraded connection can never serve an HTTP request, and an HTTP
+/// connection can never become a tunnel. The seed's bug is impossible by construction.
+struct TunnelConnector {
+    let backend: BackendConfiguration
+    let eventLoop: any EventLoop
+
+    enum UpgradeAnswer {
+        /// 101 with `Upgrade: websocket`: HTTP codecs can come off and the channels be glued.
+        case switching(HTTPResponseHead, any Channel)
+        /// Any other answer: relayed to the client as a normal response, then both are closed.
+        case refused(HTTPResponseHead, ByteBuffer, any Channel)
+    }
+
+    /// Connects, sends the upgrade request, and reports the backend's answer.
+    func upgrade(_ head: HTTPRequestHead, connectTimeout: Duration, responseTimeout: Duration)
+        -> EventLoopFuture<UpgradeAnswer>
+    {
+        let promise = eventLoop.makePromise(of: UpgradeAnswer.self)
+        let bootstrap = ClientBootstrap(group: eventLoop)
+            .connectTimeout(.nanoseconds(Int64(connectTimeout.wholeMilliseconds) * 1_000_000))
+            .channelOption(.allowRemoteHalfClosure, value: true)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(HTTPRequestEncoder(), name: "tunnel-encoder")
+                    try channel.pipeline.syncOperations.addHandler(
+                        ByteToMessageHandler(HTTPResponseDecoder(leftOverBytesStrategy: .forwardBytes)),
+                        name: "tunnel-decoder")
+                    try channel.pipeline.syncOperations.addHandler(
+                        TunnelUpgradeHandler(promise: promise), name: "tunnel-upgrade")
+                }
+            }
+        let connected: EventLoopFuture<any Channel>
+        switch backend.address {
+        case .unix(let path):
+            connected = bootstrap.connect(unixDomainSocketPath: path)
+        case .inet(let host, let port):
+            if let address = try? SocketAddress(ipAddress: host, port: port) {
+                connected = bootstrap.connect(to: address)
+            } else {
+                connected = bootstrap.connect(host: host, port: port)
+            }
+        }
+        connected.whenComplete { result in
+            switch result {
+            case .failure(let error):
+                promise.fail(error)
+            case .success(let channel):
+                channel.write(HTTPClientRequestPart.head(head), promise: nil)
+                channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
+                let timeout = channel.eventLoop.scheduleTask(
+                    in: .nanoseconds(Int64(responseTimeout.wholeMilliseconds) * 1_000_000)
+                ) {
+                    promise.fail(ProxyError.upstreamTimeout)
+                    channel.close(promise: nil)
+                }
+                promise.futureResult.whenComplete { _ in timeout.cancel() }
+            }
+        }
+        return promise.futureResult
+    }
+}
+
+/// Waits for the backend's answer to an upgrade request.
+final class TunnelUpgradeHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPClientResponsePart
+
+    private let promise: EventLoopPromise<TunnelConnector.UpgradeAnswer>
+    private var refusedHead: HTTPResponseHead?
+    private var refusedBody = ByteBuffer()
+    private var done = false
+
+    init(promise: EventLoopPromise<TunnelConnector.UpgradeAnswer>) {
+        self.promise = promise
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !done else { return }
+        switch unwrapInboundIn(data) {
+        case .head(let head):
+            let upgradeHeader = head.headers[canonicalForm: "upgrade"].map { $0.lowercased() }
+            if head.status == .switchingProtocols && upgradeHeader.contains("websocket") {
+                done = true
+                promise.succeed(.switching(head, context.channel))
+            } else {
+                refusedHead = head
+            }
+        case .body(var body):
+            // A refusal's body is relayed; keep it bounded.
+            if refusedBody.readableBytes < 64 * 1024 { refusedBody.writeBuffer(&body) }
+        case .end:
+            if let refusedHead {
+                done = true
+                promise.succeed(.refused(refusedHead, refusedBody, context.channel))
+            }
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        if !done {
+            done = true
+            if let refusedHead {
+                promise.succeed(.refused(refusedHead, refusedBody, context.channel))
+            } else {
+                promise.fail(ChannelError.eof)
+            }
+        }
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if !done {
+            done = true
+            promise.fail(error)
+        }
+        context.close(promise: nil)
+    }
+}
+
+@available(*, unavailable)
+extension TunnelUpgradeHandler: Sendable {}
+
+enum ProxyError: Error {
+    case upstreamTimeout
+}
