@@ -1,4 +1,4 @@
-import FerryConfig
+public import FerryConfig
 
 /// What happened on one upstream HTTP exchange, and therefore whether its connection may serve
 /// another request.
