@@ -88,7 +88,8 @@ let package = Package(
         ),
         .testTarget(
             name: "FerryProxyTests",
-            dependencies: ["FerryProxy", "FerryConfig", nioCore, nioEmbedded, nioPosix, nioHTTP1],
+            dependencies: ["FerryProxy", "FerryConfig", nioCore, nioEmbedded, nioPosix, nioHTTP1, logging],
+            exclude: ["Fixtures"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -8,6 +8,9 @@ protocol UpstreamExchangeDelegate: AnyObject {
     func upstream(received part: HTTPClientResponsePart)
     /// The end of one read burst from the backend: a good moment to flush to the client.
     func upstreamReadComplete()
+    /// The response ended and the connection has been returned to the pool (or closed): the next
+    /// request, even a pipelined one arriving right now, may lease it.
+    func upstreamExchangeFinished()
     /// The exchange failed (connection error, EOF before the response ended, timeout).
     func upstream(failed error: any Error, responseStarted: Bool)
     func upstream(writabilityChanged writable: Bool)
@@ -38,7 +41,9 @@ final class UpstreamConnection: @unchecked Sendable {
 /// The release happens at the end of the read burst that completed the response, so bytes that
 /// arrived behind the response in the same read are seen before the connection can be reused.
 final class HTTPConnectionPool: @unchecked Sendable {
-    /// A test-only policy that returns connections no matter what, to prove the hazard test can fail.
+    /// `unconditionalForTesting` models the seed's proxy, to prove the hazard test can fail: it
+    /// hands out a connection whether or not its last exchange is over (even one still carrying
+    /// another request), so responses go to the wrong requests.
     enum ReusePolicy {
         case strict
         case unconditionalForTesting
@@ -49,6 +54,8 @@ final class HTTPConnectionPool: @unchecked Sendable {
     let eventLoop: any EventLoop
     let reusePolicy: ReusePolicy
     private var idle: [UpstreamConnection] = []
+    /// Only kept for `unconditionalForTesting`: the most recently leased connection.
+    private var lastLeased: UpstreamConnection?
     private(set) var stats: PoolStats
 
     init(backend: BackendConfiguration, settings: PoolSettings, eventLoop: any EventLoop, reusePolicy: ReusePolicy) {
@@ -74,9 +81,16 @@ final class HTTPConnectionPool: @unchecked Sendable {
             connection.handler.beginExchange(requestsServed: connection.requestsServed)
             return eventLoop.makeSucceededFuture((connection, true))
         }
+        if reusePolicy == .unconditionalForTesting, let busy = lastLeased, busy.channel.isActive {
+            stats.reused += 1
+            busy.handler.beginExchange(requestsServed: busy.requestsServed + 1)
+            return eventLoop.makeSucceededFuture((busy, true))
+        }
+        let pool = self
         return connect(connectTimeout: connectTimeout).map { connection in
             connection.requestsServed = 1
             connection.handler.beginExchange(requestsServed: 1)
+            if pool.reusePolicy == .unconditionalForTesting { pool.lastLeased = connection }
             return (connection, false)
         }
     }
@@ -131,7 +145,9 @@ final class HTTPConnectionPool: @unchecked Sendable {
     private func park(_ connection: UpstreamConnection) {
         let pool = self
         connection.handler.becomeIdle()
-        connection.idleTimer = eventLoop.scheduleTask(in: .nanoseconds(Int64(settings.idleTimeout.wholeMilliseconds) * 1_000_000)) {
+        connection.idleTimer = eventLoop.scheduleTask(
+            in: .nanoseconds(Int64(settings.idleTimeout.wholeMilliseconds) * 1_000_000)
+        ) {
             pool.discard(connection, reason: .idleTimeout)
         }
         idle.append(connection)
@@ -194,7 +210,9 @@ final class UpstreamHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var responseStarted = false
     private var isHEAD = false
     private var context: ChannelHandlerContext?
-    weak var connection: UpstreamConnection?
+    /// Strong while the connection is alive (leased or idle); cleared when the pool retires it,
+    /// which breaks the cycle connection → handler → connection.
+    var connection: UpstreamConnection?
 
     init(pool: HTTPConnectionPool) {
         self.pool = pool
@@ -219,6 +237,7 @@ final class UpstreamHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
     func retire() {
         state = .retired
         delegate = nil
+        connection = nil
     }
 
     func requestSent() {
@@ -270,10 +289,11 @@ final class UpstreamHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
         case .exchanging:
             delegate?.upstreamReadComplete()
         case .ending:
-            delegate?.upstreamReadComplete()
-            delegate = nil
+            let delegate = self.delegate
+            self.delegate = nil
             state = .retired
             if let connection, let pool { pool.finished(connection, outcome: outcome) }
+            delegate?.upstreamExchangeFinished()
         case .idle, .retired:
             break
         }
@@ -291,9 +311,10 @@ final class UpstreamHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
         case .ending:
             // The response was complete; the backend closed right after (Connection: close).
             state = .retired
-            delegate?.upstreamReadComplete()
-            delegate = nil
+            let delegate = self.delegate
+            self.delegate = nil
             if let connection, let pool { pool.close(connection, reason: .backendClose) }
+            delegate?.upstreamExchangeFinished()
         case .idle:
             if let connection, let pool { pool.discard(connection, reason: .backendClose) }
         case .retired:
@@ -304,7 +325,15 @@ final class UpstreamHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         switch state {
-        case .exchanging, .ending:
+        case .ending:
+            // The response was complete; whatever followed it is garbage.
+            state = .retired
+            outcome.unexpectedData = true
+            let delegate = self.delegate
+            self.delegate = nil
+            if let connection, let pool { pool.close(connection, reason: .unexpectedData) }
+            delegate?.upstreamExchangeFinished()
+        case .exchanging:
             state = .retired
             outcome.failed = true
             let delegate = self.delegate

@@ -149,7 +149,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         if loop.draining { current.keepAlive = false }
         exchange = current
         if let rejection = RequestRules.checkFraming(head, maxBodyBytes: limits.maxBodyBytes)
-            ?? RequestRules.checkLimits(head, maxHeaderBytes: limits.maxHeaderBytes, maxHeaderCount: limits.maxHeaderCount)
+            ?? RequestRules.checkLimits(
+                head, maxHeaderBytes: limits.maxHeaderBytes, maxHeaderCount: limits.maxHeaderCount)
         {
             let message: String
             switch rejection {
@@ -185,7 +186,9 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     }
 
     /// The per-request protocol decision.
-    private func dispatch(head: HTTPRequestHead, route: RouteConfiguration, backendName: String, context: ChannelHandlerContext) {
+    private func dispatch(
+        head: HTTPRequestHead, route: RouteConfiguration, backendName: String, context: ChannelHandlerContext
+    ) {
         guard let backend = loop.configuration.backend(named: backendName) else {
             respondLocally(status: .badGateway, body: "ferry: route \(route.path) has no backend\n", close: false)
             return
@@ -349,15 +352,20 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             exchange = current
             context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
         case .end:
+            // Written in upstreamExchangeFinished, once the pool has the connection back.
             if !current.requestEnded { discardingBody = true }
             current.upstream = nil
             exchange = current
-            finishExchange(context: context)
         }
     }
 
     func upstreamReadComplete() {
         context?.flush()
+    }
+
+    func upstreamExchangeFinished() {
+        guard case .proxying = state, let context, exchange != nil else { return }
+        finishExchange(context: context)
     }
 
     func upstream(failed error: any Error, responseStarted: Bool) {
@@ -371,7 +379,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             context.close(promise: nil)
             return
         }
-        let canRetry = current.reused && !current.retried && RequestRules.isIdempotent(current.head.method)
+        let canRetry =
+            current.reused && !current.retried && RequestRules.isIdempotent(current.head.method)
             && current.bodyBytesIn == 0 && !current.timedOut
         if canRetry, let backendName = current.backend, let pool = loop.pool(for: backendName),
             let backend = loop.configuration.backend(named: backendName),
@@ -450,7 +459,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         current.responseStarted = true
         current.bytesOut = body.utf8.count
         exchange = current
-        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
+        context.write(
+            wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
         if current.head.method != .HEAD && !body.isEmpty {
             context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: body)))), promise: nil)
         }
@@ -463,7 +473,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         exchange = nil
         let close = closeAfterResponse || !current.keepAlive
         let status = current.status ?? 0
-        loop.recordResponse(route: current.routeIndex, status: status, bytesIn: current.bodyBytesIn, bytesOut: current.bytesOut)
+        loop.recordResponse(
+            route: current.routeIndex, status: status, bytesIn: current.bodyBytesIn, bytesOut: current.bytesOut)
         accessLog(current, status: status)
         if close {
             state = .closed
@@ -550,7 +561,9 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
 
     // MARK: - WebSocket tunnel
 
-    private func startTunnel(head: HTTPRequestHead, route: RouteConfiguration, backend: BackendConfiguration, context: ChannelHandlerContext) {
+    private func startTunnel(
+        head: HTTPRequestHead, route: RouteConfiguration, backend: BackendConfiguration, context: ChannelHandlerContext
+    ) {
         guard let connector = loop.tunnelConnector(for: backend.name) else { return }
         state = .awaitingTunnel
         context.channel.setOption(.autoRead, value: false).whenComplete { _ in }
@@ -559,7 +572,10 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
         let connectTimeout = route.timeouts.connect ?? backend.connectTimeout
         loop.waitUntilAvailable(backend)
-            .flatMap { connector.upgrade(upstreamHead, connectTimeout: connectTimeout, responseTimeout: route.timeouts.response) }
+            .flatMap {
+                connector.upgrade(
+                    upstreamHead, connectTimeout: connectTimeout, responseTimeout: route.timeouts.response)
+            }
             .whenComplete { result in
                 let handler = bound.value
                 switch result {

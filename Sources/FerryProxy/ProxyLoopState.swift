@@ -58,7 +58,9 @@ final class ProxyLoopState: @unchecked Sendable {
         guard unavailableBackends.contains(backend.name) else { return eventLoop.makeSucceededVoidFuture() }
         let promise = eventLoop.makePromise(of: Void.self)
         availabilityWaiters[backend.name, default: []].append(promise)
-        let timeout = eventLoop.scheduleTask(in: .nanoseconds(Int64(backend.queueTimeout.wholeMilliseconds) * 1_000_000)) {
+        let timeout = eventLoop.scheduleTask(
+            in: .nanoseconds(Int64(backend.queueTimeout.wholeMilliseconds) * 1_000_000)
+        ) {
             promise.fail(ProxyServerError.backendUnavailable)
         }
         promise.futureResult.whenComplete { _ in timeout.cancel() }

@@ -1,13 +1,13 @@
 public import FerryConfig
+import Foundation
 public import Logging
-public import NIOCore
 import NIOConcurrencyHelpers
+public import NIOCore
 import NIOHTTP1
 import NIOPosix
-import Foundation
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A listener the data plane serves.
@@ -30,7 +30,8 @@ public struct ProxyListener: Sendable {
     public var prepareChannel: (@Sendable (any Channel) throws -> Void)?
 
     public init(
-        configuration: ListenerConfiguration, socket: Socket, prepareChannel: (@Sendable (any Channel) throws -> Void)? = nil
+        configuration: ListenerConfiguration, socket: Socket,
+        prepareChannel: (@Sendable (any Channel) throws -> Void)? = nil
     ) {
         self.configuration = configuration
         self.socket = socket
@@ -127,7 +128,8 @@ public final class ProxyServer: Sendable {
             channel.eventLoop.makeCompletedFuture {
                 let loop = states[ObjectIdentifier(channel.eventLoop)]!
                 if loop.connectionsOpen >= limit || loop.draining {
-                    loop.logger.warning("connection limit reached; closing new connection", metadata: ["limit": "\(limit)"])
+                    loop.logger.warning(
+                        "connection limit reached; closing new connection", metadata: ["limit": "\(limit)"])
                     channel.close(promise: nil)
                     return
                 }
@@ -267,7 +269,10 @@ final class Acceptor: @unchecked Sendable {
     let logger: Logger
     private let stopped = NIOLockedValueBox(false)
 
-    init(fd: CInt, loops: [any EventLoop], initializer: @escaping @Sendable (any Channel) -> EventLoopFuture<Void>, logger: Logger) {
+    init(
+        fd: CInt, loops: [any EventLoop], initializer: @escaping @Sendable (any Channel) -> EventLoopFuture<Void>,
+        logger: Logger
+    ) {
         self.fd = fd
         self.loops = loops
         self.initializer = initializer

@@ -35,7 +35,8 @@ public enum RequestRules {
             if length > maxBodyBytes { return .bodyTooLarge }
         }
         if !encodings.isEmpty {
-            guard encodings.last == "chunked", encodings.dropLast().allSatisfy({ $0 != "chunked" }), encodings.count == 1
+            guard encodings.last == "chunked", encodings.dropLast().allSatisfy({ $0 != "chunked" }),
+                encodings.count == 1
             else {
                 return .badRequest("Transfer-Encoding other than a single final chunked")
             }
@@ -45,7 +46,7 @@ public enum RequestRules {
         }
         if head.headers[canonicalForm: "host"].count > 1 { return .badRequest("several Host headers") }
         if head.version.major == 1 && head.version.minor == 1 && head.headers["host"].isEmpty {
-            return .badRequest("HTTP/1.1 request without Host")
+            return .badRequest("request without Host header")
         }
         return nil
     }
@@ -112,13 +113,15 @@ public enum RequestRules {
         let host = head.headers.first(name: "host")
         if let clientAddress {
             let existing = headers.first(name: "x-forwarded-for")
-            headers.replaceOrAdd(name: "X-Forwarded-For", value: existing.map { "\($0), \(clientAddress)" } ?? clientAddress)
+            headers.replaceOrAdd(
+                name: "X-Forwarded-For", value: existing.map { "\($0), \(clientAddress)" } ?? clientAddress)
         }
         headers.add(name: "X-Forwarded-Proto", value: proto)
         if let host { headers.add(name: "X-Forwarded-Host", value: host) }
         var forwarded = "proto=\(proto)"
         if let clientAddress {
-            forwarded = (clientAddress.contains(":") ? "for=\"[\(clientAddress)]\"" : "for=\(clientAddress)") + ";" + forwarded
+            forwarded =
+                (clientAddress.contains(":") ? "for=\"[\(clientAddress)]\"" : "for=\(clientAddress)") + ";" + forwarded
         }
         if let host, !host.contains("\"") { forwarded += ";host=\"\(host)\"" }
         headers.add(name: "Forwarded", value: forwarded)

@@ -67,7 +67,9 @@ public struct Router: Sendable {
                 decoded.append(byte)
                 continue
             }
-            guard let high = bytes.next().flatMap(hexValue), let low = bytes.next().flatMap(hexValue) else { return nil }
+            guard let high = bytes.next().flatMap(hexValue), let low = bytes.next().flatMap(hexValue) else {
+                return nil
+            }
             let value = high << 4 | low
             if value == 0 { return nil }
             if isUnreserved(value) {

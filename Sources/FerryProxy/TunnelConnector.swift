@@ -74,6 +74,7 @@ final class TunnelUpgradeHandler: ChannelInboundHandler, RemovableChannelHandler
 
     private let promise: EventLoopPromise<TunnelConnector.UpgradeAnswer>
     private var refusedHead: HTTPResponseHead?
+    private var switchingHead: HTTPResponseHead?
     private var refusedBody = ByteBuffer()
     private var done = false
 
@@ -87,8 +88,9 @@ final class TunnelUpgradeHandler: ChannelInboundHandler, RemovableChannelHandler
         case .head(let head):
             let upgradeHeader = head.headers[canonicalForm: "upgrade"].map { $0.lowercased() }
             if head.status == .switchingProtocols && upgradeHeader.contains("websocket") {
-                done = true
-                promise.succeed(.switching(head, context.channel))
+                // Answered at `.end`, which the decoder emits right after a 101's head: the glue
+                // must not be installed while HTTP parts are still being delivered.
+                switchingHead = head
             } else {
                 refusedHead = head
             }
@@ -96,7 +98,10 @@ final class TunnelUpgradeHandler: ChannelInboundHandler, RemovableChannelHandler
             // A refusal's body is relayed; keep it bounded.
             if refusedBody.readableBytes < 64 * 1024 { refusedBody.writeBuffer(&body) }
         case .end:
-            if let refusedHead {
+            if let switchingHead {
+                done = true
+                promise.succeed(.switching(switchingHead, context.channel))
+            } else if let refusedHead {
                 done = true
                 promise.succeed(.refused(refusedHead, refusedBody, context.channel))
             }

@@ -1,0 +1,32 @@
+#!/usr/bin/env python3
+"""The seed's backend: one Tornado port serving /tts (WebSocketHandler, echo here) and
+/tts/wav/…, /tts/mp3/… (StaticFileHandler) from one directory.
+
+Usage: seed_tornado_app.py FILES_DIR  — prints "PORT <n>" once listening on 127.0.0.1.
+"""
+import asyncio
+import sys
+
+import tornado.web
+import tornado.websocket
+
+
+class Echo(tornado.websocket.WebSocketHandler):
+    def on_message(self, message):
+        self.write_message(message, binary=isinstance(message, bytes))
+
+
+async def main():
+    root = sys.argv[1]
+    app = tornado.web.Application([
+        (r"/tts", Echo),
+        (r"/tts/wav/(.*)", tornado.web.StaticFileHandler, {"path": f"{root}/wav"}),
+        (r"/tts/mp3/(.*)", tornado.web.StaticFileHandler, {"path": f"{root}/mp3"}),
+    ])
+    server = app.listen(0, address="127.0.0.1")
+    port = next(iter(server._sockets.values())).getsockname()[1]
+    print(f"PORT {port}", flush=True)
+    await asyncio.Event().wait()
+
+
+asyncio.run(main())

@@ -1,0 +1,214 @@
+import FerryConfig
+import FerryProxy
+import Foundation
+import Testing
+
+/// A real `ProxyServer` on loopback against real Python backends (Tornado, and a misbehaving one).
+@Suite(.serialized) struct ProxyIntegrationTests {
+    @Test func keepAliveRequestsReuseOnePooledConnection() async throws {
+        guard PythonBackend.available else { return print("skipped: python3 with tornado/websockets is missing") }
+        let files = try FilesFixture()
+        let backend = try PythonBackend(script: "misbehaving_backend.py", arguments: [files.directory.path])
+        let proxy = try await ProxyHarness(backendPort: backend.port, routes: [route("/tts-ws")])
+        let response = try rawExchange(
+            port: proxy.port,
+            "GET /tts-ws/ok/1 HTTP/1.1\r\nHost: x\r\n\r\nGET /tts-ws/ok/2 HTTP/1.1\r\nHost: x\r\n\r\nGET /tts-ws/ok/3 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        #expect(response.contains("ok 1"))
+        #expect(response.contains("ok 2"))
+        #expect(response.contains("ok 3"))
+        let stats = await proxy.server.stats()
+        let pool = try #require(stats.pools.first { $0.protocol == "http" })
+        #expect(pool.opened == 1, "\(pool)")
+        #expect(pool.reused == 2)
+        await proxy.stop()
+    }
+
+    @Test func ferryAnswers404ItselfWhenNoRouteMatches() async throws {
+        let proxy = try await ProxyHarness(backendPort: 9, routes: [route("/tts-ws")])
+        let response = try rawExchange(
+            port: proxy.port, "GET /elsewhere HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        #expect(response.hasPrefix("HTTP/1.1 404"))
+        #expect(response.contains("Server: ferry"))
+        #expect(response.contains("ferry: no route"))
+        await proxy.stop()
+    }
+
+    @Test func respondAndRedirectRoutesAnswerLocally() async throws {
+        let proxy = try await ProxyHarness(
+            backendPort: 9,
+            routes: [
+                RouteConfiguration(path: "/admin", action: .respond(status: 403, body: "go away\n")),
+                RouteConfiguration(path: "/old", action: .redirect(location: "https://example.org/", status: 301)),
+            ])
+        let denied = try rawExchange(port: proxy.port, "GET /admin/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        #expect(denied.hasPrefix("HTTP/1.1 403"))
+        #expect(denied.hasSuffix("go away\n"))
+        let moved = try rawExchange(port: proxy.port, "GET /old HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        #expect(moved.hasPrefix("HTTP/1.1 301"))
+        #expect(moved.contains("Location: https://example.org/"))
+        await proxy.stop()
+    }
+
+    @Test func protocolIsDecidedPerRequestAndRouteRulesHold() async throws {
+        guard PythonBackend.available else { return print("skipped: python3 with tornado/websockets is missing") }
+        let files = try FilesFixture()
+        let backend = try PythonBackend(script: "misbehaving_backend.py", arguments: [files.directory.path])
+        let proxy = try await ProxyHarness(
+            backendPort: backend.port,
+            routes: [route("/tts-ws/tts", protocol: .websocket), route("/tts-ws/tts/wav/", protocol: .http)])
+        let upgrade =
+            "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+        let plainOnWebSocketRoute = try rawExchange(
+            port: proxy.port, "GET /tts-ws/tts HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        #expect(plainOnWebSocketRoute.hasPrefix("HTTP/1.1 426"))
+        let upgradeOnHTTPRoute = try rawExchange(
+            port: proxy.port, "GET /tts-ws/tts/wav/file0.wav HTTP/1.1\r\nHost: x\r\n\(upgrade)\r\n")
+        #expect(upgradeOnHTTPRoute.hasPrefix("HTTP/1.1 400"))
+        let tunnel = try rawExchange(
+            port: proxy.port, "GET /tts-ws/tts HTTP/1.1\r\nHost: x\r\n\(upgrade)\r\n", timeout: 1, readUntilClose: false
+        )
+        #expect(tunnel.hasPrefix("HTTP/1.1 101"))
+        #expect(tunnel.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo="))
+        await proxy.stop()
+    }
+
+    @Test func webSocketEchoThroughTheTunnelWithARealClient() async throws {
+        guard PythonBackend.available else { return print("skipped: python3 with tornado/websockets is missing") }
+        let files = try FilesFixture()
+        let backend = try PythonBackend(script: "seed_tornado_app.py", arguments: [files.directory.path])
+        let proxy = try await ProxyHarness(backendPort: backend.port, routes: [route("/tts-ws")])
+        let script = """
+            import asyncio, websockets, sys
+            async def main():
+                async with websockets.connect("ws://127.0.0.1:\(proxy.port)/tts-ws/tts") as ws:
+                    for i in range(5):
+                        await ws.send(f"hello {i}")
+                        assert await ws.recv() == f"hello {i}"
+                    await ws.send(b"\\x00\\x01" * 40000)
+                    assert await ws.recv() == b"\\x00\\x01" * 40000
+                    pong = await ws.ping()
+                    await asyncio.wait_for(pong, 5)
+                print("ok")
+            asyncio.run(main())
+            """
+        let result = try shell("/usr/bin/env", ["python3", "-c", script])
+        #expect(result.output.contains("ok"))
+        let stats = await proxy.server.stats()
+        #expect(stats.pools.first { $0.protocol == "websocket" }?.upgrades == 1)
+        #expect(stats.pools.first { $0.protocol == "http" }?.opened == 0)
+        await proxy.stop()
+    }
+
+    @Test func misbehavingBackendConnectionsAreNeverReused() async throws {
+        guard PythonBackend.available else { return print("skipped: python3 with tornado/websockets is missing") }
+        let files = try FilesFixture()
+        let backend = try PythonBackend(script: "misbehaving_backend.py", arguments: [files.directory.path])
+        let proxy = try await ProxyHarness(
+            backendPort: backend.port, routes: [route("/tts-ws", responseTimeout: .milliseconds(500))])
+        func get(_ path: String) throws -> String {
+            try rawExchange(port: proxy.port, "GET /tts-ws\(path) HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        }
+        // Extra bytes after a complete response: the body is right, the connection is discarded.
+        #expect(try get("/extra-bytes").hasSuffix("hello"))
+        #expect(try get("/ok/1").hasSuffix("ok 1"))
+        // Connection: close from the backend.
+        #expect(try get("/connection-close").hasSuffix("closing"))
+        #expect(try get("/ok/2").hasSuffix("ok 2"))
+        // Closes mid-body: the client sees a truncated response end, never a forged one.
+        let truncated = try get("/close-mid-body")
+        #expect(truncated.hasPrefix("HTTP/1.1 200"))
+        #expect(!truncated.contains("0123456789" + "0"))
+        // Never answers: 504 after the route's response timeout.
+        #expect(try get("/never").hasPrefix("HTTP/1.1 504"))
+        // An upgrade answered with 200 is relayed as a normal response, then the connection closes.
+        let refused = try rawExchange(
+            port: proxy.port,
+            "GET /tts-ws/upgrade-200 HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        #expect(refused.hasPrefix("HTTP/1.1 200"))
+        #expect(refused.hasSuffix("not a websocket"))
+        let stats = await proxy.server.stats()
+        let pool = try #require(stats.pools.first { $0.protocol == "http" })
+        #expect(pool.closed["unexpected_data"] == 1)
+        #expect((pool.closed["backend_close"] ?? 0) >= 2)
+        #expect(pool.closed["error"] == 1)
+        #expect(stats.pools.first { $0.protocol == "websocket" }?.closed["refused"] == 1)
+        await proxy.stop()
+    }
+
+    @Test func refusedBackendIs502() async throws {
+        let port = try freePort()
+        let proxy = try await ProxyHarness(backendPort: port, routes: [route("/tts-ws")])
+        let response = try rawExchange(
+            port: proxy.port, "GET /tts-ws/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        #expect(response.hasPrefix("HTTP/1.1 502"))
+        #expect(response.contains("backend app"))
+        await proxy.stop()
+    }
+
+    @Test(arguments: [
+        "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
+        "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: x\r\nX-Folded: a\r\n b\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: x\r\nX-Space : a\r\n\r\n",
+        "GET / HTTP/1.1\r\n\r\n",
+        "GARBAGE\r\n\r\n",
+    ])
+    func smugglingAttemptsGet400AndTheConnectionCloses(request: String) async throws {
+        let proxy = try await ProxyHarness(backendPort: 9, routes: [route("/", strip: nil)])
+        let response = try rawExchange(port: proxy.port, request + "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        #expect(response.hasPrefix("HTTP/1.1 400"), "\(response)")
+        #expect(response.components(separatedBy: "HTTP/1.1").count == 2, "one response, then close")
+        // The worker lives on.
+        let next = try rawExchange(port: proxy.port, "GET /x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        #expect(next.hasPrefix("HTTP/1.1 502"))
+        await proxy.stop()
+    }
+
+    @Test func tooLargeHeadersGet431() async throws {
+        var limits = LimitSettings()
+        limits.maxHeaderBytes = 2048
+        let proxy = try await ProxyHarness(backendPort: 9, routes: [route("/", strip: nil)], limits: limits)
+        let big = String(repeating: "a", count: 4000)
+        let response = try rawExchange(port: proxy.port, "GET / HTTP/1.1\r\nHost: x\r\nX-Big: \(big)\r\n\r\n")
+        #expect(response.hasPrefix("HTTP/1.1 431"))
+        await proxy.stop()
+    }
+
+    @Test func bodyOverTheCapGets413() async throws {
+        var limits = LimitSettings()
+        limits.maxBodyBytes = 10
+        let proxy = try await ProxyHarness(backendPort: 9, routes: [route("/", strip: nil)], limits: limits)
+        let response = try rawExchange(
+            port: proxy.port, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\nhello world")
+        #expect(response.hasPrefix("HTTP/1.1 413"))
+        await proxy.stop()
+    }
+
+    @Test func slowlorisGets408() async throws {
+        var limits = LimitSettings()
+        limits.headerTimeout = .milliseconds(300)
+        let proxy = try await ProxyHarness(backendPort: 9, routes: [route("/", strip: nil)], limits: limits)
+        let response = try rawExchange(port: proxy.port, "GET / HTTP/1.1\r\nHost: x\r\n", timeout: 3)
+        #expect(response.hasPrefix("HTTP/1.1 408"))
+        await proxy.stop()
+    }
+}
+
+func freePort() throws -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    _ = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    _ = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+    }
+    return Int(UInt16(bigEndian: address.sin_port))
+}
