@@ -64,14 +64,14 @@ let package = Package(
         ),
         .target(
             name: "FerryBackends",
-            dependencies: ["COpenSSL", nioCore, nioPosix, nioHTTP1, nioWebSocket, logging],
+            dependencies: ["COpenSSL", nioCore, nioPosix, nioHTTP1, nioWebSocket, nioConcurrencyHelpers, logging],
             swiftSettings: swiftSettings
         ),
         .executableTarget(
             name: "ferry",
             dependencies: [
-                "FerryConfig", "FerryTLS", "FerryProxy", "FerrySupervisor", "FerryBackends",
-                nioCore, nioPosix, logging,
+                "FerryConfig", "FerryTLS", "FerryProxy", "FerrySupervisor", "FerryBackends", "CSystemd",
+                nioCore, nioPosix, nioConcurrencyHelpers, logging,
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings

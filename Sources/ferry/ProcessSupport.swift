@@ -1,0 +1,82 @@
+import CSystemd
+@preconcurrency import Dispatch
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+extension Process {
+    /// A stderr logger; the master prefixes each line of a child with its name.
+    static func makeLogger(label: String, level: Logger.Level = .info) -> Logger {
+        var logger = Logger(label: label)
+        logger.logLevel = level
+        return logger
+    }
+}
+
+/// Waits for signals through a DispatchSource after blocking them for the whole process, so the
+/// default action never runs and no thread is interrupted.
+final class SignalWaiter: @unchecked Sendable {
+    private let sources: NIOLockedValueBox<[any DispatchSourceSignal]> = .init([])
+    private let stream: AsyncStream<Int32>
+    private let continuation: AsyncStream<Int32>.Continuation
+
+    init(_ signals: [Int32]) {
+        (stream, continuation) = AsyncStream.makeStream(of: Int32.self)
+        var set = sigset_t()
+        sigemptyset(&set)
+        for signal in signals { sigaddset(&set, signal) }
+        pthread_sigmask(SIG_BLOCK, &set, nil)
+        let continuation = self.continuation
+        var created: [any DispatchSourceSignal] = []
+        for signal in signals {
+            let source = DispatchSource.makeSignalSource(signal: signal, queue: .global())
+            source.setEventHandler { continuation.yield(signal) }
+            source.resume()
+            created.append(source)
+        }
+        sources.withLockedValue { $0 = created }
+    }
+
+    func next() async -> Int32 {
+        for await signal in stream { return signal }
+        return SIGTERM
+    }
+}
+
+/// Runs async work from a synchronous command and returns its result.
+enum BlockingTask {
+    static func run<T: Sendable>(_ body: @escaping @Sendable () async -> T) -> T {
+        let box = NIOLockedValueBox<T?>(nil)
+        let semaphore = DispatchSemaphore(value: 0)
+        Task {
+            let value = await body()
+            box.withLockedValue { $0 = value }
+            semaphore.signal()
+        }
+        semaphore.wait()
+        return box.withLockedValue { $0! }
+    }
+}
+
+/// A child of the master exits when the master is gone: PR_SET_PDEATHSIG as a backup (it fires
+/// when the spawning *thread* exits), plus polling that the parent pid is unchanged.
+enum ParentWatch {
+    static func exitWhenParentDies() {
+        guard let expected = ProcessInfo.processInfo.environment["FERRY_MASTER_PID"].flatMap(Int32.init) else { return }
+        _ = ferry_set_parent_death_signal(SIGTERM)
+        if getppid() != expected { exit(0) }
+        let timer = DispatchSource.makeTimerSource(queue: .global())
+        timer.schedule(deadline: .now() + 1, repeating: 1)
+        timer.setEventHandler {
+            if getppid() != expected { kill(getpid(), SIGTERM) }
+        }
+        timer.resume()
+        retainedTimer = timer
+    }
+
+    nonisolated(unsafe) private static var retainedTimer: (any DispatchSourceTimer)?
+}
