@@ -59,7 +59,7 @@ let package = Package(
         ),
         .target(
             name: "FerrySupervisor",
-            dependencies: ["FerryConfig", "CSystemd", nioCore, nioPosix, nioConcurrencyHelpers, logging, systemPackage],
+            dependencies: ["FerryConfig", "CSystemd", nioCore, nioPosix, nioConcurrencyHelpers, nioExtras, logging],
             swiftSettings: swiftSettings
         ),
         .target(

@@ -11,6 +11,7 @@
 #include <signal.h>
 #include <spawn.h>
 #include <unistd.h>
+#include <fcntl.h>
 
 static inline int ferry_set_parent_death_signal(int signal) { return prctl(PR_SET_PDEATHSIG, signal); }
 
@@ -23,6 +24,16 @@ static inline int ferry_WTERMSIG(int status) { return WTERMSIG(status); }
 static inline int ferry_spawn_addclosefrom(posix_spawn_file_actions_t *actions, int low) {
     return posix_spawn_file_actions_addclosefrom_np(actions, low);
 }
+
+/* GNU extensions declared only with _GNU_SOURCE, which a module header cannot define. */
+extern int posix_spawn_file_actions_addchdir_np(posix_spawn_file_actions_t *actions, const char *path);
+extern int pipe2(int fds[2], int flags);
+
+static inline int ferry_spawn_addchdir(posix_spawn_file_actions_t *actions, const char *path) {
+    return posix_spawn_file_actions_addchdir_np(actions, path);
+}
+
+static inline int ferry_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
 
 /* The uid of the peer of a connected Unix socket, or -1. */
 static inline long ferry_peer_uid(int fd) {

@@ -1,0 +1,96 @@
+public import FerryConfig
+import Foundation
+
+/// Messages between the master and a worker over the worker's socketpair (fd 3), one JSON object
+/// per line. The master sends the configuration *text* first, so a worker never re-reads a file
+/// that may have changed since the master validated it.
+public enum MasterToWorker: Codable, Sendable, Equatable {
+    case configure(source: String, fileName: String, ticketKeys: String, generation: Int, heartbeatMilliseconds: Int)
+    case backend(name: String, available: Bool)
+    case drain(gracefulMilliseconds: Int)
+}
+
+public enum WorkerToMaster: Codable, Sendable, Equatable {
+    case ready
+    case heartbeat(stats: WorkerStats)
+    case drained
+    case bootFailed(reason: String)
+}
+
+/// A request on the control socket (`ferry status|reload|stop`), one JSON line.
+public struct ControlRequest: Codable, Sendable {
+    public var command: String
+
+    public init(command: String) {
+        self.command = command
+    }
+}
+
+/// The answer to a control request.
+public struct ControlResponse: Codable, Sendable {
+    public var ok: Bool
+    public var message: String?
+    public var status: StatusDocument?
+    public var metrics: String?
+
+    public init(ok: Bool, message: String? = nil, status: StatusDocument? = nil, metrics: String? = nil) {
+        self.ok = ok
+        self.message = message
+        self.status = status
+        self.metrics = metrics
+    }
+}
+
+/// What `ferry status` shows (and `--json` prints as is).
+public struct StatusDocument: Codable, Sendable {
+    public struct ReloadResult: Codable, Sendable {
+        public var ok: Bool
+        public var message: String
+        public var at: Double
+    }
+
+    public struct Worker: Codable, Sendable {
+        public var pid: Int32
+        public var generation: Int
+        public var slot: Int
+        public var state: String
+        public var restarts: Int
+        public var stats: WorkerStats?
+    }
+
+    public struct Backend: Codable, Sendable {
+        public var name: String
+        public var address: String
+        public var pid: Int32?
+        public var state: String
+        public var restarts: Int
+        public var supervised: Bool
+    }
+
+    public var masterPID: Int32
+    public var uptimeSeconds: Double
+    public var generation: Int
+    public var configFile: String
+    public var lastReload: ReloadResult?
+    public var workers: [Worker]
+    public var backends: [Backend]
+    /// Pool counters summed over the workers of the current generation.
+    public var pools: [PoolStats]
+}
+
+enum JSONLine {
+    static let encoder: JSONEncoder = {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return encoder
+    }()
+
+    static func encode<T: Encodable>(_ value: T) -> String {
+        guard let data = try? encoder.encode(value) else { return "{}" }
+        return String(decoding: data, as: UTF8.self) + "\n"
+    }
+
+    static func decode<T: Decodable>(_ type: T.Type, from line: String) -> T? {
+        try? JSONDecoder().decode(type, from: Data(line.utf8))
+    }
+}
