@@ -2,7 +2,7 @@ import CSystemd
 public import FerryConfig
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The listening sockets the master owns and hands to workers.
@@ -30,7 +30,9 @@ public struct ListenerSockets {
     public private(set) var listeners: [Listener] = []
 
     /// Binds or adopts every listener of `configuration` for `slots` workers.
-    public static func open(_ configuration: FerryConfiguration, slots: Int, systemd: [String: CInt]) throws -> ListenerSockets {
+    public static func open(_ configuration: FerryConfiguration, slots: Int, systemd: [String: CInt]) throws
+        -> ListenerSockets
+    {
         var result = ListenerSockets()
         for listener in configuration.listeners {
             switch listener.address {
@@ -40,7 +42,8 @@ public struct ListenerSockets {
                     throw Failure(
                         description:
                             "listener '\(listener.name)' wants the systemd socket '\(name)', but systemd passed "
-                            + (passed.isEmpty ? "none (is ferry.socket enabled, with FileDescriptorName=\(name)?)" : passed))
+                            + (passed.isEmpty
+                                ? "none (is ferry.socket enabled, with FileDescriptorName=\(name)?)" : passed))
                 }
                 result.listeners.append(Listener(configuration: listener, fds: [fd], shared: true, port: nil))
             case .inet(let host, let port):
@@ -65,11 +68,13 @@ public struct ListenerSockets {
     /// Adds sockets for more slots (the worker count grew on reload).
     public mutating func ensureSlots(_ slots: Int) throws {
         for index in listeners.indices where !listeners[index].shared {
-            guard case .inet(let host, _) = listeners[index].configuration.address, let port = listeners[index].port else {
+            guard case .inet(let host, _) = listeners[index].configuration.address, let port = listeners[index].port
+            else {
                 continue
             }
             while listeners[index].fds.count < slots {
-                listeners[index].fds.append(try Self.bind(host: host, port: port, backlog: listeners[index].configuration.backlog))
+                listeners[index].fds.append(
+                    try Self.bind(host: host, port: port, backlog: listeners[index].configuration.backlog))
             }
         }
     }

@@ -7,7 +7,7 @@ import NIOExtras
 import NIOPosix
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Everything that can happen to the master, turned into one enum handled by one `switch`
@@ -220,14 +220,16 @@ public final class Master: @unchecked Sendable {
             master.handle(.tick)
         }
         if let watchdog = SystemdNotifier.watchdogInterval() {
-            let half = TimeAmount.nanoseconds(Int64(watchdog.components.seconds) * 500_000_000 + watchdog.components.attoseconds / 2_000_000_000)
+            let half = TimeAmount.nanoseconds(
+                Int64(watchdog.components.seconds) * 500_000_000 + watchdog.components.attoseconds / 2_000_000_000)
             loop.scheduleRepeatedTask(initialDelay: half, delay: half) { _ in SystemdNotifier.notify("WATCHDOG=1") }
         }
         logger.info(
             "master started",
             metadata: [
                 "pid": "\(getpid())", "workers": "\(workerCount)", "config": "\(loaded.fileName)",
-                "listen": "\(listeners.listeners.map { "\($0.configuration.address)" + ($0.port.map { " (port \($0))" } ?? "") }.joined(separator: ", "))",
+                "listen":
+                    "\(listeners.listeners.map { "\($0.configuration.address)" + ($0.port.map { " (port \($0))" } ?? "") }.joined(separator: ", "))",
             ])
     }
 
@@ -299,7 +301,8 @@ public final class Master: @unchecked Sendable {
             var environment = childEnvironment()
             environment["FERRY_WORKER_SLOT"] = String(slot)
             environment["FERRY_WORKER_GENERATION"] = String(generation)
-            environment["FERRY_LISTENERS_SHARED"] = listeners.listeners.map { $0.shared ? "1" : "0" }.joined(separator: ",")
+            environment["FERRY_LISTENERS_SHARED"] = listeners.listeners.map { $0.shared ? "1" : "0" }.joined(
+                separator: ",")
             let pid = try Spawner.spawn(
                 executable: executable, arguments: ["worker"], environment: environment, descriptors: descriptors)
             workers[pid] = WorkerRecord(
@@ -323,7 +326,8 @@ public final class Master: @unchecked Sendable {
                         master.send(.backend(name: name, available: false), to: pid)
                     }
                 case .failure(let error):
-                    master.logger.error("worker control channel failed", metadata: ["pid": "\(pid)", "error": "\(error)"])
+                    master.logger.error(
+                        "worker control channel failed", metadata: ["pid": "\(pid)", "error": "\(error)"])
                     kill(pid, SIGKILL)
                 }
             }
@@ -358,7 +362,9 @@ public final class Master: @unchecked Sendable {
             if record.phase == .starting { record.phase = .ready }
             workerRestarts[record.slot] = 0
             workers[pid] = record
-            logger.info("worker ready", metadata: ["pid": "\(pid)", "generation": "\(record.generation)", "slot": "\(record.slot)"])
+            logger.info(
+                "worker ready",
+                metadata: ["pid": "\(pid)", "generation": "\(record.generation)", "slot": "\(record.slot)"])
             checkReady()
             checkReloadProgress()
         case .heartbeat(let stats):
@@ -383,7 +389,8 @@ public final class Master: @unchecked Sendable {
                 logger.error(
                     "worker could not boot; not respawning until the configuration is fixed and reloaded",
                     metadata: ["pid": "\(pid)", "slot": "\(record.slot)"])
-                lastReload = .init(ok: false, message: "worker could not boot (see log)", at: Date().timeIntervalSince1970)
+                lastReload = .init(
+                    ok: false, message: "worker could not boot (see log)", at: Date().timeIntervalSince1970)
             } else {
                 let restarts = workerRestarts[record.slot, default: 0] + 1
                 workerRestarts[record.slot] = restarts
@@ -471,7 +478,8 @@ public final class Master: @unchecked Sendable {
         guard shouldRestart else {
             record.phase = .stopped
             backends[name] = record
-            logger.warning("backend exited; restart policy says no", metadata: ["backend": "\(name)", "how": "\(exit)"])
+            logger.warning(
+                "backend exited; restart policy says no", metadata: ["backend": "\(name)", "how": "\(exit)"])
             return
         }
         guard record.recentRestarts.count < policy.crashLoopLimit else {
@@ -509,7 +517,8 @@ public final class Master: @unchecked Sendable {
 
     func checkReady() {
         guard !announcedReady else { return }
-        let workersReady = workers.values.filter { $0.generation == generation && $0.phase == .ready }.count >= workerCount
+        let workersReady =
+            workers.values.filter { $0.generation == generation && $0.phase == .ready }.count >= workerCount
         let backendsReady = backends.values.allSatisfy { [.ready, .external].contains($0.phase) }
         if workersReady && backendsReady {
             announcedReady = true
@@ -522,7 +531,8 @@ public final class Master: @unchecked Sendable {
         let ready = workers.values.filter { $0.phase == .ready && $0.generation == generation }.count
         let backendsReady = backends.values.filter { $0.phase == .ready }.count
         let supervised = backends.values.filter { $0.phase != .external }.count
-        return "generation \(generation): \(ready)/\(workerCount) workers, \(backendsReady)/\(supervised) backends ready"
+        return
+            "generation \(generation): \(ready)/\(workerCount) workers, \(backendsReady)/\(supervised) backends ready"
     }
 
     func tick() {
@@ -634,7 +644,8 @@ public final class Master: @unchecked Sendable {
         guard !stopping else { return }
         stopping = true
         SystemdNotifier.notify("STOPPING=1")
-        logger.notice("stopping: draining workers", metadata: ["graceful_timeout": "\(configuration.master.gracefulTimeout)"])
+        logger.notice(
+            "stopping: draining workers", metadata: ["graceful_timeout": "\(configuration.master.gracefulTimeout)"])
         let graceful = Int(configuration.master.gracefulTimeout.wholeMilliseconds)
         for (pid, _) in workers {
             workers[pid]?.phase = .draining
@@ -701,7 +712,9 @@ public final class Master: @unchecked Sendable {
         case "metrics":
             promise.succeed(ControlResponse(ok: true, metrics: Metrics.prometheus(statusDocument())))
         default:
-            promise.succeed(ControlResponse(ok: false, message: "unknown command '\(request.command)' (status, reload, stop, metrics)"))
+            promise.succeed(
+                ControlResponse(
+                    ok: false, message: "unknown command '\(request.command)' (status, reload, stop, metrics)"))
         }
     }
 

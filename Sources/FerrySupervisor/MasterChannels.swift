@@ -7,7 +7,7 @@ import NIOExtras
 import NIOPosix
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Splits a byte stream into lines and hands each to a closure (on the channel's loop).
@@ -82,7 +82,9 @@ enum Readiness {
     }
 
     private static func attempt(backend: BackendConfiguration, pid: pid_t, master: Master, deadline: NIODeadline) {
-        guard master.backends[backend.name]?.pid == pid, master.backends[backend.name]?.phase == .starting else { return }
+        guard master.backends[backend.name]?.pid == pid, master.backends[backend.name]?.phase == .starting else {
+            return
+        }
         if NIODeadline.now() > deadline {
             master.handle(.backendReadinessTimedOut(name: backend.name, pid: pid))
             return
@@ -156,7 +158,9 @@ enum ControlServer {
         let directory = (path as NSString).deletingLastPathComponent
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         unlink(path)
-        let allowedGroup: gid_t? = settings.controlSocketGroup.flatMap { name in getgrnam(name).map { $0.pointee.gr_gid } }
+        let allowedGroup: gid_t? = settings.controlSocketGroup.flatMap { name in
+            getgrnam(name).map { $0.pointee.gr_gid }
+        }
         return ServerBootstrap(group: master.loop)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
@@ -192,20 +196,23 @@ final class ControlConnectionHandler: ChannelInboundHandler {
         let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         guard let provider = context.channel as? any SocketOptionProvider else { return }
         provider.unsafeGetSocketOption(
-            level: NIOBSDSocket.OptionLevel(rawValue: SOL_SOCKET), name: NIOBSDSocket.Option(rawValue: SO_PEERCRED)).whenComplete {
+            level: NIOBSDSocket.OptionLevel(rawValue: SOL_SOCKET), name: NIOBSDSocket.Option(rawValue: SO_PEERCRED)
+        ).whenComplete {
             (result: Result<ControlServer.PeerCredentials, any Error>) in
             let (handler, context) = bound.value
             guard case .success(let credentials) = result else {
                 handler.refuse(context: context, "cannot identify the peer")
                 return
             }
-            let allowed = credentials.uid == 0 || credentials.uid == getuid()
+            let allowed =
+                credentials.uid == 0 || credentials.uid == getuid()
                 || (allowedGroup != nil && credentials.gid == allowedGroup!)
             if allowed {
                 handler.authorized = true
             } else {
                 handler.master.logger.warning("control socket: refused uid \(credentials.uid)")
-                handler.refuse(context: context, "permission denied: uid \(credentials.uid) may not control this master")
+                handler.refuse(
+                    context: context, "permission denied: uid \(credentials.uid) may not control this master")
             }
         }
     }

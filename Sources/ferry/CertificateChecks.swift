@@ -1,10 +1,52 @@
 import FerryConfig
+import FerryTLS
 
-/// Deeper certificate checks for `ferry check` and reloads (key matches certificate, expiry, chain
-/// order), done by FerryTLS through OpenSSL. Until FerryTLS lands, only FerryConfig's
-/// readability checks apply and this returns nothing.
+/// Certificate checks for `ferry check`, `ferry serve` and reloads, through OpenSSL (FerryTLS):
+/// key matches certificate, expiry (a warning), chain order. Self-signed pairs that do not exist
+/// yet are generated first (the embedded default's certificate, kept in the state directory).
 enum CertificateChecks {
     static func run(_ configuration: FerryConfiguration, fileName: String) -> [ConfigurationDiagnostic] {
-        []
+        inspect(configuration, fileName: fileName, generate: false)
+    }
+
+    static func prepareAndCheck(_ configuration: FerryConfiguration, fileName: String) -> [ConfigurationDiagnostic] {
+        inspect(configuration, fileName: fileName, generate: true)
+    }
+
+    private static func inspect(_ configuration: FerryConfiguration, fileName: String, generate: Bool)
+        -> [ConfigurationDiagnostic]
+    {
+        var diagnostics: [ConfigurationDiagnostic] = []
+        for (index, listener) in configuration.listeners.enumerated() {
+            guard let tls = listener.tls else { continue }
+            for (certificateIndex, certificate) in tls.certificates.enumerated() {
+                let keyPath =
+                    certificateIndex == 0
+                    ? "listen[\(index + 1)].tls" : "listen[\(index + 1)].tls.sni[\(certificateIndex)]"
+                if tls.selfSigned && certificateIndex == 0 {
+                    if !generate { continue }
+                    do {
+                        try SelfSignedCertificate.ensure(
+                            certificatePath: certificate.certificatePath, keyPath: certificate.keyPath)
+                    } catch {
+                        diagnostics.append(
+                            .init(
+                                severity: .error, file: fileName, line: 1, column: 1, keyPath: keyPath,
+                                message: "\(error)"))
+                        continue
+                    }
+                }
+                for problem in TLSCertificateInspector.inspect(
+                    certificatePath: certificate.certificatePath, keyPath: certificate.keyPath)
+                {
+                    diagnostics.append(
+                        .init(
+                            severity: problem.severity == .error ? .error : .warning, file: fileName, line: 1,
+                            column: 1,
+                            keyPath: keyPath, message: "\(problem.file): \(problem.message)"))
+                }
+            }
+        }
+        return diagnostics
     }
 }

@@ -1,16 +1,150 @@
 import ArgumentParser
+import FerryConfig
+import FerrySupervisor
+import Foundation
+
+/// Where to find a running master: `--socket PATH`, or the control_socket of `--config FILE` (or
+/// of the embedded default).
+struct ControlTarget: ParsableArguments {
+    @Option(name: .long, help: "The master's control socket.") var socket: String?
+    @Option(name: .long, help: "Read control_socket from this configuration file.") var config: String?
+
+    func path() throws -> String {
+        if let socket { return socket }
+        let options = ConfigOption(config: config)
+        do {
+            return try options.load().configuration.master.controlSocket
+        } catch {
+            throw ValidationError("cannot read the configuration to find the control socket:\n\(error)")
+        }
+    }
+}
+
+extension ConfigOption {
+    init(config: String?) {
+        self.init()
+        self.config = config
+    }
+}
 
 struct Status: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Show workers, backends and pools of a running master.")
-    func run() throws { throw NotYetAvailable(command: "status") }
+    @OptionGroup var target: ControlTarget
+    @Flag(help: "Print the raw status document.") var json = false
+
+    func run() throws {
+        let response = try send("status", to: try target.path())
+        guard let status = response.status else { throw failure(response) }
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+            print(String(decoding: try encoder.encode(status), as: UTF8.self))
+        } else {
+            print(StatusTable.render(status))
+        }
+    }
 }
 
 struct Reload: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Reload the configuration and wait for the result.")
-    func run() throws { throw NotYetAvailable(command: "reload") }
+    static let configuration = CommandConfiguration(
+        abstract: "Reload the configuration; returns when the reload has succeeded (0) or failed (1).")
+    @OptionGroup var target: ControlTarget
+
+    func run() throws {
+        let response = try send("reload", to: try target.path())
+        print("ferry: reload \(response.ok ? "succeeded" : "failed"): \(response.message ?? "")")
+        if !response.ok { throw ExitCode(1) }
+    }
 }
 
 struct Stop: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Stop gracefully: drain, then exit.")
-    func run() throws { throw NotYetAvailable(command: "stop") }
+    @OptionGroup var target: ControlTarget
+
+    func run() throws {
+        let response = try send("stop", to: try target.path())
+        print("ferry: \(response.message ?? (response.ok ? "stopped" : "stop failed"))")
+        if !response.ok { throw ExitCode(1) }
+    }
+}
+
+struct MetricsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "metrics", abstract: "Print Prometheus metrics.")
+    @OptionGroup var target: ControlTarget
+
+    func run() throws {
+        let response = try send("metrics", to: try target.path())
+        guard let metrics = response.metrics else { throw failure(response) }
+        print(metrics, terminator: "")
+    }
+}
+
+private func send(_ command: String, to path: String) throws -> ControlResponse {
+    do {
+        return try ControlClient.send(command, socketPath: path)
+    } catch {
+        printError("ferry: \(error)")
+        throw ExitCode(2)
+    }
+}
+
+private func failure(_ response: ControlResponse) -> any Error {
+    printError("ferry: \(response.message ?? "the master refused the request")")
+    return ExitCode(1)
+}
+
+/// The human table of `ferry status`.
+enum StatusTable {
+    static func render(_ status: StatusDocument) -> String {
+        var lines: [String] = []
+        let uptime = Int(status.uptimeSeconds)
+        lines.append(
+            "master pid \(status.masterPID), up \(uptime / 3600)h\(uptime / 60 % 60)m\(uptime % 60)s, generation \(status.generation), config \(status.configFile)"
+        )
+        if let reload = status.lastReload {
+            lines.append(
+                "last reload: \(reload.ok ? "ok" : "FAILED") — \(reload.message.split(separator: "\n").first ?? "")")
+        }
+        lines.append("")
+        lines.append(row(["WORKER PID", "GEN", "SLOT", "STATE", "CONNS", "REQUESTS", "TUNNELS", "TLS ERRORS"]))
+        for worker in status.workers {
+            let stats = worker.stats
+            lines.append(
+                row([
+                    "\(worker.pid)", "\(worker.generation)", "\(worker.slot)", worker.state,
+                    "\(stats?.connectionsOpen ?? 0)", "\(stats?.requests ?? 0)", "\(stats?.activeTunnels ?? 0)",
+                    "\(stats?.tlsFailures.values.reduce(0, +) ?? 0)",
+                ]))
+        }
+        lines.append("")
+        lines.append(row(["BACKEND", "ADDRESS", "PID", "STATE", "RESTARTS"]))
+        for backend in status.backends {
+            lines.append(
+                row([
+                    backend.name, backend.address, backend.pid.map(String.init) ?? "-", backend.state,
+                    "\(backend.restarts)",
+                ]))
+        }
+        lines.append("")
+        lines.append(row(["POOL", "PROTOCOL", "OPENED", "REUSED", "IDLE", "RETRIES", "CLOSED (BY REASON)"]))
+        for pool in status.pools {
+            let closed = pool.closed.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+            lines.append(
+                row([
+                    pool.backend, pool.protocol, "\(pool.opened)", "\(pool.reused)", "\(pool.idle)", "\(pool.retries)",
+                    closed.isEmpty ? "-" : closed,
+                ]))
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    private static func row(_ cells: [String]) -> String {
+        let widths = [12, 10, 6, 10, 9, 10, 9, 10]
+        return cells.enumerated().map { index, cell in
+            index == cells.count - 1
+                ? cell
+                : cell.padding(
+                    toLength: max(widths[min(index, widths.count - 1)], cell.count + 1), withPad: " ", startingAt: 0)
+        }.joined()
+    }
 }

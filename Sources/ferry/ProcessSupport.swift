@@ -80,3 +80,23 @@ enum ParentWatch {
 
     nonisolated(unsafe) private static var retainedTimer: (any DispatchSourceTimer)?
 }
+
+/// Drops root to the configured user and group after the sockets are adopted.
+enum Privileges {
+    struct Failure: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    static func drop(user: String?, group: String?) throws {
+        guard getuid() == 0, let user else { return }
+        guard let account = getpwnam(user) else { throw Failure(description: "no such user '\(user)'") }
+        var gid = account.pointee.pw_gid
+        if let group {
+            guard let entry = getgrnam(group) else { throw Failure(description: "no such group '\(group)'") }
+            gid = entry.pointee.gr_gid
+        }
+        guard setgroups(0, nil) == 0, setgid(gid) == 0, setuid(account.pointee.pw_uid) == 0 else {
+            throw Failure(description: "cannot drop privileges to \(user): \(String(cString: strerror(errno)))")
+        }
+    }
+}

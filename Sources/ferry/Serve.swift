@@ -1,6 +1,8 @@
 import ArgumentParser
 import FerryConfig
+import FerrySupervisor
 import Foundation
+import Logging
 
 /// Options shared by commands that read a configuration file.
 struct ConfigOption: ParsableArguments {
@@ -17,11 +19,25 @@ struct ConfigOption: ParsableArguments {
     }
 }
 
+/// `ferry serve`: the master. Binds (or adopts from systemd) the listeners, spawns the workers and
+/// the backends, and supervises them until TERM/INT (graceful) or QUIT (immediate).
 struct Serve: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Run the master: listeners, workers and backends.")
     @OptionGroup var options: ConfigOption
 
     func run() throws {
-        throw NotYetAvailable(command: "serve")
+        // Before any thread starts, so that every thread inherits the mask (DESIGN.md → signals).
+        Master.blockSignals()
+        let options = self.options
+        let source = ConfigurationSource(
+            load: { try options.load() },
+            validate: { loaded in
+                CertificateChecks.prepareAndCheck(loaded.configuration, fileName: loaded.fileName)
+                    .filter { $0.severity == .error }.map(\.description)
+            })
+        var logger = Logger(label: "ferry.master")
+        logger.logLevel = .info
+        let code = Master.run(source: source, logger: logger)
+        if code != 0 { throw ExitCode(code) }
     }
 }

@@ -1,7 +1,90 @@
 import ArgumentParser
+import FerryConfig
+import FerryProxy
+import FerrySupervisor
+import FerryTLS
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
 
+/// `ferry worker`: spawned by the master with its control channel on fd 3 and listeners on 4….
 struct Worker: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Proxy worker (spawned by the master).", shouldDisplay: false)
-    func run() throws { throw NotYetAvailable(command: "worker") }
+
+    func run() throws {
+        ParentWatch.exitWhenParentDies()
+        let logger = Process.makeLogger(label: "ferry.worker")
+        let dataPlane = ProxyDataPlane(logger: logger)
+        let code = BlockingTask.run { await WorkerRuntime.run(dataPlane: dataPlane, logger: logger) }
+        if code != 0 { throw ExitCode(code) }
+    }
+}
+
+/// FerryProxy with FerryTLS in front of it: the worker's data plane.
+final class ProxyDataPlane: WorkerDataPlane, @unchecked Sendable {
+    let logger: Logger
+    let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    let counters = TLSCounters()
+    private let server = NIOLockedValueBox<ProxyServer?>(nil)
+
+    init(logger: Logger) {
+        self.logger = logger
+    }
+
+    func start(configuration: FerryConfiguration, listenerFDs: [CInt], shared: [Bool], ticketKeys: [UInt8]) async throws
+    {
+        var logger = self.logger
+        logger.logLevel = Logger.Level(rawValue: configuration.master.logLevel.rawValue) ?? .info
+        let proxy = ProxyServer(configuration: configuration, group: group, logger: logger)
+        var listeners: [ProxyListener] = []
+        for (index, listener) in configuration.listeners.enumerated() {
+            var prepare: (@Sendable (any Channel) throws -> Void)?
+            if let tls = listener.tls {
+                let context = try TLSContext.server(
+                    TLSServerConfiguration(
+                        certificates: tls.certificates.map {
+                            .init(certificatePath: $0.certificatePath, keyPath: $0.keyPath, serverNames: $0.serverNames)
+                        },
+                        minimumVersion: tls.minimumVersion == .tls13 ? .tls13 : .tls12, alpn: tls.alpn,
+                        ticketKeys: ticketKeys.count == 80 ? ticketKeys : nil))
+                let timeout = TimeAmount.milliseconds(tls.handshakeTimeout.wholeMilliseconds)
+                let counters = self.counters
+                prepare = { channel in
+                    try channel.pipeline.syncOperations.addHandler(
+                        TLSHandler(context: context, handshakeTimeout: timeout, counters: counters))
+                }
+            }
+            let fd = listenerFDs[index]
+            let isShared = shared.indices.contains(index) && shared[index]
+            listeners.append(
+                ProxyListener(
+                    configuration: listener, socket: isShared ? .acceptorThread(fd: fd) : .adopt(fd: fd),
+                    prepareChannel: prepare))
+        }
+        _ = try await proxy.start(listeners: listeners)
+        server.withLockedValue { $0 = proxy }
+        try Privileges.drop(user: configuration.master.user, group: configuration.master.group)
+    }
+
+    func stats() async -> WorkerStats {
+        guard let proxy = server.withLockedValue({ $0 }) else { return WorkerStats() }
+        var stats = await proxy.stats()
+        stats.tlsFailures = counters.failures
+        return stats
+    }
+
+    func setBackendAvailable(_ backend: String, _ available: Bool) {
+        server.withLockedValue { $0 }?.setBackendAvailable(backend, available)
+    }
+
+    func drain(gracefulTimeout: Duration) async {
+        await server.withLockedValue { $0 }?.drain(gracefulTimeout: gracefulTimeout)
+    }
+
+    func shutdown() async {
+        await server.withLockedValue { $0 }?.shutdown()
+    }
 }

@@ -1,0 +1,180 @@
+public import FerryConfig
+import Foundation
+public import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOExtras
+import NIOPosix
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// The worker's data plane as the runtime sees it (FerryProxy + FerryTLS, wired by the executable;
+/// FerrySupervisor imports neither).
+public protocol WorkerDataPlane: Sendable {
+    /// Starts serving on the inherited listener fds (one per `[[listen]]`, in order). Throws when
+    /// the worker cannot boot (bad certificate…): the master then stops respawning it.
+    func start(configuration: FerryConfiguration, listenerFDs: [CInt], shared: [Bool], ticketKeys: [UInt8]) async throws
+    func stats() async -> WorkerStats
+    func setBackendAvailable(_ backend: String, _ available: Bool)
+    func drain(gracefulTimeout: Duration) async
+    func shutdown() async
+}
+
+/// A worker process's side of its control channel (fd 3): configuration in, heartbeats out, drain
+/// on command, and exit when the master is gone (EOF), since PR_SET_PDEATHSIG only fires when the
+/// master's spawning thread exits.
+public enum WorkerRuntime {
+    public static let controlFD: CInt = 3
+    public static let firstListenerFD: CInt = 4
+
+    /// Runs until drained or the master disappears; returns the exit code.
+    public static func run(dataPlane: some WorkerDataPlane, logger: Logger) async -> Int32 {
+        // The control channel's loop lives as long as the process.
+        let group = MultiThreadedEventLoopGroup.singleton
+        let (stream, continuation) = AsyncStream.makeStream(of: MasterToWorker?.self)
+        let channel: any Channel
+        do {
+            channel = try await NIOPipeBootstrap(group: group)
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(LineBasedFrameDecoder()))
+                        try channel.pipeline.syncOperations.addHandler(
+                            LineHandler(
+                                onLine: { line in
+                                    if let message = JSONLine.decode(MasterToWorker.self, from: line) {
+                                        continuation.yield(message)
+                                    }
+                                },
+                                onClose: {
+                                    continuation.yield(nil)
+                                    continuation.finish()
+                                }))
+                    }
+                }
+                .takingOwnershipOfDescriptor(inputOutput: controlFD).get()
+        } catch {
+            logger.critical("worker: no control channel on fd 3 (workers are started by `ferry serve`)")
+            return 2
+        }
+        func send(_ message: WorkerToMaster) {
+            channel.writeAndFlush(ByteBuffer(string: JSONLine.encode(message)), promise: nil)
+        }
+
+        var heartbeat: Task<Void, Never>?
+        var drainTask: Task<Void, Never>?
+        let drained = NIOLockedValueBox(false)
+        for await message in stream {
+            switch message {
+            case nil:
+                if drained.withLockedValue({ $0 }) {
+                    logger.info("worker drained; exiting", metadata: ["pid": "\(getpid())"])
+                    heartbeat?.cancel()
+                    return 0
+                }
+                // The master is gone: stop now, nobody is left to report to.
+                logger.notice("worker: master is gone; exiting")
+                heartbeat?.cancel()
+                await dataPlane.shutdown()
+                return 0
+            case .configure(let source, let fileName, let keys, let generation, let heartbeatMilliseconds)?:
+                let configuration: FerryConfiguration
+                do {
+                    configuration = try ConfigurationLoader.load(
+                        source: source, fileName: fileName, options: .init(checkFiles: false)
+                    ).configuration
+                    let listeners = Array(
+                        firstListenerFD..<(firstListenerFD + CInt(configuration.listeners.count)))
+                    let shared = (ProcessInfo.processInfo.environment["FERRY_LISTENERS_SHARED"] ?? "")
+                        .split(separator: ",").map { $0 == "1" }
+                    try await dataPlane.start(
+                        configuration: configuration, listenerFDs: listeners,
+                        shared: shared.count == listeners.count ? shared : listeners.map { _ in false },
+                        ticketKeys: Array(Data(base64Encoded: keys) ?? Data()))
+                } catch {
+                    logger.critical("worker cannot boot", metadata: ["error": "\(error)"])
+                    send(.bootFailed(reason: "\(error)"))
+                    try? await channel.close()
+                    exit(Master.bootFailureExitCode)
+                }
+                send(.ready)
+                logger.info("worker serving", metadata: ["generation": "\(generation)", "pid": "\(getpid())"])
+                heartbeat = Task {
+                    while !Task.isCancelled {
+                        try? await Task.sleep(for: .milliseconds(heartbeatMilliseconds))
+                        send(.heartbeat(stats: await dataPlane.stats()))
+                    }
+                }
+            case .backend(let name, let available)?:
+                dataPlane.setBackendAvailable(name, available)
+            case .drain(let gracefulMilliseconds)?:
+                guard drainTask == nil else { continue }
+                drainTask = Task {
+                    await dataPlane.drain(gracefulTimeout: .milliseconds(gracefulMilliseconds))
+                    send(.heartbeat(stats: await dataPlane.stats()))
+                    send(.drained)
+                    drained.withLockedValue { $0 = true }
+                    continuation.yield(nil)
+                }
+            }
+        }
+        heartbeat?.cancel()
+        return 0
+    }
+}
+
+/// The client side of the control socket, for `ferry status|reload|stop`.
+public enum ControlClient {
+    public struct Failure: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    /// Sends one request and waits for its answer (a reload answers only once it has finished).
+    public static func send(_ command: String, socketPath: String, timeout: Duration = .seconds(120)) throws
+        -> ControlResponse
+    {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw Failure(description: "socket: \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(socketPath.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
+            throw Failure(description: "control socket path too long: \(socketPath)")
+        }
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            raw.copyBytes(from: bytes)
+            raw[bytes.count] = 0
+        }
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
+        }
+        guard connected == 0 else {
+            throw Failure(
+                description:
+                    "cannot reach the master at \(socketPath): \(String(cString: strerror(errno))) (is `ferry serve` running?)"
+            )
+        }
+        var seconds = timeval(tv_sec: Int(timeout.components.seconds), tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &seconds, socklen_t(MemoryLayout<timeval>.size))
+        let request = JSONLine.encode(ControlRequest(command: command))
+        _ = request.withCString { Glibc.send(fd, $0, strlen($0), Int32(MSG_NOSIGNAL)) }
+        var received: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while !received.contains(UInt8(ascii: "\n")) {
+            let count = recv(fd, &buffer, buffer.count, 0)
+            if count <= 0 { break }
+            received.append(contentsOf: buffer[0..<count])
+        }
+        let line = String(decoding: received, as: UTF8.self)
+        guard let response = JSONLine.decode(ControlResponse.self, from: line) else {
+            throw Failure(
+                description: line.isEmpty
+                    ? "the master closed the connection without answering" : "unexpected answer: \(line)")
+        }
+        return response
+    }
+}
