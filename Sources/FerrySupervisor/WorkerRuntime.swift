@@ -1,3 +1,4 @@
+import CSystemd
 public import FerryConfig
 import Foundation
 public import Logging
