@@ -1,0 +1,268 @@
+import Foundation
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The master through the real binary: status, crashes, reloads, socket activation, the control
+/// socket's permissions.
+@Suite(.serialized) struct MasterEndToEndTests {
+    struct StatusJSON: Decodable {
+        struct Worker: Decodable {
+            var pid: Int32
+            var generation: Int
+            var state: String
+            var restarts: Int
+        }
+
+        struct Backend: Decodable {
+            var name: String
+            var pid: Int32?
+            var state: String
+            var restarts: Int
+        }
+
+        struct Reload: Decodable {
+            var ok: Bool
+            var message: String
+        }
+
+        var masterPID: Int32
+        var generation: Int
+        var workers: [Worker]
+        var backends: [Backend]
+        var lastReload: Reload?
+    }
+
+    func status(_ ferry: FerryInstance) throws -> StatusJSON {
+        let result = try FerryBinary.run(["status", "--json", "--socket", ferry.controlSocket])
+        guard result.status == 0 else { throw E2EError("ferry status failed: \(result.stderr)") }
+        return try JSONDecoder().decode(StatusJSON.self, from: Data(result.stdout.utf8))
+    }
+
+    /// Polls `condition` on the status document (bounded).
+    func waitFor(_ ferry: FerryInstance, timeout: TimeInterval = 15, _ condition: (StatusJSON) -> Bool) throws -> StatusJSON {
+        let deadline = Date().addingTimeInterval(timeout)
+        var last: StatusJSON?
+        while Date() < deadline {
+            if let current = try? status(ferry) {
+                last = current
+                if condition(current) { return current }
+            }
+            Thread.sleep(forTimeInterval: 0.2)
+        }
+        throw E2EError("condition not met within \(timeout)s; last status: \(String(describing: last))\n\(ferry.log())")
+    }
+
+    func get(_ ferry: FerryInstance, _ path: String = "/") throws -> String {
+        guard let curl = Tool.path("curl") else { throw E2EError("curl is not installed") }
+        return try Tool.run(
+            curl,
+            [
+                "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10", "--cacert", ferry.certificatePath,
+                "https://localhost:\(ferry.httpsPort)\(path)",
+            ]
+        ).stdout
+    }
+
+    @Test func statusShowsWorkersAndBothBackendsReady() throws {
+        let ferry = try ServeEndToEndTests.startSeed(name: "status", workers: 2)
+        defer { ferry.stop() }
+        let current = try waitFor(ferry) { status in
+            status.workers.filter { $0.state == "ready" }.count == 2 && status.backends.allSatisfy { $0.state == "ready" }
+        }
+        #expect(current.backends.map(\.name) == ["tts", "files"])
+        let table = try FerryBinary.run(["status", "--socket", ferry.controlSocket])
+        #expect(table.stdout.contains("WORKER PID"))
+        #expect(table.stdout.contains("POOL"))
+        let byConfig = try FerryBinary.run(["status", "--config", ferry.configPath])
+        #expect(byConfig.status == 0)
+        let metrics = try FerryBinary.run(["metrics", "--socket", ferry.controlSocket])
+        #expect(metrics.stdout.contains("ferry_generation 1"))
+    }
+
+    @Test func killedWorkerIsRespawned() throws {
+        let ferry = try ServeEndToEndTests.startSeed(name: "killworker", workers: 1)
+        defer { ferry.stop() }
+        let before = try waitFor(ferry) { $0.workers.contains { $0.state == "ready" } }
+        let victim = before.workers[0].pid
+        kill(victim, SIGKILL)
+        let after = try waitFor(ferry) { status in status.workers.contains { $0.pid != victim && $0.state == "ready" } }
+        #expect(!after.workers.contains { $0.pid == victim })
+        #expect(try get(ferry) == "200")
+    }
+
+    @Test func killedBackendIsRestartedAndServesAgain() throws {
+        let ferry = try ServeEndToEndTests.startSeed(name: "killbackend", workers: 1)
+        defer { ferry.stop() }
+        let before = try waitFor(ferry) { $0.backends.allSatisfy { $0.state == "ready" } }
+        let files = try #require(before.backends.first { $0.name == "files" }?.pid)
+        kill(files, SIGKILL)
+        // Meanwhile requests wait for the backend (queue timeout) or get 503, never hang.
+        let during = try get(ferry)
+        #expect(during == "200" || during == "503")
+        let after = try waitFor(ferry) { status in
+            status.backends.contains { $0.name == "files" && $0.state == "ready" && $0.restarts == 1 && $0.pid != files }
+        }
+        #expect(after.backends.first { $0.name == "files" }?.restarts == 1)
+        #expect(try get(ferry) == "200")
+    }
+
+    @Test func killedMasterTakesEveryChildWithIt() throws {
+        let ferry = try ServeEndToEndTests.startSeed(name: "killmaster", workers: 2)
+        let current = try waitFor(ferry) { status in
+            status.workers.filter { $0.state == "ready" }.count == 2 && status.backends.allSatisfy { $0.pid != nil }
+        }
+        let children = current.workers.map(\.pid) + current.backends.compactMap(\.pid)
+        kill(current.masterPID, SIGKILL)
+        let deadline = Date().addingTimeInterval(8)
+        var alive = children
+        while Date() < deadline && !alive.isEmpty {
+            Thread.sleep(forTimeInterval: 0.2)
+            alive = alive.filter { kill($0, 0) == 0 && !isZombie($0) }
+        }
+        #expect(alive.isEmpty, "still running: \(alive)")
+        ferry.stop()
+    }
+
+    @Test func reloadWithABrokenConfigKeepsTheOldOneServing() throws {
+        let ferry = try ServeEndToEndTests.startSeed(name: "badreload", workers: 1)
+        defer { ferry.stop() }
+        _ = try waitFor(ferry) { $0.workers.contains { $0.state == "ready" } }
+        let good = try String(contentsOfFile: ferry.configPath, encoding: .utf8)
+        try (good + "\n[pool]\nmax_idle = 3\n").write(toFile: ferry.configPath, atomically: true, encoding: .utf8)
+        let failed = try FerryBinary.run(["reload", "--socket", ferry.controlSocket])
+        #expect(failed.status == 1)
+        #expect(failed.stdout.contains("unknown key 'max_idle'"))
+        let afterFailure = try status(ferry)
+        #expect(afterFailure.generation == 1)
+        #expect(afterFailure.lastReload?.ok == false)
+        #expect(try get(ferry) == "200")
+        try good.write(toFile: ferry.configPath, atomically: true, encoding: .utf8)
+        let succeeded = try FerryBinary.run(["reload", "--socket", ferry.controlSocket])
+        #expect(succeeded.status == 0, "\(succeeded.stdout)\(succeeded.stderr)")
+        #expect(try status(ferry).generation == 2)
+        #expect(try get(ferry) == "200")
+    }
+
+    /// Reload under load: continuous HTTPS requests and an open WebSocket while the master reloads
+    /// ten times (one with a broken config). Zero failed requests; the WebSocket of the old
+    /// generation is closed with 1001 when its graceful timeout runs out.
+    @Test func reloadsUnderLoadLoseNoRequest() throws {
+        guard let python = Tool.path("python3"), Tool.pythonHas("websockets") else {
+            print("skipped: python3 with websockets is not installed")
+            return
+        }
+        let ferry = try ServeEndToEndTests.startSeed(name: "reloadload", workers: 2)
+        defer { ferry.stop() }
+        _ = try waitFor(ferry) { $0.workers.filter { $0.state == "ready" }.count == 2 }
+        let good = try String(contentsOfFile: ferry.configPath, encoding: .utf8)
+        let load = Process()
+        load.executableURL = URL(fileURLWithPath: python)
+        load.arguments = [
+            ServeEndToEndTests.scripts.appendingPathComponent("load_during_reloads.py").path, String(ferry.httpsPort),
+            ferry.certificatePath, "8",
+        ]
+        let output = Pipe()
+        load.standardOutput = output
+        try load.run()
+        Thread.sleep(forTimeInterval: 1)
+        var results: [Int32] = []
+        for index in 0..<10 {
+            if index == 4 {
+                try (good + "\n[limits]\nmax_header_bytes = \"lots\"\n").write(
+                    toFile: ferry.configPath, atomically: true, encoding: .utf8)
+            }
+            results.append(try FerryBinary.run(["reload", "--socket", ferry.controlSocket]).status)
+            if index == 4 { try good.write(toFile: ferry.configPath, atomically: true, encoding: .utf8) }
+            Thread.sleep(forTimeInterval: 0.4)
+        }
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        load.waitUntilExit()
+        let report = String(decoding: data, as: UTF8.self)
+        print("reload under load: \(report.trimmingCharacters(in: .whitespacesAndNewlines)); reload exit codes \(results)")
+        struct Report: Decodable {
+            var requests: Int
+            var failures: Int
+            var ws_messages: Int
+            var ws_close_code: Int?
+        }
+        let parsed = try JSONDecoder().decode(Report.self, from: Data(report.utf8))
+        #expect(results.filter { $0 == 1 }.count == 1)
+        #expect(results.filter { $0 == 0 }.count == 9)
+        #expect(parsed.failures == 0, "\(report)")
+        #expect(parsed.requests > 50)
+        #expect(parsed.ws_messages > 3)
+        #expect(parsed.ws_close_code == 1001, "\(report)")
+    }
+
+    @Test func socketActivationWithReadinessNotifications() throws {
+        guard let python = Tool.path("python3"), Tool.path("systemd-socket-activate") != nil else {
+            print("skipped: systemd-socket-activate is not installed")
+            return
+        }
+        let ttsPort = try FreePort.pick()
+        let filesPort = try FreePort.pick()
+        let port = try FreePort.pick()
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("ferry-sd-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: directory.appendingPathComponent("state"), withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let config = ServeEndToEndTests.seedConfig(
+            directory: directory, httpsPort: port, ttsPort: ttsPort, filesPort: filesPort, workers: 2
+        ).replacing("address = \"127.0.0.1:\(port)\"", with: "address = \"systemd:https\"")
+        let configPath = directory.appendingPathComponent("ferry.toml").path
+        try config.write(toFile: configPath, atomically: true, encoding: .utf8)
+        // The certificate is generated at start; the script waits for READY=1 before using it.
+        let result = try Tool.run(
+            python,
+            [
+                ServeEndToEndTests.scripts.appendingPathComponent("socket_activation.py").path, FerryBinary.url.path,
+                configPath, String(port), directory.appendingPathComponent("state/tls/selfsigned.crt").path,
+            ], timeout: 90)
+        struct Report: Decodable {
+            var statuses: [Int]
+            var messages: [String]
+            var exit: Int?
+            var log_tail: String
+        }
+        let report = try JSONDecoder().decode(Report.self, from: Data(result.stdout.utf8))
+        #expect(report.statuses == [200, 200, 200, 200], "\(report.log_tail)")
+        let all = report.messages.joined(separator: "\n")
+        #expect(all.contains("READY=1"))
+        #expect(all.contains("RELOADING=1"))
+        #expect(all.contains("MONOTONIC_USEC="))
+        #expect(all.contains("STOPPING=1"))
+        #expect(all.contains("STATUS=generation"))
+        #expect(report.exit == 0)
+    }
+
+    @Test func controlSocketRefusesAnotherUser() throws {
+        guard getuid() == 0, let setpriv = Tool.path("setpriv") else {
+            print("skipped: needs root and setpriv to act as nobody")
+            return
+        }
+        let ttsPort = try FreePort.pick()
+        let filesPort = try FreePort.pick()
+        let ferry = try FerryInstance(name: "peercred") { directory, port in
+            // World-connectable, so the refusal comes from the SO_PEERCRED check, not the file mode.
+            ServeEndToEndTests.seedConfig(
+                directory: directory, httpsPort: port, ttsPort: ttsPort, filesPort: filesPort, workers: 1
+            ).replacing("graceful_timeout = \"2s\"", with: "graceful_timeout = \"2s\"\ncontrol_socket_mode = \"0666\"")
+        }
+        defer { ferry.stop() }
+        chmod(ferry.directory.path, 0o755)
+        chmod(ferry.stateDirectory, 0o755)
+        let refused = try Tool.run(
+            setpriv,
+            ["--reuid=nobody", "--regid=nogroup", "--clear-groups", FerryBinary.url.path, "status", "--socket", ferry.controlSocket])
+        #expect(refused.status != 0)
+        #expect(refused.stderr.contains("permission denied"), "\(refused.stdout)\(refused.stderr)")
+        #expect(try FerryBinary.run(["status", "--socket", ferry.controlSocket]).status == 0)
+    }
+
+    func isZombie(_ pid: Int32) -> Bool {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8) else { return true }
+        return stat.split(separator: ")").last?.trimmingCharacters(in: .whitespaces).hasPrefix("Z") ?? false
+    }
+}

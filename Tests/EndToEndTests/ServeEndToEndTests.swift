@@ -1,0 +1,157 @@
+import Foundation
+import Testing
+
+/// The whole system through the real binary: master, TLS-terminating workers, both built-in backends.
+@Suite(.serialized) struct ServeEndToEndTests {
+    static let scripts = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("scripts")
+
+    /// The seed's deployment on free loopback ports, in a temporary state directory.
+    static func seedConfig(directory: URL, httpsPort: Int, ttsPort: Int, filesPort: Int, workers: Int = 2) -> String {
+        let state = directory.appendingPathComponent("state").path
+        return """
+            [master]
+            workers = \(workers)
+            control_socket = "\(state)/control.sock"
+            state_dir = "\(state)"
+            graceful_timeout = "2s"
+
+            [[listen]]
+            name = "https"
+            address = "127.0.0.1:\(httpsPort)"
+            [listen.tls]
+            certificate = "\(state)/tls/selfsigned.crt"
+            key = "\(state)/tls/selfsigned.key"
+            self_signed = true
+
+            [[backend]]
+            name = "tts"
+            builtin = "websocket"
+            address = "127.0.0.1:\(ttsPort)"
+            results_dir = "\(state)/www/tts"
+
+            [[backend]]
+            name = "files"
+            builtin = "static"
+            address = "127.0.0.1:\(filesPort)"
+            root = "\(state)/www"
+            demo_page = true
+
+            [[route]]
+            path = "/tts-ws/tts"
+            backend = "tts"
+            protocol = "websocket"
+            strip_prefix = "/tts-ws"
+
+            [[route]]
+            path = "/tts-ws/tts/wav/"
+            backend = "files"
+            protocol = "http"
+            strip_prefix = "/tts-ws"
+
+            [[route]]
+            path = "/tts-ws/tts/mp3/"
+            backend = "files"
+            protocol = "http"
+            strip_prefix = "/tts-ws"
+
+            [[route]]
+            path = "/"
+            backend = "files"
+
+            """
+    }
+
+    static func startSeed(name: String, workers: Int = 2) throws -> FerryInstance {
+        let ttsPort = try FreePort.pick()
+        let filesPort = try FreePort.pick()
+        let ferry = try FerryInstance(name: name) { directory, port in
+            seedConfig(directory: directory, httpsPort: port, ttsPort: ttsPort, filesPort: filesPort, workers: workers)
+        }
+        try ferry.waitUntilAccepting(port: filesPort, timeout: 30)
+        try ferry.waitUntilAccepting(port: ttsPort, timeout: 30)
+        return ferry
+    }
+
+    @Test func demoPageOverTLS13WithTheGeneratedCertificate() throws {
+        guard let curl = Tool.path("curl") else {
+            print("skipped: curl is not installed")
+            return
+        }
+        let ferry = try Self.startSeed(name: "curl")
+        defer { ferry.stop() }
+        let result = try Tool.run(
+            curl,
+            [
+                "-sS", "-v", "--cacert", ferry.certificatePath, "--tlsv1.3",
+                "https://localhost:\(ferry.httpsPort)/",
+            ])
+        #expect(result.status == 0, "curl failed: \(result.stderr)\n\(ferry.log())")
+        #expect(result.stderr.contains("TLSv1.3"))
+        #expect(result.stdout.contains("<html") || result.stdout.contains("<!DOCTYPE"))
+        #expect(result.stdout.contains("tts-ws/tts"))
+    }
+
+    @Test func unknownPathsGetFerrysOwn404AndTheWorkerLivesOn() throws {
+        guard let curl = Tool.path("curl") else {
+            print("skipped: curl is not installed")
+            return
+        }
+        let ferry = try Self.startSeed(name: "notfound")
+        defer { ferry.stop() }
+        let missing = try Tool.run(
+            curl,
+            [
+                "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", ferry.certificatePath,
+                "https://localhost:\(ferry.httpsPort)/tts-ws/tts/wav/does-not-exist.wav",
+            ])
+        #expect(missing.stdout == "404")
+        let page = try Tool.run(
+            curl,
+            [
+                "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", ferry.certificatePath,
+                "https://localhost:\(ferry.httpsPort)/",
+            ])
+        #expect(page.stdout == "200")
+    }
+
+    @Test func ttsRoundTripWebSocketThenHTTPSThroughOnePrefix() throws {
+        guard let python = Tool.path("python3"), Tool.pythonHas("websockets") else {
+            print("skipped: python3 with websockets is not installed")
+            return
+        }
+        let ferry = try Self.startSeed(name: "tts")
+        defer { ferry.stop() }
+        let result = try Tool.run(
+            python,
+            [
+                Self.scripts.appendingPathComponent("tts_roundtrip.py").path, String(ferry.httpsPort),
+                ferry.certificatePath, "3",
+            ])
+        #expect(result.status == 0, "\(result.stdout)\n\(result.stderr)\n\(ferry.log())")
+        #expect(result.stdout.contains("\"verified\": 3"))
+    }
+}
+
+/// The demo page in a real browser through Ferry over TLS (WebSocket + HTTPS through one prefix).
+@Suite struct BrowserEndToEndTests {
+    @Test func demoPageSpeaksVerifiesAndLoadsTheAudio() throws {
+        guard let python = Tool.path("python3"), Tool.pythonHas("selenium"),
+            Tool.path("chromium") != nil || Tool.path("chromium-browser") != nil, Tool.path("chromedriver") != nil
+        else {
+            print("skipped: chromium, chromium-driver and python3 selenium are needed")
+            return
+        }
+        let ferry = try ServeEndToEndTests.startSeed(name: "browser", workers: 1)
+        defer { ferry.stop() }
+        let artifacts = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("artifacts")
+        try FileManager.default.createDirectory(at: artifacts, withIntermediateDirectories: true)
+        let screenshot = artifacts.appendingPathComponent("demo-page.png").path
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("browser/demo_test.py")
+        let result = try Tool.run(python, [script.path, "https://localhost:\(ferry.httpsPort)/", screenshot], timeout: 120)
+        print("browser: \(result.stdout)")
+        #expect(result.status == 0, "\(result.stdout)\n\(result.stderr)\n\(ferry.log())")
+        #expect(result.stdout.contains("\"ok\": true"))
+        #expect(FileManager.default.fileExists(atPath: screenshot))
+    }
+}
