@@ -145,6 +145,9 @@ final class HTTPConnectionPool: @unchecked Sendable {
     private func park(_ connection: UpstreamConnection) {
         let pool = self
         connection.handler.becomeIdle()
+        // Backpressure may have paused reads while the client was slow; an idle connection must
+        // read, or it would miss the EOF/stray bytes that retire it, and its next response.
+        connection.channel.setOption(.autoRead, value: true).whenComplete { _ in }
         connection.idleTimer = eventLoop.scheduleTask(
             in: .nanoseconds(Int64(settings.idleTimeout.wholeMilliseconds) * 1_000_000)
         ) {

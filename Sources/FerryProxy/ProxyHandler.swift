@@ -484,6 +484,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         } else {
             state = .idle
             context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+            // Request-body backpressure may have paused reads; the next request must be read.
+            context.channel.setOption(.autoRead, value: true).whenComplete { _ in }
             waitForNextRequest()
         }
     }

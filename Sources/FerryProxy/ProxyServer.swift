@@ -285,18 +285,24 @@ final class Acceptor: @unchecked Sendable {
         thread.start()
     }
 
+    /// Stops within one poll interval. The socket itself is left alone: other processes (the next
+    /// worker generation) keep accepting on it, so neither close() nor shutdown() may touch it.
     func stop() {
         stopped.withLockedValue { $0 = true }
-        // Wakes the blocked accept without closing the fd, which other processes still use.
-        shutdown(fd, Int32(SHUT_RD))
     }
 
     private func run() {
         var next = 0
+        // Non-blocking, with poll(): several processes wait on this socket and only one wins each
+        // connection; the others see EAGAIN and go back to polling.
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
         while !stopped.withLockedValue({ $0 }) {
+            var waiting = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            let ready = poll(&waiting, 1, 250)
+            if ready <= 0 { continue }
             let client = accept(fd, nil, nil)
             if client < 0 {
-                if errno == EINTR || errno == EAGAIN || errno == ECONNABORTED { continue }
+                if errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK || errno == ECONNABORTED { continue }
                 if stopped.withLockedValue({ $0 }) { return }
                 if errno == EMFILE || errno == ENFILE {
                     // Out of descriptors: keep serving what is open, retry accepting shortly.

@@ -2,7 +2,7 @@ import Foundation
 import Testing
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The master through the real binary: status, crashes, reloads, socket activation, the control
@@ -42,7 +42,9 @@ import Glibc
     }
 
     /// Polls `condition` on the status document (bounded).
-    func waitFor(_ ferry: FerryInstance, timeout: TimeInterval = 15, _ condition: (StatusJSON) -> Bool) throws -> StatusJSON {
+    func waitFor(_ ferry: FerryInstance, timeout: TimeInterval = 15, _ condition: (StatusJSON) -> Bool) throws
+        -> StatusJSON
+    {
         let deadline = Date().addingTimeInterval(timeout)
         var last: StatusJSON?
         while Date() < deadline {
@@ -70,7 +72,8 @@ import Glibc
         let ferry = try ServeEndToEndTests.startSeed(name: "status", workers: 2)
         defer { ferry.stop() }
         let current = try waitFor(ferry) { status in
-            status.workers.filter { $0.state == "ready" }.count == 2 && status.backends.allSatisfy { $0.state == "ready" }
+            status.workers.filter { $0.state == "ready" }.count == 2
+                && status.backends.allSatisfy { $0.state == "ready" }
         }
         #expect(current.backends.map(\.name) == ["tts", "files"])
         let table = try FerryBinary.run(["status", "--socket", ferry.controlSocket])
@@ -103,7 +106,9 @@ import Glibc
         let during = try get(ferry)
         #expect(during == "200" || during == "503")
         let after = try waitFor(ferry) { status in
-            status.backends.contains { $0.name == "files" && $0.state == "ready" && $0.restarts == 1 && $0.pid != files }
+            status.backends.contains {
+                $0.name == "files" && $0.state == "ready" && $0.restarts == 1 && $0.pid != files
+            }
         }
         #expect(after.backends.first { $0.name == "files" }?.restarts == 1)
         #expect(try get(ferry) == "200")
@@ -181,7 +186,9 @@ import Glibc
         let data = output.fileHandleForReading.readDataToEndOfFile()
         load.waitUntilExit()
         let report = String(decoding: data, as: UTF8.self)
-        print("reload under load: \(report.trimmingCharacters(in: .whitespacesAndNewlines)); reload exit codes \(results)")
+        print(
+            "reload under load: \(report.trimmingCharacters(in: .whitespacesAndNewlines)); reload exit codes \(results)"
+        )
         struct Report: Decodable {
             var requests: Int
             var failures: Int
@@ -205,8 +212,10 @@ import Glibc
         let ttsPort = try FreePort.pick()
         let filesPort = try FreePort.pick()
         let port = try FreePort.pick()
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("ferry-sd-\(UUID().uuidString.prefix(8))")
-        try FileManager.default.createDirectory(at: directory.appendingPathComponent("state"), withIntermediateDirectories: true)
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "ferry-sd-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(
+            at: directory.appendingPathComponent("state"), withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
         let config = ServeEndToEndTests.seedConfig(
             directory: directory, httpsPort: port, ttsPort: ttsPort, filesPort: filesPort, workers: 2
@@ -255,7 +264,10 @@ import Glibc
         chmod(ferry.stateDirectory, 0o755)
         let refused = try Tool.run(
             setpriv,
-            ["--reuid=nobody", "--regid=nogroup", "--clear-groups", FerryBinary.url.path, "status", "--socket", ferry.controlSocket])
+            [
+                "--reuid=nobody", "--regid=nogroup", "--clear-groups", FerryBinary.url.path, "status", "--socket",
+                ferry.controlSocket,
+            ])
         #expect(refused.status != 0)
         #expect(refused.stderr.contains("permission denied"), "\(refused.stdout)\(refused.stderr)")
         #expect(try FerryBinary.run(["status", "--socket", ferry.controlSocket]).status == 0)

@@ -147,8 +147,10 @@ import Testing
             .deletingLastPathComponent().appendingPathComponent("artifacts")
         try FileManager.default.createDirectory(at: artifacts, withIntermediateDirectories: true)
         let screenshot = artifacts.appendingPathComponent("demo-page.png").path
-        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("browser/demo_test.py")
-        let result = try Tool.run(python, [script.path, "https://localhost:\(ferry.httpsPort)/", screenshot], timeout: 120)
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent(
+            "browser/demo_test.py")
+        let result = try Tool.run(
+            python, [script.path, "https://localhost:\(ferry.httpsPort)/", screenshot], timeout: 120)
         print("browser: \(result.stdout)")
         #expect(result.status == 0, "\(result.stdout)\n\(result.stderr)\n\(ferry.log())")
         #expect(result.stdout.contains("\"ok\": true"))

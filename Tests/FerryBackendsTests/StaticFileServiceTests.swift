@@ -15,15 +15,24 @@ final class StaticRoot: @unchecked Sendable {
     init() throws {
         base = FileManager.default.temporaryDirectory.appendingPathComponent("ferry-static-\(UUID().uuidString)")
         let fm = FileManager.default
-        try fm.createDirectory(atPath: base.appendingPathComponent("root/tts/wav").path, withIntermediateDirectories: true)
+        try fm.createDirectory(
+            atPath: base.appendingPathComponent("root/tts/wav").path, withIntermediateDirectories: true)
         try fm.createDirectory(atPath: base.appendingPathComponent("root/docs").path, withIntermediateDirectories: true)
-        try "RIFF....WAVE".write(toFile: base.appendingPathComponent("root/tts/wav/a.wav").path, atomically: true, encoding: .utf8)
-        try "<html>docs</html>".write(toFile: base.appendingPathComponent("root/docs/index.html").path, atomically: true, encoding: .utf8)
+        try "RIFF....WAVE".write(
+            toFile: base.appendingPathComponent("root/tts/wav/a.wav").path, atomically: true, encoding: .utf8)
+        try "<html>docs</html>".write(
+            toFile: base.appendingPathComponent("root/docs/index.html").path, atomically: true, encoding: .utf8)
         try "hidden".write(toFile: base.appendingPathComponent("root/.env").path, atomically: true, encoding: .utf8)
-        try "0123456789".write(toFile: base.appendingPathComponent("root/digits.txt").path, atomically: true, encoding: .utf8)
-        try "TOP SECRET".write(toFile: base.appendingPathComponent("secret.txt").path, atomically: true, encoding: .utf8)
-        try fm.createSymbolicLink(atPath: base.appendingPathComponent("root/escape").path, withDestinationPath: base.appendingPathComponent("secret.txt").path)
-        try fm.createSymbolicLink(atPath: base.appendingPathComponent("root/inside.wav").path, withDestinationPath: base.appendingPathComponent("root/tts/wav/a.wav").path)
+        try "0123456789".write(
+            toFile: base.appendingPathComponent("root/digits.txt").path, atomically: true, encoding: .utf8)
+        try "TOP SECRET".write(
+            toFile: base.appendingPathComponent("secret.txt").path, atomically: true, encoding: .utf8)
+        try fm.createSymbolicLink(
+            atPath: base.appendingPathComponent("root/escape").path,
+            withDestinationPath: base.appendingPathComponent("secret.txt").path)
+        try fm.createSymbolicLink(
+            atPath: base.appendingPathComponent("root/inside.wav").path,
+            withDestinationPath: base.appendingPathComponent("root/tts/wav/a.wav").path)
     }
 
     deinit { try? FileManager.default.removeItem(at: base) }
@@ -55,7 +64,8 @@ final class StaticRoot: @unchecked Sendable {
 
     /// At least 15 hostile paths: all refused, nothing outside the root readable.
     @Test(arguments: [
-        "/../secret.txt", "/%2e%2e/secret.txt", "/%2E%2E/secret.txt", "/tts/../../secret.txt", "/tts/%2e%2e/%2e%2e/secret.txt",
+        "/../secret.txt", "/%2e%2e/secret.txt", "/%2E%2E/secret.txt", "/tts/../../secret.txt",
+        "/tts/%2e%2e/%2e%2e/secret.txt",
         "/..%2fsecret.txt", "/%2e%2e%2fsecret.txt", "/escape", "/.env", "/%2eenv", "/tts/wav/a.wav%00.txt",
         "/..\\secret.txt", "/%5c..%5csecret.txt", "//etc/passwd", "/etc/passwd", "/tts/wav/", "/docs/../../secret.txt",
         "/./../secret.txt", "relative.txt", "/%zz",
@@ -116,6 +126,7 @@ final class StaticRoot: @unchecked Sendable {
     }
 
     @Test func sha256OfKnownInput() {
-        #expect(SHA256Digest.hex(Array("abc".utf8)) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        #expect(
+            SHA256Digest.hex(Array("abc".utf8)) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
     }
 }

@@ -5,13 +5,15 @@ import Testing
 @testable import FerrySupervisor
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 @Suite struct ControlProtocolTests {
     @Test func workerMessagesRoundTripAsJSONLines() throws {
         let messages: [MasterToWorker] = [
-            .configure(source: "[master]\n", fileName: "f.toml", ticketKeys: "AAAA", generation: 2, heartbeatMilliseconds: 1000),
+            .configure(
+                source: "[master]\n", fileName: "f.toml", ticketKeys: "AAAA", generation: 2, heartbeatMilliseconds: 1000
+            ),
             .backend(name: "tts", available: false),
             .drain(gracefulMilliseconds: 30_000),
         ]
@@ -21,7 +23,8 @@ import Glibc
             #expect(line.dropLast().contains("\n") == false)
             #expect(JSONLine.decode(MasterToWorker.self, from: String(line.dropLast())) == message)
         }
-        let stats = WorkerStats(connectionsOpen: 3, requests: 10, pools: [PoolStats(backend: "tts", protocol: "http", opened: 1)])
+        let stats = WorkerStats(
+            connectionsOpen: 3, requests: 10, pools: [PoolStats(backend: "tts", protocol: "http", opened: 1)])
         let line = JSONLine.encode(WorkerToMaster.heartbeat(stats: stats))
         #expect(JSONLine.decode(WorkerToMaster.self, from: line) == .heartbeat(stats: stats))
     }
@@ -29,7 +32,9 @@ import Glibc
     @Test func prometheusMetricsNamePoolsAndReasons() {
         let status = StatusDocument(
             masterPID: 1, uptimeSeconds: 5, generation: 3, configFile: "x", lastReload: nil, workers: [],
-            backends: [.init(name: "tts", address: "127.0.0.1:1", pid: 2, state: "ready", restarts: 4, supervised: true)],
+            backends: [
+                .init(name: "tts", address: "127.0.0.1:1", pid: 2, state: "ready", restarts: 4, supervised: true)
+            ],
             pools: [PoolStats(backend: "tts", protocol: "http", opened: 2, reused: 5, closed: ["upgraded": 1])])
         let text = Metrics.prometheus(status)
         #expect(text.contains("ferry_generation 3"))
@@ -106,7 +111,9 @@ import Glibc
     }
 
     @Test func aSystemdListenerThatWasNotPassedIsAClearError() {
-        let configuration = FerryConfiguration(listeners: [ListenerConfiguration(name: "https", address: .systemd(name: "https"))])
+        let configuration = FerryConfiguration(listeners: [
+            ListenerConfiguration(name: "https", address: .systemd(name: "https"))
+        ])
         #expect {
             _ = try ListenerSockets.open(configuration, slots: 2, systemd: [:])
         } throws: { error in
@@ -115,7 +122,9 @@ import Glibc
     }
 
     @Test func aSystemdListenerIsSharedByAllSlots() throws {
-        let configuration = FerryConfiguration(listeners: [ListenerConfiguration(name: "web", address: .systemd(name: "https"))])
+        let configuration = FerryConfiguration(listeners: [
+            ListenerConfiguration(name: "web", address: .systemd(name: "https"))
+        ])
         let sockets = try ListenerSockets.open(configuration, slots: 4, systemd: ["https": 3])
         #expect(sockets.listeners[0].shared)
         #expect(sockets.listeners[0].fd(forSlot: 3) == 3)

@@ -29,10 +29,11 @@ def drain(seconds):
             pass
 
 
+log = tempfile.NamedTemporaryFile(prefix="ferry-sd-", suffix=".log", delete=False)
 proc = subprocess.Popen(
     ["systemd-socket-activate", "-l", f"127.0.0.1:{port}", "--fdname=https", "-E", f"NOTIFY_SOCKET={notify_path}",
      "-E", "PATH", ferry, "serve", "--config", config],
-    stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    stdout=log, stderr=subprocess.STDOUT)
 result = {"statuses": []}
 try:
     deadline = time.time() + 30
@@ -54,5 +55,7 @@ finally:
         proc.kill()
     result["exit"] = proc.returncode
     result["messages"] = messages
-    result["log_tail"] = proc.stdout.read().decode(errors="replace")[-1500:]
+    log.close()
+    result["log_tail"] = open(log.name, errors="replace").read()[-1500:]
+    os.unlink(log.name)
 print(json.dumps(result))
