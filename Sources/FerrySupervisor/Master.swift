@@ -176,7 +176,12 @@ public final class Master: @unchecked Sendable {
     public static func blockSignals() {
         var set = sigset_t()
         sigemptyset(&set)
-        for signal in handledSignals { sigaddset(&set, signal) }
+        for handled in handledSignals {
+            // An ignored signal is discarded even when blocked: a master started from a shell or
+            // supervisor that ignores SIGHUP/SIGTERM must still receive them.
+            signal(handled, SIG_DFL)
+            sigaddset(&set, handled)
+        }
         pthread_sigmask(SIG_BLOCK, &set, nil)
     }
 

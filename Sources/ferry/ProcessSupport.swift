@@ -28,7 +28,10 @@ final class SignalWaiter: @unchecked Sendable {
         (stream, continuation) = AsyncStream.makeStream(of: Int32.self)
         var set = sigset_t()
         sigemptyset(&set)
-        for signal in signals { sigaddset(&set, signal) }
+        for handled in signals {
+            signal(handled, SIG_DFL)  // an inherited SIG_IGN would discard it even while blocked
+            sigaddset(&set, handled)
+        }
         pthread_sigmask(SIG_BLOCK, &set, nil)
         let continuation = self.continuation
         var created: [any DispatchSourceSignal] = []

@@ -235,7 +235,10 @@ import Testing
             var exit: Int?
             var log_tail: String
         }
-        let report = try JSONDecoder().decode(Report.self, from: Data(result.stdout.utf8))
+        guard let report = try? JSONDecoder().decode(Report.self, from: Data(result.stdout.utf8)) else {
+            Issue.record("socket activation script failed: \(result.stdout)\n\(result.stderr)")
+            return
+        }
         #expect(report.statuses == [200, 200, 200, 200], "\(report.log_tail)")
         let all = report.messages.joined(separator: "\n")
         #expect(all.contains("READY=1"))

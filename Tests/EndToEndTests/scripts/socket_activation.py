@@ -36,20 +36,27 @@ proc = subprocess.Popen(
     stdout=log, stderr=subprocess.STDOUT)
 result = {"statuses": []}
 try:
-    deadline = time.time() + 30
-    while time.time() < deadline and not any("READY=1" in m for m in messages):
-        drain(0.3)
-    ctx = ssl.create_default_context(cafile=cafile)
-    for _ in range(4):
-        conn = http.client.HTTPSConnection("localhost", port, context=ctx, timeout=10)
-        conn.request("GET", "/")
-        result["statuses"].append(conn.getresponse().status)
-        conn.close()
-    proc.send_signal(1)  # SIGHUP: reload
-    drain(4)
-    proc.terminate()
-    proc.wait(timeout=30)
-    drain(0.5)
+  try:
+      # systemd-socket-activate starts the program on the first connection, as systemd would.
+      time.sleep(0.5)
+      trigger = socket.create_connection(("127.0.0.1", port), timeout=10)
+      deadline = time.time() + 30
+      while time.time() < deadline and not any("READY=1" in m for m in messages):
+          drain(0.3)
+      trigger.close()
+      ctx = ssl.create_default_context(cafile=cafile)
+      for _ in range(4):
+          conn = http.client.HTTPSConnection("localhost", port, context=ctx, timeout=10)
+          conn.request("GET", "/")
+          result["statuses"].append(conn.getresponse().status)
+          conn.close()
+      proc.send_signal(1)  # SIGHUP: reload
+      drain(4)
+      proc.terminate()
+      proc.wait(timeout=30)
+      drain(0.5)
+  except Exception as error:  # noqa: BLE001
+    result["error"] = repr(error)
 finally:
     if proc.poll() is None:
         proc.kill()
