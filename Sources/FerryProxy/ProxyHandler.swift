@@ -61,6 +61,9 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     private var context: ChannelHandlerContext?
     private var timer: Scheduled<Void>?
     private var clientAddress: String?
+    /// Requests completed on this connection; a drain closes idle connections only after their
+    /// first request, since a fresh one (maybe mid-handshake) is a client about to send one.
+    private var requestsCompleted = 0
 
     init(loop: ProxyLoopState, tls: Bool, activity: ConnectionActivity) {
         self.loop = loop
@@ -471,6 +474,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         guard let current = exchange else { return }
         current.responseTimer?.cancel()
         exchange = nil
+        requestsCompleted += 1
         let close = closeAfterResponse || !current.keepAlive
         let status = current.status ?? 0
         loop.recordResponse(
@@ -554,7 +558,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     /// Stop after the current request; idle connections close now.
     func drain() {
         closeAfterResponse = true
-        if case .idle = state { context?.close(promise: nil) }
+        if case .idle = state, requestsCompleted > 0 { context?.close(promise: nil) }
     }
 
     func forceClose() {

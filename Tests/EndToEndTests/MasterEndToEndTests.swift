@@ -151,8 +151,8 @@ import Testing
         #expect(try get(ferry) == "200")
     }
 
-    /// Reload under load: continuous HTTPS requests and an open WebSocket while the master reloads
-    /// ten times (one with a broken config). Zero failed requests; the WebSocket of the old
+    /// Reload under load: continuous HTTPS requests and an open WebSocket while the master gets
+    /// twenty SIGHUPs (one with a broken config). Zero failed requests; the WebSocket of the old
     /// generation is closed with 1001 when its graceful timeout runs out.
     @Test func reloadsUnderLoadLoseNoRequest() throws {
         guard let python = Tool.path("python3"), Tool.pythonHas("websockets") else {
@@ -167,22 +167,31 @@ import Testing
         load.executableURL = URL(fileURLWithPath: python)
         load.arguments = [
             ServeEndToEndTests.scripts.appendingPathComponent("load_during_reloads.py").path, String(ferry.httpsPort),
-            ferry.certificatePath, "8",
+            ferry.certificatePath, "10",
         ]
         let output = Pipe()
         load.standardOutput = output
         try load.run()
         Thread.sleep(forTimeInterval: 1)
-        var results: [Int32] = []
-        for index in 0..<10 {
-            if index == 4 {
+        // Twenty SIGHUPs, each awaited through status; the eighth with a broken configuration.
+        var outcomes: [Bool] = []
+        for index in 0..<20 {
+            let before = try status(ferry)
+            if index == 7 {
                 try (good + "\n[limits]\nmax_header_bytes = \"lots\"\n").write(
                     toFile: ferry.configPath, atomically: true, encoding: .utf8)
             }
-            results.append(try FerryBinary.run(["reload", "--socket", ferry.controlSocket]).status)
-            if index == 4 { try good.write(toFile: ferry.configPath, atomically: true, encoding: .utf8) }
-            Thread.sleep(forTimeInterval: 0.4)
+            kill(ferry.process.processIdentifier, SIGHUP)
+            let after = try waitFor(ferry, timeout: 10) { current in
+                current.generation != before.generation
+                    || (current.lastReload?.ok == false && current.lastReload?.message != before.lastReload?.message)
+                    || (current.lastReload?.ok == false && before.lastReload?.ok != false)
+            }
+            outcomes.append(after.generation != before.generation)
+            if index == 7 { try good.write(toFile: ferry.configPath, atomically: true, encoding: .utf8) }
+            Thread.sleep(forTimeInterval: 0.1)
         }
+        let results = outcomes.map { $0 ? Int32(0) : Int32(1) }
         let data = output.fileHandleForReading.readDataToEndOfFile()
         load.waitUntilExit()
         let report = String(decoding: data, as: UTF8.self)
@@ -197,7 +206,8 @@ import Testing
         }
         let parsed = try JSONDecoder().decode(Report.self, from: Data(report.utf8))
         #expect(results.filter { $0 == 1 }.count == 1)
-        #expect(results.filter { $0 == 0 }.count == 9)
+        #expect(results.filter { $0 == 0 }.count == 19)
+        #expect(try status(ferry).generation == 20)
         #expect(parsed.failures == 0, "\(report)")
         #expect(parsed.requests > 50)
         #expect(parsed.ws_messages > 3)

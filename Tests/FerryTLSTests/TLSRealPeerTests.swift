@@ -16,7 +16,8 @@ final class TinyHTTPResponder: ChannelInboundHandler, @unchecked Sendable {
             buffered.removeSubrange(buffered.startIndex..<end.upperBound)
             let body = "hello over tls\n"
             context.writeAndFlush(
-                wrapOutboundOut(ByteBuffer(string: "HTTP/1.1 200 OK\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)")),
+                wrapOutboundOut(
+                    ByteBuffer(string: "HTTP/1.1 200 OK\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)")),
                 promise: nil)
         }
     }
@@ -48,7 +49,9 @@ final class TLSTestServer: @unchecked Sendable {
 }
 
 @Suite(.serialized) struct TLSRealPeerTests {
-    static let curl = ["/usr/bin/curl", "/usr/local/bin/curl"].first { FileManager.default.isExecutableFile(atPath: $0) }
+    static let curl = ["/usr/bin/curl", "/usr/local/bin/curl"].first {
+        FileManager.default.isExecutableFile(atPath: $0)
+    }
     static let openssl = ["/usr/bin/openssl"].first { FileManager.default.isExecutableFile(atPath: $0) }
 
     @Test(arguments: [("--tlsv1.2", "--tls-max", "1.2", "TLSv1.2"), ("--tlsv1.3", "--tls-max", "1.3", "TLSv1.3")])
@@ -91,7 +94,8 @@ final class TLSTestServer: @unchecked Sendable {
             return chain.trimmingCharacters(in: .whitespacesAndNewlines)
         }
         func fileFingerprint(_ path: String) throws -> String {
-            try run(openssl, ["x509", "-in", path, "-noout", "-fingerprint", "-sha256"]).trimmingCharacters(in: .whitespacesAndNewlines)
+            try run(openssl, ["x509", "-in", path, "-noout", "-fingerprint", "-sha256"]).trimmingCharacters(
+                in: .whitespacesAndNewlines)
         }
         #expect(try fingerprint(servername: "b.example") == fileFingerprint(other.certificatePath))
         #expect(try fingerprint(servername: "x.wild.example") == fileFingerprint(other.certificatePath))
