@@ -79,7 +79,8 @@ def rss_kib(root_pid):
 
 
 class Env:
-    def __init__(self, work: Path, ferry_bin: Path):
+    def __init__(self, work: Path, ferry_bin: Path, key_type: str = "ec"):
+        self.key_type = key_type
         self.work = work
         self.ferry_bin = ferry_bin
         self.procs = {}
@@ -90,7 +91,8 @@ class Env:
 
     # --- setup -----------------------------------------------------------
     def prepare(self):
-        sh(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+        key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"] if self.key_type == "ec" else ["-newkey", "rsa:2048"]
+        sh(["openssl", "req", "-x509", *key, "-nodes",
             "-keyout", str(self.key), "-out", str(self.cert), "-days", "30", "-subj", "/CN=localhost",
             "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
         self.bundle.write_text(self.cert.read_text() + self.key.read_text())
@@ -373,11 +375,14 @@ def main():
     ap.add_argument("--seconds", type=int, default=8)
     ap.add_argument("--targets", default="ferry,nginx,haproxy")
     ap.add_argument("--out", default=str(ROOT / "docs/benchmarks.md"))
+    ap.add_argument("--key-type", choices=["ec", "rsa"], default="ec")
+    ap.add_argument("--figures", default="a,a64,b,c,d,e,f", help="subset of figures to run")
     args = ap.parse_args()
     targets = args.targets.split(",")
     work = Path(tempfile.mkdtemp(prefix="ferry-bench-"))
     work.chmod(0o755)  # nginx workers run unprivileged and must read the files
-    env = Env(work, Path(args.ferry))
+    env = Env(work, Path(args.ferry), args.key_type)
+    wanted = set(args.figures.split(","))
     results = {t: {} for t in targets}
     try:
         env.prepare()
@@ -395,6 +400,7 @@ def main():
                                ["-H", "Connection: close"]),
             "c": lambda t: wsload(env, PORTS[t], 64, args.seconds),
         }
+        figures = {k: v for k, v in figures.items() if k in wanted}
         for rep in range(args.reps):
             for fig, run in figures.items():
                 order = targets[rep % len(targets):] + targets[:rep % len(targets)]
@@ -403,12 +409,15 @@ def main():
                     results[t].setdefault(fig, []).append(r)
                     print(f"rep {rep} {fig} {t}: {r}", flush=True)
         for t in targets:
-            results[t]["d"] = idle_memory(env, t, PORTS[t], 2000)
-            print(f"d {t}: {results[t]['d']}", flush=True)
-            results[t]["e"] = mixed(env, PORTS[t], args.seconds)
-            print(f"e {t}: {results[t]['e']}", flush=True)
-            results[t]["f"] = reload_cost(env, t, PORTS[t])
-            print(f"f {t}: {results[t]['f']}", flush=True)
+            if "d" in wanted:
+                results[t]["d"] = idle_memory(env, t, PORTS[t], 2000)
+                print(f"d {t}: {results[t]['d']}", flush=True)
+            if "e" in wanted:
+                results[t]["e"] = mixed(env, PORTS[t], args.seconds)
+                print(f"e {t}: {results[t]['e']}", flush=True)
+            if "f" in wanted:
+                results[t]["f"] = reload_cost(env, t, PORTS[t])
+                print(f"f {t}: {results[t]['f']}", flush=True)
     finally:
         env.stop_all()
     write_report(args, targets, results)
@@ -433,7 +442,11 @@ def write_report(args, targets, results):
               "a64": "(a64) HTTPS keep-alive GET 64 KiB, 64 connections (wrk)",
               "b": "(b) New connection + full TLS handshake per request, 16 connections (wrk, Connection: close)",
               "c": "(c) WebSocket echo, 64 connections, 64-byte messages, depth 1 (wsload)"}
+    key = "ECDSA P-256" if args.key_type == "ec" else "RSA-2048"
+    lines.insert(3, f"Certificate: {key}. Command: `python3 Benchmarks/bench.py --reps {args.reps} --seconds {args.seconds} --key-type {args.key_type} --figures {args.figures}`.")
     for fig, title in titles.items():
+        if not any(fig in results[t] for t in targets):
+            continue
         lines += [f"## {title}", "", "| target | per second | p50 ms | p99 ms | errors |", "|---|---|---|---|---|"]
         best = None
         for t in targets:
