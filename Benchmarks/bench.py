@@ -55,13 +55,18 @@ def wait_port(port, timeout=15.0):
 
 
 def pids_of(root_pid):
-    """root_pid and all its descendants."""
+    """root_pid and all its descendants (children are listed per *thread* that spawned them)."""
     out = [root_pid]
+    children = []
     try:
-        children = Path(f"/proc/{root_pid}/task/{root_pid}/children").read_text().split()
+        for task in Path(f"/proc/{root_pid}/task").iterdir():
+            try:
+                children += (task / "children").read_text().split()
+            except OSError:
+                pass
     except OSError:
         return out
-    for c in children:
+    for c in set(children):
         out += pids_of(int(c))
     return out
 

@@ -64,6 +64,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     /// Requests completed on this connection; a drain closes idle connections only after their
     /// first request, since a fresh one (maybe mid-handshake) is a client about to send one.
     private var requestsCompleted = 0
+    private var idleSince = NIODeadline.now()
 
     init(loop: ProxyLoopState, tls: Bool, activity: ConnectionActivity) {
         self.loop = loop
@@ -488,6 +489,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         } else {
             state = .idle
             context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+            idleSince = .now()
             // Request-body backpressure may have paused reads; the next request must be read.
             context.channel.setOption(.autoRead, value: true).whenComplete { _ in }
             waitForNextRequest()
@@ -556,9 +558,20 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     // MARK: - Drain
 
     /// Stop after the current request; idle connections close now.
+    ///
+    /// Closing a keep-alive connection races with a client that is sending its next request right
+    /// now (it would see a reset, not a response), so only connections idle for a while are closed;
+    /// a busy one gets its next response with `Connection: close` instead.
     func drain() {
         closeAfterResponse = true
-        if case .idle = state, requestsCompleted > 0 { context?.close(promise: nil) }
+        guard case .idle = state, requestsCompleted > 0, let context else { return }
+        let idleFor = NIODeadline.now() - idleSince
+        if idleFor >= .milliseconds(500) {
+            context.close(promise: nil)
+            return
+        }
+        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        context.eventLoop.scheduleTask(in: .milliseconds(500) - idleFor) { bound.value.drain() }
     }
 
     func forceClose() {
