@@ -438,6 +438,9 @@ public final class Master: @unchecked Sendable {
                     executable: arguments[0], arguments: Array(arguments.dropFirst()), environment: environment,
                     descriptors: [], workingDirectory: spec.workingDirectory, output: writeEnd, searchPath: true)
             default:
+                // Built-in backends drop to [master].user/group themselves once they listen.
+                if let user = configuration.master.user { environment["FERRY_DROP_USER"] = user }
+                if let group = configuration.master.group { environment["FERRY_DROP_GROUP"] = group }
                 pid = try Spawner.spawn(
                     executable: executable, arguments: arguments, environment: environment, descriptors: [],
                     output: writeEnd)

@@ -75,6 +75,13 @@ func runService(
             return Int32(1)
         }
         logger.info("listening", metadata: ["address": "\(address)"])
+        let environment = ProcessInfo.processInfo.environment
+        do {
+            try Privileges.drop(user: environment["FERRY_DROP_USER"], group: environment["FERRY_DROP_GROUP"])
+        } catch {
+            logger.critical("\(error)")
+            return Int32(1)
+        }
         let signal = await signals.next()
         logger.info("stopping", metadata: ["signal": "\(signal)"])
         try? await channel.close()

@@ -90,6 +90,12 @@ enum Privileges {
         var description: String
     }
 
+    /// chown of paths to `user` (and its primary group) when running as root; a no-op otherwise.
+    static func giveOwnership(of paths: [String], to user: String?) {
+        guard getuid() == 0, let user, let account = getpwnam(user) else { return }
+        for path in paths { chown(path, account.pointee.pw_uid, account.pointee.pw_gid) }
+    }
+
     static func drop(user: String?, group: String?) throws {
         guard getuid() == 0, let user else { return }
         guard let account = getpwnam(user) else { throw Failure(description: "no such user '\(user)'") }

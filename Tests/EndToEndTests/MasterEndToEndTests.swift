@@ -96,6 +96,37 @@ import Testing
         #expect(try get(ferry) == "200")
     }
 
+    @Test func hungWorkerMissingHeartbeatsIsReplaced() throws {
+        let ferry = try ServeEndToEndTests.startSeed(name: "hung", workers: 1)
+        defer { ferry.stop() }
+        let before = try waitFor(ferry) { $0.workers.contains { $0.state == "ready" } }
+        let victim = before.workers[0].pid
+        // A stopped process sends no heartbeat: the master terminates it (KILL after 5 s) and respawns.
+        kill(victim, SIGSTOP)
+        let after = try waitFor(ferry, timeout: 20) { status in
+            status.workers.contains { $0.pid != victim && $0.state == "ready" }
+                && !status.workers.contains { $0.pid == victim }
+        }
+        #expect(after.workers.count == 1)
+        #expect(try get(ferry) == "200")
+    }
+
+    @Test func workerThatCannotBootIsNotRespawnedInALoop() throws {
+        let ferry = try ServeEndToEndTests.startSeed(name: "noboot", workers: 1)
+        defer { ferry.stop() }
+        let before = try waitFor(ferry) { $0.workers.contains { $0.state == "ready" } }
+        // The certificate turns unreadable garbage behind the master's back; a new worker cannot boot.
+        try "garbage".write(toFile: ferry.certificatePath, atomically: true, encoding: .utf8)
+        kill(before.workers[0].pid, SIGKILL)
+        let after = try waitFor(ferry, timeout: 15) { status in
+            status.workers.isEmpty && status.lastReload?.message.contains("could not boot") == true
+        }
+        #expect(after.lastReload?.ok == false)
+        Thread.sleep(forTimeInterval: 1.5)
+        #expect(try status(ferry).workers.isEmpty, "no respawn loop")
+        #expect(ferry.log().contains("worker could not boot"))
+    }
+
     @Test func killedBackendIsRestartedAndServesAgain() throws {
         let ferry = try ServeEndToEndTests.startSeed(name: "killbackend", workers: 1)
         defer { ferry.stop() }

@@ -137,6 +137,46 @@ import Testing
         await proxy.stop()
     }
 
+    @Test func idempotentRequestFailingOnAReusedConnectionIsRetriedOnceOnAFreshOne() async throws {
+        guard PythonBackend.available else { return print("skipped: python3 with tornado/websockets is missing") }
+        let files = try FilesFixture()
+        let backend = try PythonBackend(script: "misbehaving_backend.py", arguments: [files.directory.path])
+        let proxy = try await ProxyHarness(backendPort: backend.port, routes: [route("/tts-ws")])
+        let first = try rawExchange(
+            port: proxy.port, "GET /tts-ws/flaky HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        #expect(first.hasSuffix("flaky ok"))
+        // The pooled connection now closes on its next request: the proxy retries on a new one.
+        let second = try rawExchange(
+            port: proxy.port, "GET /tts-ws/flaky HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        #expect(second.hasPrefix("HTTP/1.1 200"), "\(second)")
+        #expect(second.hasSuffix("flaky ok"))
+        // A POST is not idempotent: it is not retried, the client gets 502.
+        let post = try rawExchange(
+            port: proxy.port, "POST /tts-ws/flaky HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+        #expect(post.hasPrefix("HTTP/1.1 502"), "\(post)")
+        let stats = await proxy.server.stats()
+        let pool = try #require(stats.pools.first { $0.protocol == "http" })
+        #expect(pool.retries == 1)
+        await proxy.stop()
+    }
+
+    @Test func unixSocketBackend() async throws {
+        guard PythonBackend.available else { return print("skipped: python3 with tornado/websockets is missing") }
+        let files = try FilesFixture()
+        let socketPath = "/tmp/ferry-test-\(UUID().uuidString.prefix(8)).sock"
+        defer { unlink(socketPath) }
+        let backend = try PythonBackend(
+            script: "misbehaving_backend.py", arguments: [files.directory.path, "--unix", socketPath])
+        _ = backend
+        let proxy = try await ProxyHarness(
+            backendPort: 0, backendAddress: .unix(path: socketPath), routes: [route("/tts-ws")])
+        let response = try rawExchange(
+            port: proxy.port, "GET /tts-ws/ok/7 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        #expect(response.hasSuffix("ok 7"))
+        await proxy.stop()
+    }
+
     @Test func refusedBackendIs502() async throws {
         let port = try freePort()
         let proxy = try await ProxyHarness(backendPort: port, routes: [route("/tts-ws")])

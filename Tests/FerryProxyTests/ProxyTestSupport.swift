@@ -84,7 +84,8 @@ final class ProxyHarness: @unchecked Sendable {
     let port: Int
 
     init(
-        backendPort: Int, routes: [RouteConfiguration], limits: LimitSettings = LimitSettings(),
+        backendPort: Int, backendAddress: BackendAddress? = nil, routes: [RouteConfiguration],
+        limits: LimitSettings = LimitSettings(),
         pool: PoolSettings = PoolSettings(), reuseMode: ProxyServer.ReuseMode = .strict
     ) async throws {
         var master = MasterSettings()
@@ -92,7 +93,10 @@ final class ProxyHarness: @unchecked Sendable {
         let configuration = FerryConfiguration(
             master: master,
             listeners: [ListenerConfiguration(name: "http", address: .inet(host: "127.0.0.1", port: 0))],
-            backends: [BackendConfiguration(name: "app", address: .inet(host: "127.0.0.1", port: backendPort))],
+            backends: [
+                BackendConfiguration(
+                    name: "app", address: backendAddress ?? .inet(host: "127.0.0.1", port: backendPort))
+            ],
             routes: routes, pool: pool, limits: limits)
         var logger = Logger(label: "test")
         logger.logLevel = .critical

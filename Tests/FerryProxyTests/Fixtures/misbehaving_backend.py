@@ -9,8 +9,9 @@
   /never             reads the request and never answers
   /wav/<name>        the file <name> from FILES_DIR, keep-alive (for the hazard test)
   /tts               a WebSocket echo (minimal RFC 6455, text and binary, small frames)
+  /flaky             answers the first request of a connection; closes without answering any later one
 
-Usage: misbehaving_backend.py FILES_DIR — prints "PORT <n>".
+Usage: misbehaving_backend.py FILES_DIR [--unix PATH] — prints "PORT <n>" (or "PORT 0" on a Unix socket).
 """
 import asyncio
 import base64
@@ -73,9 +74,14 @@ async def websocket(reader, writer, headers):
 
 
 async def handle(reader, writer):
+    served = 0
     try:
         while True:
             method, path, headers = await read_head(reader)
+            served += 1
+            if path.startswith("/flaky") and served > 1:
+                writer.close()
+                return
             if headers.get("upgrade", "").lower() == "websocket":
                 if path.startswith("/upgrade-200"):
                     writer.write(response("200 OK", b"not a websocket"))
@@ -83,7 +89,9 @@ async def handle(reader, writer):
                     continue
                 await websocket(reader, writer, headers)
                 return
-            if path.startswith("/ok/"):
+            if path.startswith("/flaky"):
+                writer.write(response("200 OK", b"flaky ok"))
+            elif path.startswith("/ok/"):
                 writer.write(response("200 OK", f"ok {path[4:]}".encode()))
             elif path == "/close-mid-body":
                 writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789")
@@ -116,8 +124,13 @@ async def handle(reader, writer):
 
 
 async def main():
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    print(f"PORT {server.sockets[0].getsockname()[1]}", flush=True)
+    if "--unix" in sys.argv:
+        path = sys.argv[sys.argv.index("--unix") + 1]
+        server = await asyncio.start_unix_server(handle, path)
+        print("PORT 0", flush=True)
+    else:
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        print(f"PORT {server.sockets[0].getsockname()[1]}", flush=True)
     async with server:
         await server.serve_forever()
 
