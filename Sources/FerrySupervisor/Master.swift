@@ -309,7 +309,8 @@ public final class Master: @unchecked Sendable {
             environment["FERRY_LISTENERS_SHARED"] = listeners.listeners.map { $0.shared ? "1" : "0" }.joined(
                 separator: ",")
             let pid = try Spawner.spawn(
-                executable: executable, arguments: ["worker"], environment: environment, descriptors: descriptors)
+                executable: executable, arguments: ["worker"], environment: environment, descriptors: descriptors,
+                displayName: Spawner.selfPath)
             workers[pid] = WorkerRecord(
                 pid: pid, generation: generation, slot: slot, phase: .starting, channel: nil,
                 lastHeartbeat: .now(), stats: nil, restarts: workerRestarts[slot, default: 0], killDeadline: nil)
@@ -443,7 +444,7 @@ public final class Master: @unchecked Sendable {
                 if let group = configuration.master.group { environment["FERRY_DROP_GROUP"] = group }
                 pid = try Spawner.spawn(
                     executable: executable, arguments: arguments, environment: environment, descriptors: [],
-                    output: writeEnd)
+                    output: writeEnd, displayName: Spawner.selfPath)
             }
             backends[backend.name] = BackendRecord(
                 configuration: backend, pid: pid, phase: .starting, restarts: restarts, recentRestarts: recent)

@@ -18,7 +18,7 @@ enum Spawner {
     ///   - stdout/stderr: fds for the child's standard output and error (nil: inherit the master's).
     static func spawn(
         executable: String, arguments: [String], environment: [String: String], descriptors: [(CInt, CInt)],
-        workingDirectory: String? = nil, output: CInt? = nil, searchPath: Bool = false
+        workingDirectory: String? = nil, output: CInt? = nil, searchPath: Bool = false, displayName: String? = nil
     ) throws -> pid_t {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
@@ -55,7 +55,7 @@ enum Spawner {
         posix_spawnattr_setsigdefault(&attributes, &allSignals)
         posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
 
-        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
+        let argv = ([displayName ?? executable] + arguments).map { strdup($0) } + [nil]
         let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
         defer {
             for pointer in argv { free(pointer) }
@@ -113,6 +113,15 @@ enum Spawner {
         }
         return (fds[0], fds[1])
     }
+
+    /// The real path of the running executable, so `ps` shows `/usr/local/bin/ferry worker` rather
+    /// than `/proc/self/exe worker` (which is still what is executed: it survives a replaced binary).
+    static let selfPath: String = {
+        var buffer = [CChar](repeating: 0, count: 4096)
+        let count = readlink("/proc/self/exe", &buffer, buffer.count - 1)
+        guard count > 0 else { return "ferry" }
+        return String(decoding: buffer.prefix(count).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }()
 
     /// A pipe for a child's output: (read end, write end), both CLOEXEC.
     static func pipe() throws -> (CInt, CInt) {

@@ -30,6 +30,10 @@ struct WebSocketBackend: ParsableCommand {
                 resultsDirectory: resultsDirectory, resultsMaxBytes: resultsMaxBytes, maxMessageBytes: maxMessageBytes,
                 messagesPerSecond: messagesPerSecond, idleTimeout: .milliseconds(idleTimeoutMilliseconds)),
             logger: logger)
+        // The service writes results after dropping privileges: hand it its directories first.
+        Privileges.giveOwnership(
+            of: [resultsDirectory, "\(resultsDirectory)/wav", "\(resultsDirectory)/mp3"],
+            to: ProcessInfo.processInfo.environment["FERRY_DROP_USER"])
         try runService(
             logger: logger, address: address, start: { try await service.start(address: address, group: $0) }
         ) {

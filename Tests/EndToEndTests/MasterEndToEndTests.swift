@@ -290,6 +290,41 @@ import Testing
         #expect(report.exit == 0)
     }
 
+    @Test func workersAndBuiltinBackendsDropToTheConfiguredUser() throws {
+        guard getuid() == 0, getpwnam("nobody") != nil, getgrnam("nogroup") != nil,
+            let python = Tool.path("python3"), Tool.pythonHas("websockets")
+        else {
+            print("skipped: needs root, the nobody user and python3 websockets")
+            return
+        }
+        let ttsPort = try FreePort.pick()
+        let filesPort = try FreePort.pick()
+        let ferry = try FerryInstance(name: "dropuser") { directory, port in
+            ServeEndToEndTests.seedConfig(
+                directory: directory, httpsPort: port, ttsPort: ttsPort, filesPort: filesPort, workers: 1
+            ).replacing("workers = 1", with: "workers = 1\nuser = \"nobody\"\ngroup = \"nogroup\"")
+        }
+        defer { ferry.stop() }
+        chmod(ferry.directory.path, 0o755)
+        let current = try waitFor(ferry) { status in
+            status.workers.contains { $0.state == "ready" } && status.backends.allSatisfy { $0.state == "ready" }
+        }
+        let nobody = getpwnam("nobody")!.pointee.pw_uid
+        for pid in current.workers.map(\.pid) + current.backends.compactMap(\.pid) {
+            let status = try String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)
+            let uid = status.split(separator: "\n").first { $0.hasPrefix("Uid:") }?.split(separator: "\t").dropFirst().first
+            #expect(uid.flatMap { UInt32($0) } == nobody, "pid \(pid) runs as \(String(describing: uid))")
+        }
+        #expect(getuid() == 0 && kill(current.masterPID, 0) == 0)
+        let result = try Tool.run(
+            python,
+            [
+                ServeEndToEndTests.scripts.appendingPathComponent("tts_roundtrip.py").path, String(ferry.httpsPort),
+                ferry.certificatePath, "1",
+            ])
+        #expect(result.status == 0, "\(result.stdout)\(result.stderr)")
+    }
+
     @Test func controlSocketRefusesAnotherUser() throws {
         guard getuid() == 0, let setpriv = Tool.path("setpriv") else {
             print("skipped: needs root and setpriv to act as nobody")
