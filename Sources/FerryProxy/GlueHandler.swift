@@ -11,6 +11,11 @@ final class GlueHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var partner: GlueHandler?
     private var context: ChannelHandlerContext?
     private var pendingRead = false
+    /// Frames read on this side (and forwarded to the partner).
+    private var frames = WebSocketFrameTracker()
+    /// A frame to send to the partner at the next boundary, after which forwarding stops.
+    private var pendingInjection: ByteBuffer?
+    private var injected = false
     /// Called on any traffic, for the tunnel's idle timeout.
     var onActivity: (() -> Void)?
     var onClose: (() -> Void)?
@@ -59,7 +64,34 @@ final class GlueHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         onActivity?()
-        partner?.partnerWrite(unwrapInboundIn(data))
+        var buffer = unwrapInboundIn(data)
+        guard !injected else { return }
+        let boundaries = frames.consume(buffer)
+        if let injection = pendingInjection, let cut = boundaries.first {
+            // Forward up to the end of the current frame, then the close frame, then nothing more.
+            if let head = buffer.readSlice(length: cut) { partner?.partnerWrite(head) }
+            inject(injection)
+            return
+        }
+        partner?.partnerWrite(buffer)
+    }
+
+    /// Sends `frame` to the partner between two frames of this direction: now if the stream is at
+    /// a boundary, else as soon as the frame in flight has been forwarded.
+    func injectAtBoundary(_ frame: ByteBuffer) {
+        guard !injected else { return }
+        if frames.atBoundary {
+            inject(frame)
+        } else {
+            pendingInjection = frame
+        }
+    }
+
+    private func inject(_ frame: ByteBuffer) {
+        injected = true
+        pendingInjection = nil
+        partner?.partnerWrite(frame)
+        partner?.partnerFlush()
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {

@@ -659,7 +659,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         let routeIndex = current.routeIndex
         var closedOnce = false
         let tunnelKey = ObjectIdentifier(clientGlue)
-        loopState.tunnelChannels[tunnelKey] = TunnelChannels(client: context.channel, upstream: upstream)
+        loopState.tunnelChannels[tunnelKey] = TunnelChannels(
+            client: context.channel, upstream: upstream, clientGlue: clientGlue, upstreamGlue: upstreamGlue)
         let tunnelClosed = {
             guard !closedOnce else { return }
             closedOnce = true

@@ -330,18 +330,23 @@ final class Acceptor: @unchecked Sendable {
     }
 }
 
-/// Sends WebSocket close frames with code 1001 ("going away") both ways, then closes.
+/// Sends WebSocket close frames with code 1001 ("going away") both ways, each between two frames
+/// of its direction, then closes both channels shortly after.
 enum TunnelCloser {
-    /// Server-to-client close frame: FIN+close opcode, 2-byte payload 1001, unmasked.
+    /// Server-to-client close frame: FIN + close opcode, 2-byte payload 1001, unmasked.
     static let toClient: [UInt8] = [0x88, 0x02, 0x03, 0xE9]
+    /// Client-to-server frames must be masked (RFC 6455 §5.3); a zero mask keeps the payload readable.
+    static let toBackend: [UInt8] = [0x88, 0x82, 0, 0, 0, 0, 0x03, 0xE9]
 
     static func closeGoingAway(_ tunnel: TunnelChannels) {
-        tunnel.client.writeAndFlush(ByteBuffer(bytes: toClient)).whenComplete { _ in
-            tunnel.client.close(promise: nil)
-        }
-        // Client-to-server frames must be masked (RFC 6455 §5.3); a zero mask keeps the payload readable.
-        tunnel.upstream.writeAndFlush(ByteBuffer(bytes: [0x88, 0x82, 0, 0, 0, 0, 0x03, 0xE9])).whenComplete { _ in
-            tunnel.upstream.close(promise: nil)
+        // The close for the client travels in the backend→client direction, read by the upstream glue.
+        tunnel.upstreamGlue.injectAtBoundary(ByteBuffer(bytes: toClient))
+        tunnel.clientGlue.injectAtBoundary(ByteBuffer(bytes: toBackend))
+        let client = tunnel.client
+        let upstream = tunnel.upstream
+        client.eventLoop.scheduleTask(in: .seconds(1)) {
+            client.close(promise: nil)
+            upstream.close(promise: nil)
         }
     }
 }
@@ -349,6 +354,8 @@ enum TunnelCloser {
 struct TunnelChannels {
     let client: any Channel
     let upstream: any Channel
+    let clientGlue: GlueHandler
+    let upstreamGlue: GlueHandler
 
     func close(promise: EventLoopPromise<Void>?) {
         client.close(promise: nil)

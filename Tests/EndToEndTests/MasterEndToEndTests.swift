@@ -312,7 +312,8 @@ import Testing
         let nobody = getpwnam("nobody")!.pointee.pw_uid
         for pid in current.workers.map(\.pid) + current.backends.compactMap(\.pid) {
             let status = try String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)
-            let uid = status.split(separator: "\n").first { $0.hasPrefix("Uid:") }?.split(separator: "\t").dropFirst().first
+            let uid = status.split(separator: "\n").first { $0.hasPrefix("Uid:") }?.split(separator: "\t").dropFirst()
+                .first
             #expect(uid.flatMap { UInt32($0) } == nobody, "pid \(pid) runs as \(String(describing: uid))")
         }
         #expect(getuid() == 0 && kill(current.masterPID, 0) == 0)
