@@ -96,3 +96,60 @@ public struct PoolStats: Codable, Sendable, Equatable {
         self.upgrades = upgrades
     }
 }
+
+// MARK: - Summing counters (event loops of a worker, workers of a generation)
+
+extension WorkerStats {
+    /// Adds `other`'s counters; routes and pools are matched by position (the same configuration
+    /// yields the same order) or, for pools, by backend and protocol.
+    public mutating func add(_ other: WorkerStats) {
+        connectionsOpen += other.connectionsOpen
+        connectionsTotal += other.connectionsTotal
+        requests += other.requests
+        activeTunnels += other.activeTunnels
+        tlsFailures.merge(other.tlsFailures, uniquingKeysWith: +)
+        if routes.isEmpty {
+            routes = other.routes
+        } else {
+            for index in routes.indices where other.routes.indices.contains(index) {
+                routes[index].add(other.routes[index])
+            }
+        }
+        pools = PoolStats.sum(pools + other.pools)
+    }
+}
+
+extension RouteStats {
+    public mutating func add(_ other: RouteStats) {
+        requests += other.requests
+        bytesIn += other.bytesIn
+        bytesOut += other.bytesOut
+        upgrades += other.upgrades
+        activeTunnels += other.activeTunnels
+        responses.merge(other.responses, uniquingKeysWith: +)
+    }
+}
+
+extension PoolStats {
+    public mutating func add(_ other: PoolStats) {
+        opened += other.opened
+        reused += other.reused
+        idle += other.idle
+        retries += other.retries
+        upgrades += other.upgrades
+        closed.merge(other.closed, uniquingKeysWith: +)
+    }
+
+    /// Pools with the same backend and protocol summed, in order of first appearance.
+    public static func sum(_ pools: [PoolStats]) -> [PoolStats] {
+        var result: [PoolStats] = []
+        for pool in pools {
+            if let index = result.firstIndex(where: { $0.backend == pool.backend && $0.protocol == pool.protocol }) {
+                result[index].add(pool)
+            } else {
+                result.append(pool)
+            }
+        }
+        return result
+    }
+}

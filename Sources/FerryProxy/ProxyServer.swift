@@ -153,36 +153,7 @@ public final class ProxyServer: Sendable {
         for loop in loops {
             let state = state(for: loop)
             guard let snapshot = try? await loop.submit({ state.snapshot() }).get() else { continue }
-            total.connectionsOpen += snapshot.connectionsOpen
-            total.connectionsTotal += snapshot.connectionsTotal
-            total.requests += snapshot.requests
-            total.activeTunnels += snapshot.activeTunnels
-            if total.routes.isEmpty {
-                total.routes = snapshot.routes
-            } else {
-                for index in total.routes.indices where snapshot.routes.indices.contains(index) {
-                    let other = snapshot.routes[index]
-                    total.routes[index].requests += other.requests
-                    total.routes[index].bytesIn += other.bytesIn
-                    total.routes[index].bytesOut += other.bytesOut
-                    total.routes[index].upgrades += other.upgrades
-                    total.routes[index].activeTunnels += other.activeTunnels
-                    total.routes[index].responses.merge(other.responses, uniquingKeysWith: +)
-                }
-            }
-            if total.pools.isEmpty {
-                total.pools = snapshot.pools
-            } else {
-                for index in total.pools.indices where snapshot.pools.indices.contains(index) {
-                    let other = snapshot.pools[index]
-                    total.pools[index].opened += other.opened
-                    total.pools[index].reused += other.reused
-                    total.pools[index].idle += other.idle
-                    total.pools[index].retries += other.retries
-                    total.pools[index].upgrades += other.upgrades
-                    total.pools[index].closed.merge(other.closed, uniquingKeysWith: +)
-                }
-            }
+            total.add(snapshot)
         }
         return total
     }

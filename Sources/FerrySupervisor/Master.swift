@@ -739,28 +739,11 @@ public final class Master: @unchecked Sendable {
                 name: backend.name, address: backend.address.description, pid: record.pid, state: record.phase.rawValue,
                 restarts: record.restarts, supervised: backend.kind.isSupervised)
         }
-        var pools: [String: PoolStats] = [:]
-        var order: [String] = []
-        for worker in workers.values where worker.generation == generation {
-            for pool in worker.stats?.pools ?? [] {
-                let key = "\(pool.backend)/\(pool.protocol)"
-                if var existing = pools[key] {
-                    existing.opened += pool.opened
-                    existing.reused += pool.reused
-                    existing.idle += pool.idle
-                    existing.retries += pool.retries
-                    existing.upgrades += pool.upgrades
-                    existing.closed.merge(pool.closed, uniquingKeysWith: +)
-                    pools[key] = existing
-                } else {
-                    pools[key] = pool
-                    order.append(key)
-                }
-            }
-        }
+        let pools = PoolStats.sum(
+            workers.values.filter { $0.generation == generation }.flatMap { $0.stats?.pools ?? [] })
         return StatusDocument(
             masterPID: getpid(), uptimeSeconds: Date().timeIntervalSince(started), generation: generation,
             configFile: loaded.fileName, lastReload: lastReload, workers: workerRows, backends: backendRows,
-            pools: order.compactMap { pools[$0] })
+            pools: pools)
     }
 }
