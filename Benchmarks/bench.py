@@ -235,6 +235,9 @@ backend = "files"
 path = "/tts-ws/tts/mp3/"
 backend = "files"
 
+[pool]
+max_idle_per_backend = 64
+
 [limits]
 max_connections_per_worker = 9900
 """)

@@ -411,7 +411,7 @@ public struct PoolSettings: Sendable, Equatable {
     public var idleTimeout: Duration
     public var maxRequestsPerConnection: Int
 
-    public init(maxIdlePerBackend: Int = 32, idleTimeout: Duration = .seconds(60), maxRequestsPerConnection: Int = 1000)
+    public init(maxIdlePerBackend: Int = 256, idleTimeout: Duration = .seconds(60), maxRequestsPerConnection: Int = 1000)
     {
         self.maxIdlePerBackend = maxIdlePerBackend
         self.idleTimeout = idleTimeout

@@ -26,6 +26,14 @@ final class UpstreamConnection: @unchecked Sendable {
     /// Requests this connection has carried, the current one included.
     var requestsServed = 0
     var idleTimer: Scheduled<Void>?
+    /// Reads paused because the client is slow (response backpressure).
+    private(set) var readsPaused = false
+
+    func setReads(paused: Bool) {
+        guard paused != readsPaused else { return }
+        readsPaused = paused
+        channel.setOption(.autoRead, value: !paused).whenComplete { _ in }
+    }
 
     init(channel: any Channel, handler: UpstreamHTTPHandler) {
         self.channel = channel
@@ -147,7 +155,7 @@ final class HTTPConnectionPool: @unchecked Sendable {
         connection.handler.becomeIdle()
         // Backpressure may have paused reads while the client was slow; an idle connection must
         // read, or it would miss the EOF/stray bytes that retire it, and its next response.
-        connection.channel.setOption(.autoRead, value: true).whenComplete { _ in }
+        connection.setReads(paused: false)
         connection.idleTimer = eventLoop.scheduleTask(
             in: .nanoseconds(Int64(settings.idleTimeout.wholeMilliseconds) * 1_000_000)
         ) {

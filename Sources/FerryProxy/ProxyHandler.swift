@@ -64,6 +64,9 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     /// Requests completed on this connection; a drain closes idle connections only after their
     /// first request, since a fresh one (maybe mid-handshake) is a client about to send one.
     private var requestsCompleted = 0
+    /// Whether reads from the client are paused (backpressure); toggled only on change, since a
+    /// channel option round-trip per request is measurable.
+    private var clientReadsPaused = false
     private var idleSince = NIODeadline.now()
 
     init(loop: ProxyLoopState, tls: Bool, activity: ConnectionActivity) {
@@ -231,7 +234,9 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             if let upstream = current.upstream {
                 upstream.channel.writeAndFlush(HTTPClientRequestPart.body(.byteBuffer(body)), promise: nil)
             } else {
+                // Until the upstream is ready, read nothing more (bounded buffering of the body).
                 current.bufferedBody.append(body)
+                setClientReads(paused: true)
             }
             exchange = current
         case .idle, .respondingLocally, .awaitingTunnel, .tunneling, .closed:
@@ -261,8 +266,6 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     private func startHTTP(backend: BackendConfiguration, route: RouteConfiguration, context: ChannelHandlerContext) {
         guard let pool = loop.pool(for: backend.name) else { return }
         state = .proxying
-        // Until the upstream is ready, read nothing more (bounded buffering of the body).
-        context.channel.setOption(.autoRead, value: false).whenComplete { _ in }
         let connectTimeout = route.timeouts.connect ?? backend.connectTimeout
         let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
         loop.waitUntilAvailable(backend)
@@ -307,7 +310,13 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         } else {
             connection.channel.flush()
         }
-        context.channel.setOption(.autoRead, value: true).whenComplete { _ in }
+        setClientReads(paused: false)
+    }
+
+    private func setClientReads(paused: Bool) {
+        guard paused != clientReadsPaused, let context else { return }
+        clientReadsPaused = paused
+        context.channel.setOption(.autoRead, value: !paused).whenComplete { _ in }
     }
 
     private func leaseFailed(_ error: any Error, backend: BackendConfiguration, route: RouteConfiguration) {
@@ -321,7 +330,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         respondLocally(
             status: status, body: "ferry: \(reason) (route \(route.path), backend \(backend.name))\n", close: false,
             extraHeaders: headers)
-        context?.channel.setOption(.autoRead, value: true).whenComplete { _ in }
+        setClientReads(paused: false)
     }
 
     static func classify(_ error: any Error) -> (HTTPResponseStatus, String) {
@@ -418,13 +427,13 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
 
     func upstream(writabilityChanged writable: Bool) {
         // Backpressure for request bodies: read from the client only while the backend keeps up.
-        context?.channel.setOption(.autoRead, value: writable).whenComplete { _ in }
+        setClientReads(paused: !writable)
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
         // Backpressure for responses: read from the backend only while the client keeps up.
         if let upstream = exchange?.upstream {
-            upstream.channel.setOption(.autoRead, value: context.channel.isWritable).whenComplete { _ in }
+            upstream.setReads(paused: !context.channel.isWritable)
         }
         context.fireChannelWritabilityChanged()
     }
@@ -491,7 +500,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
             idleSince = .now()
             // Request-body backpressure may have paused reads; the next request must be read.
-            context.channel.setOption(.autoRead, value: true).whenComplete { _ in }
+            setClientReads(paused: false)
             waitForNextRequest()
         }
     }
