@@ -40,6 +40,11 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var pendingFlush = false
     /// Plaintext produced during the current read burst is delivered before channelReadComplete.
     private var producedPlaintext = false
+    /// Small application writes since the last flush, encrypted together at the flush so that a
+    /// response's head, body and end become one TLS record instead of three.
+    private var unflushed: ByteBuffer?
+    private var unflushedPromises: [EventLoopPromise<Void>] = []
+    private static let coalesceLimit = 16 * 1024
 
     /// - Parameters:
     ///   - context: a server or client `TLSContext`; the role decides who speaks first.
@@ -139,10 +144,37 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
         case .idle, .handshaking:
             pendingWrites.append((buffer, promise))
         case .active:
-            encrypt(context: context, buffer, promise: promise)
+            if buffer.readableBytes + (unflushed?.readableBytes ?? 0) <= Self.coalesceLimit {
+                var buffer = buffer
+                if unflushed == nil {
+                    unflushed = buffer
+                } else {
+                    unflushed!.writeBuffer(&buffer)
+                }
+                if let promise { unflushedPromises.append(promise) }
+            } else {
+                encryptUnflushed(context: context)
+                encrypt(context: context, buffer, promise: promise)
+            }
         case .closing, .closed:
             promise?.fail(ChannelError.ioOnClosedChannel)
         }
+    }
+
+    private func encryptUnflushed(context: ChannelHandlerContext) {
+        guard let buffer = unflushed else { return }
+        unflushed = nil
+        let promises = unflushedPromises
+        unflushedPromises = []
+        var combined: EventLoopPromise<Void>?
+        if !promises.isEmpty {
+            let promise = context.eventLoop.makePromise(of: Void.self)
+            promise.futureResult.whenComplete { result in
+                for waiting in promises { waiting.completeWith(result) }
+            }
+            combined = promise
+        }
+        encrypt(context: context, buffer, promise: combined)
     }
 
     public func flush(context: ChannelHandlerContext) {
@@ -150,6 +182,7 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
         case .idle, .handshaking:
             pendingFlush = true
         case .active, .closing:
+            encryptUnflushed(context: context)
             context.flush()
         case .closed:
             break
@@ -157,6 +190,7 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     public func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
+        if case .active = state { encryptUnflushed(context: context) }
         switch (state, mode) {
         case (.active, .all), (.active, .output):
             // Send close_notify first; a server does not wait for the peer's (as nginx does not).
@@ -277,6 +311,10 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
         let writes = pendingWrites
         pendingWrites = []
         for (_, promise) in writes { promise?.fail(error) }
+        unflushed = nil
+        let promises = unflushedPromises
+        unflushedPromises = []
+        for promise in promises { promise.fail(error) }
     }
 }
 
