@@ -106,45 +106,46 @@ enum StatusTable {
                 "last reload: \(reload.ok ? "ok" : "FAILED") — \(reload.message.split(separator: "\n").first ?? "")")
         }
         lines.append("")
-        lines.append(row(["WORKER PID", "GEN", "SLOT", "STATE", "CONNS", "REQUESTS", "TUNNELS", "TLS ERRORS"]))
-        for worker in status.workers {
-            let stats = worker.stats
-            lines.append(
-                row([
+        lines += table(
+            ["WORKER PID", "GEN", "SLOT", "STATE", "CONNS", "REQUESTS", "TUNNELS", "TLS ERRORS"],
+            status.workers.map { worker in
+                let stats = worker.stats
+                return [
                     "\(worker.pid)", "\(worker.generation)", "\(worker.slot)", worker.state,
                     "\(stats?.connectionsOpen ?? 0)", "\(stats?.requests ?? 0)", "\(stats?.activeTunnels ?? 0)",
                     "\(stats?.tlsFailures.values.reduce(0, +) ?? 0)",
-                ]))
-        }
+                ]
+            })
         lines.append("")
-        lines.append(row(["BACKEND", "ADDRESS", "PID", "STATE", "RESTARTS"]))
-        for backend in status.backends {
-            lines.append(
-                row([
-                    backend.name, backend.address, backend.pid.map(String.init) ?? "-", backend.state,
-                    "\(backend.restarts)",
-                ]))
-        }
+        lines += table(
+            ["BACKEND", "ADDRESS", "PID", "STATE", "RESTARTS"],
+            status.backends.map {
+                [$0.name, $0.address, $0.pid.map(String.init) ?? "-", $0.state, "\($0.restarts)"]
+            })
         lines.append("")
-        lines.append(row(["POOL", "PROTOCOL", "OPENED", "REUSED", "IDLE", "RETRIES", "CLOSED (BY REASON)"]))
-        for pool in status.pools {
-            let closed = pool.closed.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
-            lines.append(
-                row([
+        lines += table(
+            ["POOL", "PROTOCOL", "OPENED", "REUSED", "IDLE", "RETRIES", "CLOSED (BY REASON)"],
+            status.pools.map { pool in
+                let closed = pool.closed.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(
+                    separator: " ")
+                return [
                     pool.backend, pool.protocol, "\(pool.opened)", "\(pool.reused)", "\(pool.idle)", "\(pool.retries)",
                     closed.isEmpty ? "-" : closed,
-                ]))
-        }
+                ]
+            })
         return lines.joined(separator: "\n")
     }
 
-    private static func row(_ cells: [String]) -> String {
-        let widths = [12, 10, 6, 10, 9, 10, 9, 10]
-        return cells.enumerated().map { index, cell in
-            index == cells.count - 1
-                ? cell
-                : cell.padding(
-                    toLength: max(widths[min(index, widths.count - 1)], cell.count + 1), withPad: " ", startingAt: 0)
-        }.joined()
+    /// Columns as wide as their widest cell, two spaces apart.
+    static func table(_ header: [String], _ rows: [[String]]) -> [String] {
+        let all = [header] + rows
+        let widths = header.indices.map { column in
+            all.map { $0.indices.contains(column) ? $0[column].count : 0 }.max() ?? 0
+        }
+        return all.map { row in
+            row.enumerated().map { index, cell in
+                index == row.count - 1 ? cell : cell.padding(toLength: widths[index] + 2, withPad: " ", startingAt: 0)
+            }.joined()
+        }
     }
 }
