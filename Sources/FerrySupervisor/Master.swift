@@ -435,9 +435,19 @@ public final class Master: @unchecked Sendable {
             switch backend.kind {
             case .command(let spec):
                 for (key, value) in spec.environment { environment[key] = value }
-                pid = try Spawner.spawn(
-                    executable: arguments[0], arguments: Array(arguments.dropFirst()), environment: environment,
-                    descriptors: [], workingDirectory: spec.workingDirectory, output: writeEnd, searchPath: true)
+                if getuid() == 0, let user = configuration.master.user {
+                    // posix_spawn cannot change the user: go through `ferry exec-as`, which drops, then execs.
+                    var trampoline = ["exec-as", "--user", user]
+                    if let group = configuration.master.group { trampoline += ["--group", group] }
+                    pid = try Spawner.spawn(
+                        executable: executable, arguments: trampoline + ["--"] + arguments, environment: environment,
+                        descriptors: [], workingDirectory: spec.workingDirectory, output: writeEnd,
+                        displayName: Spawner.selfPath)
+                } else {
+                    pid = try Spawner.spawn(
+                        executable: arguments[0], arguments: Array(arguments.dropFirst()), environment: environment,
+                        descriptors: [], workingDirectory: spec.workingDirectory, output: writeEnd, searchPath: true)
+                }
             default:
                 // Built-in backends drop to [master].user/group themselves once they listen.
                 if let user = configuration.master.user { environment["FERRY_DROP_USER"] = user }

@@ -7,6 +7,7 @@ struct Ferry: ParsableCommand {
         abstract: "A TLS front door for WebSocket + HTTP services.",
         subcommands: [
             Serve.self, Check.self, Status.self, Reload.self, Stop.self, MetricsCommand.self, Worker.self, Backend.self,
+            ExecAs.self,
         ]
     )
 }

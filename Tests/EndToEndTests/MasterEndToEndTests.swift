@@ -291,18 +291,30 @@ import Testing
     }
 
     @Test func workersAndBuiltinBackendsDropToTheConfiguredUser() throws {
+        // The command backend runs the system python3: nobody cannot read root's pyenv.
         guard getuid() == 0, getpwnam("nobody") != nil, getgrnam("nogroup") != nil,
-            let python = Tool.path("python3"), Tool.pythonHas("websockets")
+            let python = Tool.path("python3"), Tool.pythonHas("websockets"),
+            FileManager.default.isExecutableFile(atPath: "/usr/bin/python3")
         else {
-            print("skipped: needs root, the nobody user and python3 websockets")
+            print("skipped: needs root, the nobody user, /usr/bin/python3 and python3 websockets")
             return
         }
         let ttsPort = try FreePort.pick()
         let filesPort = try FreePort.pick()
+        let appPort = try FreePort.pick()
         let ferry = try FerryInstance(name: "dropuser") { directory, port in
             ServeEndToEndTests.seedConfig(
                 directory: directory, httpsPort: port, ttsPort: ttsPort, filesPort: filesPort, workers: 1
             ).replacing("workers = 1", with: "workers = 1\nuser = \"nobody\"\ngroup = \"nogroup\"")
+                + """
+
+                [[backend]]
+                name = "app"
+                command = ["/usr/bin/python3", "-m", "http.server", "--bind", "127.0.0.1", "\(appPort)"]
+                cwd = "/tmp"
+                address = "127.0.0.1:\(appPort)"
+
+                """
         }
         defer { ferry.stop() }
         chmod(ferry.directory.path, 0o755)
@@ -316,6 +328,7 @@ import Testing
                 .first
             #expect(uid.flatMap { UInt32($0) } == nobody, "pid \(pid) runs as \(String(describing: uid))")
         }
+        #expect(current.backends.count == 3, "the command backend is supervised too")
         #expect(getuid() == 0 && kill(current.masterPID, 0) == 0)
         let result = try Tool.run(
             python,
