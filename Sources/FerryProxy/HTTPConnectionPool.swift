@@ -108,6 +108,7 @@ final class HTTPConnectionPool: @unchecked Sendable {
         let pool = self
         let bootstrap = ClientBootstrap(group: eventLoop)
             .connectTimeout(.nanoseconds(Int64(connectTimeout.wholeMilliseconds) * 1_000_000))
+            .channelOption(.recvAllocator, value: ProxyServer.receiveAllocator)
             .channelOption(.allowRemoteHalfClosure, value: false)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {

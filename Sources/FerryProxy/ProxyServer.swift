@@ -44,6 +44,9 @@ public final class ProxyServer: Sendable {
     static let encoderName = "http-encoder"
     static let decoderName = "http-decoder"
     static let pipeliningName = "http-pipelining"
+    /// Every channel keeps its last receive buffer for reuse; starting small (and growing on full
+    /// reads) keeps idle connections — thousands of idle WebSockets — cheap.
+    static let receiveAllocator = AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 512, maximum: 65536)
 
     public enum ReuseMode: Sendable {
         /// The real rules (`ExchangeOutcome`).
@@ -116,6 +119,7 @@ public final class ProxyServer: Sendable {
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.allowRemoteHalfClosure, value: true)
             .childChannelOption(.maxMessagesPerRead, value: 4)
+            .childChannelOption(.recvAllocator, value: ProxyServer.receiveAllocator)
             .childChannelInitializer(initializer)
     }
 
@@ -294,6 +298,7 @@ final class Acceptor: @unchecked Sendable {
             let initializer = self.initializer
             ClientBootstrap(group: loop)
                 .channelOption(.allowRemoteHalfClosure, value: true)
+                .channelOption(.recvAllocator, value: ProxyServer.receiveAllocator)
                 .channelInitializer(initializer)
                 .withConnectedSocket(client)
                 .whenFailure { _ in close(client) }

@@ -26,6 +26,7 @@ struct TunnelConnector {
         let promise = eventLoop.makePromise(of: UpgradeAnswer.self)
         let bootstrap = ClientBootstrap(group: eventLoop)
             .connectTimeout(.nanoseconds(Int64(connectTimeout.wholeMilliseconds) * 1_000_000))
+            .channelOption(.recvAllocator, value: ProxyServer.receiveAllocator)
             .channelOption(.allowRemoteHalfClosure, value: true)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {

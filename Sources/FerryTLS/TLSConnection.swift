@@ -32,9 +32,9 @@ final class TLSConnection {
 
     private let ssl: OpaquePointer
     /// Network → OpenSSL.
-    private let readBIO: OpaquePointer
+    private var readBIO: OpaquePointer
     /// OpenSSL → network.
-    private let writeBIO: OpaquePointer
+    private var writeBIO: OpaquePointer
     /// Keeps the `SSL_CTX` alive as long as the `SSL`.
     let context: TLSContext
 
@@ -129,6 +129,24 @@ final class TLSConnection {
             }
         }
         return failureResult ?? .complete
+    }
+
+    /// Memory BIOs keep the largest buffer they ever held (the handshake's flights, several KiB).
+    /// Once the handshake is over and both are empty, fresh ones take their place, so an idle
+    /// connection (an idle WebSocket) does not carry the handshake's buffers for its lifetime.
+    func compactBuffers() {
+        guard ferry_BIO_pending(readBIO) == 0, ferry_BIO_pending(writeBIO) == 0,
+            let freshRead = BIO_new(BIO_s_mem())
+        else { return }
+        guard let freshWrite = BIO_new(BIO_s_mem()) else {
+            BIO_free(freshRead)
+            return
+        }
+        BIO_ctrl(freshRead, BIO_C_SET_BUF_MEM_EOF_RETURN, -1, nil)
+        BIO_ctrl(freshWrite, BIO_C_SET_BUF_MEM_EOF_RETURN, -1, nil)
+        SSL_set_bio(ssl, freshRead, freshWrite)  // frees the old pair
+        readBIO = freshRead
+        writeBIO = freshWrite
     }
 
     /// Queues close_notify.

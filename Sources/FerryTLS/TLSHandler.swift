@@ -40,6 +40,7 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var pendingFlush = false
     /// Plaintext produced during the current read burst is delivered before channelReadComplete.
     private var producedPlaintext = false
+    private var compacted = false
     /// Small application writes since the last flush, encrypted together at the flush so that a
     /// response's head, body and end become one TLS record instead of three.
     private var unflushed: ByteBuffer?
@@ -253,6 +254,11 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 context.fireChannelRead(wrapInboundOut(buffer))
             case .wouldBlock:
                 flushOutput(context: context)
+                if !compacted {
+                    // First time everything is consumed after the handshake: drop its buffers.
+                    compacted = true
+                    connection.compactBuffers()
+                }
                 return
             case .closed:
                 // close_notify from the peer: answer with ours and close.
