@@ -336,7 +336,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     static func classify(_ error: any Error) -> (HTTPResponseStatus, String) {
         if case ProxyServerError.backendUnavailable = error { return (.serviceUnavailable, "backend is starting") }
         if case ProxyError.upstreamTimeout = error { return (.gatewayTimeout, "backend did not answer in time") }
-        if error is ChannelError, case ChannelError.connectTimeout = error as! ChannelError {
+        if let channelError = error as? ChannelError, case .connectTimeout = channelError {
             return (.gatewayTimeout, "backend did not accept the connection in time")
         }
         return (.badGateway, "backend refused or unreachable")
