@@ -161,6 +161,10 @@ public final class Master: @unchecked Sendable {
             logger.critical("\(error)")
             return 1
         }
+        if let path = loaded.configuration.master.logFile, !LogFile.reopen(path) {
+            logger.critical("cannot open the log file", metadata: ["path": "\(path)"])
+            return 1
+        }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         defer { try? group.syncShutdownGracefully() }
         let master = Master(
@@ -703,18 +707,18 @@ public final class Master: @unchecked Sendable {
         loop.scheduleTask(in: .milliseconds(50)) { finished.succeed(code) }
     }
 
+    /// SIGUSR1 (logrotate): reopen the log file here and in every worker (they write their own
+    /// lines, access log included; backends write through the master's pipe).
     func reopenLogFile() {
         guard let path = configuration.master.logFile else {
             logger.notice("SIGUSR1: logging to standard error, nothing to reopen")
             return
         }
-        let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o640)
-        guard fd >= 0 else {
+        guard LogFile.reopen(path) else {
             logger.error("cannot reopen log file", metadata: ["path": "\(path)"])
             return
         }
-        dup2(fd, 2)
-        close(fd)
+        for pid in workers.keys { kill(pid, SIGUSR1) }
         logger.notice("log file reopened", metadata: ["path": "\(path)"])
     }
 
@@ -755,5 +759,17 @@ public final class Master: @unchecked Sendable {
             masterPID: getpid(), uptimeSeconds: Date().timeIntervalSince(started), generation: generation,
             configFile: loaded.fileName, lastReload: lastReload, workers: workerRows, backends: backendRows,
             pools: pools)
+    }
+}
+
+/// The log file is standard error: opening it means putting it on fd 2, so every later line (and
+/// every child spawned afterwards) writes there.
+public enum LogFile {
+    public static func reopen(_ path: String) -> Bool {
+        let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o640)
+        guard fd >= 0 else { return false }
+        dup2(fd, 2)
+        close(fd)
+        return true
     }
 }

@@ -65,6 +65,8 @@ public enum WorkerRuntime {
 
         var heartbeat: Task<Void, Never>?
         var drainTask: Task<Void, Never>?
+        var logRotation: (any DispatchSourceSignal)?
+        defer { logRotation?.cancel() }
         let drained = NIOLockedValueBox(false)
         for await message in stream {
             switch message {
@@ -101,6 +103,13 @@ public enum WorkerRuntime {
                 }
                 send(.ready)
                 logger.info("worker serving", metadata: ["generation": "\(generation)", "pid": "\(getpid())"])
+                if let path = configuration.master.logFile {
+                    // The master forwards SIGUSR1 (log rotation): reopen the same path.
+                    let source = DispatchSource.makeSignalSource(signal: SIGUSR1, queue: .global())
+                    source.setEventHandler { _ = LogFile.reopen(path) }
+                    source.resume()
+                    logRotation = source
+                }
                 heartbeat = Task {
                     while !Task.isCancelled {
                         try? await Task.sleep(for: .milliseconds(heartbeatMilliseconds))

@@ -15,6 +15,12 @@ struct Worker: ParsableCommand {
         abstract: "Proxy worker (spawned by the master).", shouldDisplay: false)
 
     func run() throws {
+        // SIGUSR1 (log rotation, forwarded by the master) must never take the default action (exit):
+        // blocked before any thread starts, it is handled by WorkerRuntime when a log file is set.
+        var rotation = sigset_t()
+        sigemptyset(&rotation)
+        sigaddset(&rotation, SIGUSR1)
+        pthread_sigmask(SIG_BLOCK, &rotation, nil)
         ParentWatch.exitWhenParentDies()
         let logger = Process.makeLogger(label: "ferry.worker")
         let dataPlane = ProxyDataPlane(logger: logger)

@@ -339,6 +339,32 @@ import Testing
         #expect(result.status == 0, "\(result.stdout)\(result.stderr)")
     }
 
+    @Test func logFileIsWrittenAndReopenedOnSIGUSR1() throws {
+        let ttsPort = try FreePort.pick()
+        let filesPort = try FreePort.pick()
+        var logPath = ""
+        let ferry = try FerryInstance(name: "logfile") { directory, port in
+            logPath = directory.appendingPathComponent("ferry-file.log").path
+            return ServeEndToEndTests.seedConfig(
+                directory: directory, httpsPort: port, ttsPort: ttsPort, filesPort: filesPort, workers: 1
+            ).replacing("workers = 1", with: "workers = 1\nlog_file = \"\(logPath)\"")
+        }
+        defer { ferry.stop() }
+        _ = try waitFor(ferry) { $0.workers.contains { $0.state == "ready" } }
+        let first = try String(contentsOfFile: logPath, encoding: .utf8)
+        #expect(first.contains("master started"))
+        // logrotate: move the file away, then SIGUSR1; new lines go to a new file at the same path.
+        try FileManager.default.moveItem(atPath: logPath, toPath: logPath + ".1")
+        kill(ferry.process.processIdentifier, SIGUSR1)
+        Thread.sleep(forTimeInterval: 0.5)
+        #expect(try get(ferry, "/") == "200")
+        Thread.sleep(forTimeInterval: 0.5)
+        let second = try String(contentsOfFile: logPath, encoding: .utf8)
+        #expect(second.contains("log file reopened"))
+        #expect(second.contains("\"GET / HTTP/1.1\" 200"), "the worker's access log follows the rotation: \(second)")
+        #expect(try status(ferry).workers.contains { $0.state == "ready" }, "SIGUSR1 must not kill a worker")
+    }
+
     @Test func controlSocketRefusesAnotherUser() throws {
         guard getuid() == 0, let setpriv = Tool.path("setpriv") else {
             print("skipped: needs root and setpriv to act as nobody")

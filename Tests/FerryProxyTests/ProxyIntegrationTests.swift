@@ -100,6 +100,34 @@ import Testing
         await proxy.stop()
     }
 
+    @Test func idleWebSocketTunnelIsClosedAfterItsIdleTimeout() async throws {
+        guard PythonBackend.available else { return print("skipped: python3 with tornado/websockets is missing") }
+        let files = try FilesFixture()
+        let backend = try PythonBackend(script: "seed_tornado_app.py", arguments: [files.directory.path])
+        var limits = LimitSettings()
+        limits.websocketIdleTimeout = .seconds(1)
+        let proxy = try await ProxyHarness(backendPort: backend.port, routes: [route("/tts-ws")], limits: limits)
+        let script = """
+            import asyncio, time, websockets
+            async def main():
+                async with websockets.connect("ws://127.0.0.1:\(proxy.port)/tts-ws/tts", ping_interval=None) as ws:
+                    await ws.send("still here")
+                    assert await ws.recv() == "still here"
+                    started = time.time()
+                    try:
+                        await asyncio.wait_for(ws.recv(), 10)
+                        print("no close")
+                    except websockets.exceptions.ConnectionClosed:
+                        print(f"closed after {time.time() - started:.1f}s")
+            asyncio.run(main())
+            """
+        let result = try shell("/usr/bin/env", ["python3", "-c", script])
+        #expect(
+            result.output.contains("closed after 1.") || result.output.contains("closed after 2."), "\(result.output)")
+        #expect(await proxy.server.stats().activeTunnels == 0)
+        await proxy.stop()
+    }
+
     @Test func misbehavingBackendConnectionsAreNeverReused() async throws {
         guard PythonBackend.available else { return print("skipped: python3 with tornado/websockets is missing") }
         let files = try FilesFixture()
