@@ -1,4 +1,5 @@
 import ArgumentParser
+import CSystemd
 import FerryConfig
 import FerryProxy
 import FerrySupervisor
