@@ -25,7 +25,8 @@ final class UpstreamConnection: @unchecked Sendable {
     let handler: UpstreamHTTPHandler
     /// Requests this connection has carried, the current one included.
     var requestsServed = 0
-    var idleTimer: Scheduled<Void>?
+    /// When it entered the pool (the loop's sweep retires it after `PoolSettings.idleTimeout`).
+    var idleSince: NIODeadline?
     /// Reads paused because the client is slow (response backpressure).
     private(set) var readsPaused = false
 
@@ -81,8 +82,7 @@ final class HTTPConnectionPool: @unchecked Sendable {
     func lease(connectTimeout: Duration) -> EventLoopFuture<(UpstreamConnection, reused: Bool)> {
         eventLoop.assertInEventLoop()
         while let connection = idle.popLast() {
-            connection.idleTimer?.cancel()
-            connection.idleTimer = nil
+            connection.idleSince = nil
             guard connection.channel.isActive else { continue }
             stats.reused += 1
             connection.requestsServed += 1
@@ -112,7 +112,10 @@ final class HTTPConnectionPool: @unchecked Sendable {
             .channelOption(.allowRemoteHalfClosure, value: false)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHTTPClientHandlers()
+                    // No outbound header validation: every header sent upstream was either
+                    // parsed (and so validated) by the request decoder or is one Ferry writes.
+                    try channel.pipeline.syncOperations.addHTTPClientHandlers(
+                        enableOutboundHeaderValidation: false)
                     let handler = UpstreamHTTPHandler(pool: pool)
                     try channel.pipeline.syncOperations.addHandler(handler)
                 }
@@ -152,24 +155,33 @@ final class HTTPConnectionPool: @unchecked Sendable {
     }
 
     private func park(_ connection: UpstreamConnection) {
-        let pool = self
         connection.handler.becomeIdle()
         // Backpressure may have paused reads while the client was slow; an idle connection must
         // read, or it would miss the EOF/stray bytes that retire it, and its next response.
         connection.setReads(paused: false)
-        connection.idleTimer = eventLoop.scheduleTask(
-            in: .nanoseconds(Int64(settings.idleTimeout.wholeMilliseconds) * 1_000_000)
-        ) {
-            pool.discard(connection, reason: .idleTimeout)
-        }
+        connection.idleSince = .now()
         idle.append(connection)
+    }
+
+    /// Called by the loop's sweep: retires connections idle for `idleTimeout`. `idle` is in
+    /// parking order (leases take the newest), so the expired ones are at its front.
+    func sweep(now: NIODeadline) {
+        let timeout = TimeAmount.milliseconds(settings.idleTimeout.wholeMilliseconds)
+        var expired = 0
+        while expired < idle.count, let since = idle[expired].idleSince, now - since >= timeout {
+            expired += 1
+        }
+        guard expired > 0 else { return }
+        let retired = idle.prefix(expired)
+        idle.removeFirst(expired)
+        for connection in retired { close(connection, reason: .idleTimeout) }
     }
 
     /// An idle connection saw data, EOF or its idle timer: it leaves the pool and is closed.
     func discard(_ connection: UpstreamConnection, reason: PoolCloseReason) {
         guard let index = idle.firstIndex(where: { $0 === connection }) else { return }
         idle.remove(at: index)
-        connection.idleTimer?.cancel()
+        connection.idleSince = nil
         close(connection, reason: reason)
     }
 
@@ -186,7 +198,7 @@ final class HTTPConnectionPool: @unchecked Sendable {
         let connections = idle
         idle.removeAll()
         for connection in connections {
-            connection.idleTimer?.cancel()
+            connection.idleSince = nil
             close(connection, reason: reason)
         }
     }

@@ -33,7 +33,16 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         var status: Int?
         var responseStarted = false
         var timedOut = false
-        var responseTimer: Scheduled<Void>?
+    }
+
+    /// What the connection's one deadline (checked by the loop's sweep) means when it passes.
+    enum DeadlineKind {
+        /// Keep-alive: no next request started in time → close.
+        case nextRequest
+        /// A request started but its head did not arrive in time → 408.
+        case requestHead
+        /// The backend sent no response head in time → 504.
+        case response
     }
 
     enum State {
@@ -59,7 +68,10 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     private var discardingBody = false
     private var closeAfterResponse = false
     private var context: ChannelHandlerContext?
-    private var timer: Scheduled<Void>?
+    /// Read by `ProxyLoopState.sweepDeadlines()`; arming or disarming it is an assignment, not a
+    /// scheduled task (see `ProxyLoopState.sweepInterval`).
+    private(set) var deadline: NIODeadline?
+    private var deadlineKind = DeadlineKind.nextRequest
     private var clientAddress: String?
     /// Requests completed on this connection; a drain closes idle connections only after their
     /// first request, since a fresh one (maybe mid-handshake) is a client about to send one.
@@ -91,20 +103,19 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
-        timer?.cancel()
+        deadline = nil
         if loop.connections.removeValue(forKey: ObjectIdentifier(self)) != nil { loop.connectionsOpen -= 1 }
         activity.onFirstByte = nil
         self.context = nil
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        timer?.cancel()
+        deadline = nil
         if let upstream = exchange?.upstream {
             // The client left mid-exchange: the upstream connection cannot be reused.
             upstream.handler.delegate = nil
             loop.pool(for: exchange?.backend ?? "")?.close(upstream, reason: .error)
         }
-        exchange?.responseTimer?.cancel()
         exchange = nil
         state = .closed
         context.fireChannelInactive()
@@ -112,25 +123,39 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
 
     /// Between requests: keep-alive idle timeout, until the first byte of the next request arrives.
     private func waitForNextRequest() {
-        guard let context else { return }
-        timer?.cancel()
+        guard context != nil else { return }
         activity.arm()
-        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
-        timer = context.eventLoop.scheduleTask(in: limits.idleTimeout.timeAmount) {
-            let handler = bound.value
-            if case .idle = handler.state { handler.context?.close(promise: nil) }
-        }
+        setDeadline(.nextRequest, in: limits.idleTimeout)
     }
 
     /// The first byte of a request: from now the whole head must arrive within the header timeout.
     private func firstByteOfRequest() {
-        guard let context, case .idle = state else { return }
-        timer?.cancel()
-        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
-        timer = context.eventLoop.scheduleTask(in: limits.headerTimeout.timeAmount) {
-            let handler = bound.value
-            guard case .idle = handler.state else { return }
-            handler.writeRawAndClose(status: .requestTimeout, reason: "request head not received in time")
+        guard context != nil, case .idle = state else { return }
+        setDeadline(.requestHead, in: limits.headerTimeout)
+    }
+
+    private func setDeadline(_ kind: DeadlineKind, in duration: Duration) {
+        deadlineKind = kind
+        deadline = .now() + duration.timeAmount
+    }
+
+    private func clearResponseDeadline() {
+        if deadlineKind == .response { deadline = nil }
+    }
+
+    /// Called by the loop's sweep once `deadline` has passed.
+    func deadlinePassed() {
+        deadline = nil
+        guard context != nil else { return }
+        switch (deadlineKind, state) {
+        case (.nextRequest, .idle):
+            context?.close(promise: nil)
+        case (.requestHead, .idle):
+            writeRawAndClose(status: .requestTimeout, reason: "request head not received in time")
+        case (.response, .proxying):
+            responseTimedOut()
+        case (.nextRequest, _), (.requestHead, _), (.response, _):
+            break
         }
     }
 
@@ -139,8 +164,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
         case .head(let head):
-            timer?.cancel()
-            timer = nil
+            deadline = nil
             discardingBody = false
             received(head: head, context: context)
         case .body(let body):
@@ -282,7 +306,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     }
 
     private func attach(_ connection: UpstreamConnection, reused: Bool, route: RouteConfiguration) {
-        guard case .proxying = state, var current = exchange, let context else {
+        guard case .proxying = state, var current = exchange, context != nil else {
             // The client went away while we connected: give the connection back unused.
             connection.handler.delegate = nil
             connection.channel.close(promise: nil)
@@ -299,11 +323,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             connection.channel.write(HTTPClientRequestPart.body(.byteBuffer(body)), promise: nil)
         }
         current.bufferedBody = []
-        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
-        current.responseTimer?.cancel()
-        current.responseTimer = context.eventLoop.scheduleTask(in: route.timeouts.response.timeAmount) {
-            bound.value.responseTimedOut()
-        }
+        setDeadline(.response, in: route.timeouts.response)
         exchange = current
         if current.requestEnded {
             sendEnd(to: connection)
@@ -354,7 +374,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         guard case .proxying = state, var current = exchange, let context else { return }
         switch part {
         case .head(let head):
-            current.responseTimer?.cancel()
+            clearResponseDeadline()
             current.responseStarted = true
             current.status = Int(head.status.code)
             let keepAlive = current.keepAlive && !closeAfterResponse
@@ -383,7 +403,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
 
     func upstream(failed error: any Error, responseStarted: Bool) {
         guard case .proxying = state, var current = exchange, let context else { return }
-        current.responseTimer?.cancel()
+        clearResponseDeadline()
         current.upstream = nil
         exchange = current
         if responseStarted {
@@ -482,7 +502,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
 
     private func finishExchange(context: ChannelHandlerContext) {
         guard let current = exchange else { return }
-        current.responseTimer?.cancel()
+        clearResponseDeadline()
         exchange = nil
         requestsCompleted += 1
         let close = closeAfterResponse || !current.keepAlive
@@ -644,7 +664,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             return
         }
         state = .tunneling
-        timer?.cancel()
+        deadline = nil
         loop.recordResponse(route: current.routeIndex, status: 101, bytesIn: 0, bytesOut: 0)
         accessLog(current, status: 101)
         exchange = nil
@@ -668,8 +688,11 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         let routeIndex = current.routeIndex
         var closedOnce = false
         let tunnelKey = ObjectIdentifier(clientGlue)
+        let idle = TunnelIdleTimer(
+            timeout: limits.websocketIdleTimeout.timeAmount, client: context.channel, upstream: upstream)
         loopState.tunnelChannels[tunnelKey] = TunnelChannels(
-            client: context.channel, upstream: upstream, clientGlue: clientGlue, upstreamGlue: upstreamGlue)
+            client: context.channel, upstream: upstream, clientGlue: clientGlue, upstreamGlue: upstreamGlue,
+            idle: idle)
         let tunnelClosed = {
             guard !closedOnce else { return }
             closedOnce = true
@@ -680,9 +703,6 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         }
         clientGlue.onClose = tunnelClosed
         upstreamGlue.onClose = tunnelClosed
-        let idle = TunnelIdleTimer(
-            timeout: limits.websocketIdleTimeout.timeAmount, eventLoop: context.eventLoop,
-            client: context.channel, upstream: upstream)
         clientGlue.onActivity = { idle.touch() }
         upstreamGlue.onActivity = { idle.touch() }
         do {
@@ -705,7 +725,6 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             context.close(promise: nil)
             return
         }
-        idle.start()
         context.channel.setOption(.autoRead, value: true).whenComplete { _ in }
         context.channel.read()
         upstream.read()
@@ -716,34 +735,32 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
 extension ProxyHandler: Sendable {}
 
 /// Closes a tunnel with no traffic in either direction for `timeout`.
+///
+/// Traffic only sets a flag (no clock read, no timer per message); the loop's sweep turns the flag
+/// into a timestamp once per tick, so the timeout is exact to within one sweep interval.
 final class TunnelIdleTimer {
     let timeout: TimeAmount
-    let eventLoop: any EventLoop
     let client: any Channel
     let upstream: any Channel
     private var lastActivity = NIODeadline.now()
-    private var task: Scheduled<Void>?
+    private var sawActivity = false
 
-    init(timeout: TimeAmount, eventLoop: any EventLoop, client: any Channel, upstream: any Channel) {
+    init(timeout: TimeAmount, client: any Channel, upstream: any Channel) {
         self.timeout = timeout
-        self.eventLoop = eventLoop
         self.client = client
         self.upstream = upstream
     }
 
-    func touch() { lastActivity = .now() }
+    func touch() { sawActivity = true }
 
-    func start() {
-        let bound = NIOLoopBound(self, eventLoop: eventLoop)
-        task = eventLoop.scheduleTask(deadline: lastActivity + timeout) {
-            let timer = bound.value
-            guard timer.client.isActive else { return }
-            if NIODeadline.now() - timer.lastActivity >= timer.timeout {
-                timer.client.close(promise: nil)
-                timer.upstream.close(promise: nil)
-            } else {
-                timer.start()
-            }
+    /// Called by the loop's sweep: closes both sides once the tunnel has been quiet for `timeout`.
+    func sweep(now: NIODeadline) {
+        if sawActivity {
+            sawActivity = false
+            lastActivity = now
+        } else if now - lastActivity >= timeout {
+            client.close(promise: nil)
+            upstream.close(promise: nil)
         }
     }
 }

@@ -90,6 +90,10 @@ public final class ProxyServer: Sendable {
 
     /// Starts every listener; returns the bound addresses of the `bind` and `adopt` listeners, in order.
     public func start(listeners: [ProxyListener]) async throws -> [SocketAddress] {
+        for loop in loops {
+            let state = state(for: loop)
+            try await loop.submit { state.startSweeping() }.get()
+        }
         var addresses: [SocketAddress] = []
         for listener in listeners {
             let initializer = childInitializer(listener)
@@ -230,6 +234,7 @@ public final class ProxyServer: Sendable {
                 for connection in state.connections.values { connection.forceClose() }
                 for tunnel in state.tunnelChannels.values { tunnel.close(promise: nil) }
                 for pool in state.pools.values { pool.closeIdle(reason: .draining) }
+                state.stopSweeping()
             }.get()
         }
     }
@@ -332,6 +337,7 @@ struct TunnelChannels {
     let upstream: any Channel
     let clientGlue: GlueHandler
     let upstreamGlue: GlueHandler
+    let idle: TunnelIdleTimer
 
     func close(promise: EventLoopPromise<Void>?) {
         client.close(promise: nil)
