@@ -6,7 +6,10 @@ import NIOHTTP1
 /// One client connection's request handling: route, decide the protocol per request, forward over
 /// the HTTP pool or open a tunnel, answer locally when needed.
 ///
-/// Requests arrive one at a time (`HTTPServerPipelineHandler` serializes pipelined ones). The
+/// Requests are handled one at a time: parts of a pipelined request that arrive while one is in
+/// flight wait in `pipelined` (and reads pause) until its response is complete. (NIO's
+/// `HTTPServerPipelineHandler` would do this by holding back `read()`, which makes the channel
+/// leave and rejoin epoll on every request: two `epoll_ctl` calls per request.) The
 /// per-request protocol decision is the heart of Ferry: an `Upgrade: websocket` request goes to a
 /// fresh connection from `TunnelConnector`; anything else leases from the `HTTPConnectionPool`.
 final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, UpstreamExchangeDelegate {
@@ -80,6 +83,10 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     /// channel option round-trip per request is measurable.
     private var clientReadsPaused = false
     private var idleSince = NIODeadline.now()
+    /// Parts of pipelined requests received while another request was in flight, in order.
+    private var pipelined = CircularBuffer<HTTPServerRequestPart>()
+    /// A malformed request arrived behind one in flight: answered once that one's response is out.
+    private var deferredRejection: (status: HTTPResponseStatus, reason: String)?
 
     init(loop: ProxyLoopState, tls: Bool, activity: ConnectionActivity) {
         self.loop = loop
@@ -162,7 +169,27 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     // MARK: - Requests
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch unwrapInboundIn(data) {
+        let part = unwrapInboundIn(data)
+        if !pipelined.isEmpty {
+            pipelined.append(part)
+            return
+        }
+        if case .head = part, !isIdle {
+            // Pipelined: wait for the current exchange, and read no further meanwhile.
+            pipelined.append(part)
+            setClientReads(paused: true)
+            return
+        }
+        handle(part, context: context)
+    }
+
+    private var isIdle: Bool {
+        if case .idle = state { return true }
+        return false
+    }
+
+    private func handle(_ part: HTTPServerRequestPart, context: ChannelHandlerContext) {
+        switch part {
         case .head(let head):
             deadline = nil
             discardingBody = false
@@ -519,10 +546,32 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             state = .idle
             context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
             idleSince = .now()
-            // Request-body backpressure may have paused reads; the next request must be read.
-            setClientReads(paused: false)
+            if let rejection = deferredRejection, pipelined.isEmpty {
+                writeRawAndClose(status: rejection.status, reason: rejection.reason)
+                return
+            }
             waitForNextRequest()
+            if pipelined.isEmpty {
+                // Request-body backpressure may have paused reads; the next request must be read.
+                setClientReads(paused: false)
+            } else {
+                // Not from inside this call: it may run within the upstream connection's own
+                // callbacks, which the next request could lease again.
+                let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+                context.eventLoop.execute { bound.value.replayPipelined() }
+            }
         }
+    }
+
+    /// Hands queued parts of pipelined requests over, up to the next request that must wait.
+    private func replayPipelined() {
+        guard let context else { return }
+        while let part = pipelined.first {
+            if case .head = part, !isIdle { return }
+            pipelined.removeFirst()
+            handle(part, context: context)
+        }
+        if pipelined.isEmpty && deferredRejection == nil { setClientReads(paused: false) }
     }
 
     private func accessLog(_ exchange: Exchange, status: Int) {
@@ -567,15 +616,21 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         if let parserError = error as? HTTPParserError {
-            switch state {
-            case .idle, .respondingLocally, .proxying:
+            let rejection: (status: HTTPResponseStatus, reason: String) =
                 if case .headerOverflow = parserError {
-                    writeRawAndClose(
-                        status: HTTPResponseStatus(statusCode: 431, reasonPhrase: "Request Header Fields Too Large"),
-                        reason: "request head too large")
+                    (HTTPResponseStatus(statusCode: 431, reasonPhrase: "Request Header Fields Too Large"),
+                     "request head too large")
                 } else {
-                    writeRawAndClose(status: .badRequest, reason: "malformed request (\(parserError))")
+                    (.badRequest, "malformed request (\(parserError))")
                 }
+            switch state {
+            case .proxying where exchange?.requestEnded == true || !pipelined.isEmpty:
+                // The malformed request is a pipelined one behind the exchange in flight: it gets
+                // its answer after that exchange's response, then the connection closes.
+                deferredRejection = rejection
+                setClientReads(paused: true)
+            case .idle, .respondingLocally, .proxying:
+                writeRawAndClose(status: rejection.status, reason: rejection.reason)
             case .awaitingTunnel, .tunneling, .closed:
                 context.close(promise: nil)
             }
@@ -715,7 +770,6 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             _ = upstreamPipeline.removeHandler(name: "tunnel-upgrade")
             _ = upstreamPipeline.removeHandler(name: "tunnel-encoder")
             _ = upstreamPipeline.removeHandler(name: "tunnel-decoder")
-            _ = client.removeHandler(name: ProxyServer.pipeliningName)
             _ = client.removeHandler(name: ProxyServer.encoderName)
             _ = client.removeHandler(name: ProxyServer.decoderName)
             _ = client.removeHandler(self)

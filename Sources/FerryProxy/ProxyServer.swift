@@ -43,7 +43,6 @@ public struct ProxyListener: Sendable {
 public final class ProxyServer: Sendable {
     static let encoderName = "http-encoder"
     static let decoderName = "http-decoder"
-    static let pipeliningName = "http-pipelining"
     /// Every channel keeps its last receive buffer for reuse; starting small (and growing on full
     /// reads) keeps idle connections — thousands of idle WebSockets — cheap.
     static let receiveAllocator = AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 512, maximum: 65536)
@@ -149,7 +148,6 @@ public final class ProxyServer: Sendable {
                 try operations.addHandler(
                     ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes)),
                     name: ProxyServer.decoderName)
-                try operations.addHandler(HTTPServerPipelineHandler(), name: ProxyServer.pipeliningName)
                 try operations.addHandler(ProxyHandler(loop: loop, tls: tls, activity: activity))
             }
         }

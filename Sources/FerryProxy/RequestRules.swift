@@ -91,60 +91,94 @@ public enum RequestRules {
 
     /// Headers that describe one hop and must not be forwarded (RFC 9110 §7.6.1), plus the ones the
     /// `Connection` header names.
-    static let hopByHop: Set<String> = [
+    static let hopByHop: [String] = [
         "connection", "keep-alive", "proxy-connection", "te", "trailer", "upgrade", "proxy-authenticate",
         "proxy-authorization",
     ]
 
     /// The request head Ferry sends upstream. `Transfer-Encoding: chunked` is kept (the encoder then
     /// frames the body as chunks); Host is preserved; X-Forwarded-* and Forwarded are set.
+    ///
+    /// Both heads are rebuilt once per request, so they are built without per-header allocations:
+    /// names are compared in place (`nameEquals`) and the result is assembled as one array.
     public static func upstreamHead(
         _ head: HTTPRequestHead, uri: String, clientAddress: String?, tls: Bool, upgrade: Bool
     ) -> HTTPRequestHead {
-        var headers = HTTPHeaders()
-        let named = Set(head.headers[canonicalForm: "connection"].map { $0.lowercased() })
+        let named = connectionTokens(head.headers)
+        var kept: [(String, String)] = []
+        kept.reserveCapacity(head.headers.count + 5)
+        var host: String?
+        var forwardedFor: String?
         for (name, value) in head.headers {
-            let lowered = name.lowercased()
-            if hopByHop.contains(lowered) || named.contains(lowered) { continue }
-            if lowered == "x-forwarded-proto" || lowered == "x-forwarded-host" || lowered == "forwarded" { continue }
-            headers.add(name: name, value: value)
+            if isHopByHop(name, named: named) { continue }
+            if nameEquals(name, "x-forwarded-proto") || nameEquals(name, "x-forwarded-host")
+                || nameEquals(name, "forwarded")
+            {
+                continue
+            }
+            if nameEquals(name, "x-forwarded-for") {
+                forwardedFor = forwardedFor.map { "\($0), \(value)" } ?? value
+                continue
+            }
+            if host == nil && nameEquals(name, "host") { host = value }
+            kept.append((name, value))
         }
         let proto = tls ? "https" : "http"
-        let host = head.headers.first(name: "host")
         if let clientAddress {
-            let existing = headers.first(name: "x-forwarded-for")
-            headers.replaceOrAdd(
-                name: "X-Forwarded-For", value: existing.map { "\($0), \(clientAddress)" } ?? clientAddress)
+            kept.append(("X-Forwarded-For", forwardedFor.map { "\($0), \(clientAddress)" } ?? clientAddress))
+        } else if let forwardedFor {
+            kept.append(("X-Forwarded-For", forwardedFor))
         }
-        headers.add(name: "X-Forwarded-Proto", value: proto)
-        if let host { headers.add(name: "X-Forwarded-Host", value: host) }
+        kept.append(("X-Forwarded-Proto", proto))
+        if let host { kept.append(("X-Forwarded-Host", host)) }
         var forwarded = "proto=\(proto)"
         if let clientAddress {
             forwarded =
                 (clientAddress.contains(":") ? "for=\"[\(clientAddress)]\"" : "for=\(clientAddress)") + ";" + forwarded
         }
         if let host, !host.contains("\"") { forwarded += ";host=\"\(host)\"" }
-        headers.add(name: "Forwarded", value: forwarded)
+        kept.append(("Forwarded", forwarded))
         if upgrade {
-            headers.add(name: "Connection", value: "Upgrade")
-            headers.add(name: "Upgrade", value: "websocket")
+            kept.append(("Connection", "Upgrade"))
+            kept.append(("Upgrade", "websocket"))
         }
-        return HTTPRequestHead(version: .http1_1, method: head.method, uri: uri, headers: headers)
+        return HTTPRequestHead(version: .http1_1, method: head.method, uri: uri, headers: HTTPHeaders(kept))
     }
 
     /// The response head Ferry sends to the client: hop-by-hop headers of the backend's hop removed;
     /// framing is left to NIO's encoder (chunked when the length is unknown).
     public static func downstreamHead(_ head: HTTPResponseHead, keepAlive: Bool) -> HTTPResponseHead {
-        var headers = HTTPHeaders()
-        let named = Set(head.headers[canonicalForm: "connection"].map { $0.lowercased() })
+        let named = connectionTokens(head.headers)
+        var kept: [(String, String)] = []
+        kept.reserveCapacity(head.headers.count + 1)
         for (name, value) in head.headers {
-            let lowered = name.lowercased()
-            if hopByHop.contains(lowered) || named.contains(lowered) || lowered == "transfer-encoding" { continue }
-            headers.add(name: name, value: value)
+            if isHopByHop(name, named: named) || nameEquals(name, "transfer-encoding") { continue }
+            kept.append((name, value))
         }
-        var result = HTTPResponseHead(version: .http1_1, status: head.status, headers: headers)
-        result.headers.replaceOrAdd(name: "Connection", value: keepAlive ? "keep-alive" : "close")
-        return result
+        // Any Connection header of the backend's was hop-by-hop and is gone: this one is Ferry's.
+        kept.append(("Connection", keepAlive ? "keep-alive" : "close"))
+        return HTTPResponseHead(version: .http1_1, status: head.status, headers: HTTPHeaders(kept))
+    }
+
+    /// The header names listed in `Connection` (lowercased); empty, without allocating, when there is none.
+    static func connectionTokens(_ headers: HTTPHeaders) -> [String] {
+        guard headers.contains(name: "connection") else { return [] }
+        return headers[canonicalForm: "connection"].map { $0.lowercased() }
+    }
+
+    static func isHopByHop(_ name: String, named: [String]) -> Bool {
+        hopByHop.contains { nameEquals(name, $0) } || named.contains { nameEquals(name, $0) }
+    }
+
+    /// ASCII case-insensitive equality of a header name with a lowercase name, without allocating.
+    static func nameEquals(_ name: String, _ lowercase: String) -> Bool {
+        guard name.utf8.count == lowercase.utf8.count else { return false }
+        for (byte, expected) in zip(name.utf8, lowercase.utf8) where byte != expected {
+            guard byte | 0x20 == expected, expected >= UInt8(ascii: "a"), expected <= UInt8(ascii: "z") else {
+                return false
+            }
+        }
+        return true
     }
 
     /// Methods that can be retried safely after a failure on a reused connection (RFC 9110 §9.2.2).

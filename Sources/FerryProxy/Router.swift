@@ -31,8 +31,10 @@ public struct Router: Sendable {
 
     public func route(uri: String) -> Outcome {
         let (rawPath, query) = Self.split(uri)
-        guard let path = Self.normalize(rawPath) else { return .badRequest }
-        for (index, route) in routes where path.hasPrefix(route.path) {
+        guard let path = Self.isNormalized(rawPath) ? String(rawPath) : Self.normalize(rawPath) else {
+            return .badRequest
+        }
+        for (index, route) in routes where path.utf8.starts(with: route.path.utf8) {
             var upstreamPath = path
             if let strip = route.stripPrefix, path.hasPrefix(strip) {
                 upstreamPath = String(path.dropFirst(strip.utf8.count))
@@ -47,9 +49,23 @@ public struct Router: Sendable {
     }
 
     static func split(_ uri: String) -> (path: Substring, query: Substring?) {
-        let withoutFragment = uri.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
-        let parts = withoutFragment.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
-        return (parts.first ?? "", parts.count > 1 ? parts[1] : nil)
+        let target = uri[..<(uri.utf8.firstIndex(of: UInt8(ascii: "#")) ?? uri.endIndex)]
+        guard let mark = target.utf8.firstIndex(of: UInt8(ascii: "?")) else { return (target, nil) }
+        return (target[..<mark], target[target.utf8.index(after: mark)...])
+    }
+
+    /// True when `normalize` would return the path unchanged: it starts with `/` and has no escape,
+    /// no control character, no empty segment and no segment starting with a dot. Most requests
+    /// take this path, which costs one scan and no allocation.
+    static func isNormalized(_ rawPath: Substring) -> Bool {
+        var previous: UInt8 = 0
+        for byte in rawPath.utf8 {
+            if byte < 0x20 || byte >= 0x7F || byte == UInt8(ascii: "%") { return false }
+            if previous == UInt8(ascii: "/") && (byte == UInt8(ascii: "/") || byte == UInt8(ascii: ".")) { return false }
+            if previous == 0 && byte != UInt8(ascii: "/") { return false }
+            previous = byte
+        }
+        return previous != 0
     }
 
     /// Decodes percent-encoded *unreserved* characters (RFC 3986 §6.2.2.2), removes dot segments

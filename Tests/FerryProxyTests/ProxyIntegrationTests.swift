@@ -24,6 +24,24 @@ import Testing
         await proxy.stop()
     }
 
+    /// Pipelined requests are answered one by one, in order; a malformed one behind them is
+    /// answered with 400 after the responses before it, then the connection closes.
+    @Test func pipelinedRequestsAreAnsweredInOrderAndAMalformedOneLast() async throws {
+        guard PythonBackend.available else { return print("skipped: python3 with tornado/websockets is missing") }
+        let files = try FilesFixture()
+        let backend = try PythonBackend(script: "misbehaving_backend.py", arguments: [files.directory.path])
+        let proxy = try await ProxyHarness(backendPort: backend.port, routes: [route("/tts-ws")])
+        let requests = (1...5).map { "GET /tts-ws/ok/\($0) HTTP/1.1\r\nHost: x\r\n\r\n" }.joined()
+        let response = try rawExchange(port: proxy.port, requests + "GARBAGE\r\n\r\n")
+        let order = (1...5).compactMap { response.range(of: "ok \($0)")?.lowerBound }
+        #expect(order.count == 5, "\(response)")
+        #expect(order == order.sorted(), "responses out of order: \(response)")
+        let rejection = try #require(response.range(of: "HTTP/1.1 400"), "\(response)")
+        #expect(order.allSatisfy { $0 < rejection.lowerBound })
+        #expect(response.components(separatedBy: "HTTP/1.1 ").count == 7, "five answers and one 400")
+        await proxy.stop()
+    }
+
     @Test func ferryAnswers404ItselfWhenNoRouteMatches() async throws {
         let proxy = try await ProxyHarness(backendPort: 9, routes: [route("/tts-ws")])
         let response = try rawExchange(

@@ -75,4 +75,36 @@ import Testing
         #expect(Router.normalize("/a/.") == "/a/")
         #expect(Router.normalize("/..") == "/")
     }
+
+    /// The fast path (`isNormalized`) must never accept a path that `normalize` would change or
+    /// refuse: checked on every path of up to five pieces over an alphabet of awkward pieces.
+    @Test func fastPathAgreesWithNormalization() {
+        let pieces = ["/", "a", ".", "..", "%2e", "%41", "%", "\u{7f}", "\u{01}", "é", "~", "?x", "#f"]
+        var paths: [String] = [""]
+        var checked = 0
+        for _ in 0..<5 {
+            paths = paths.flatMap { prefix in pieces.map { prefix + $0 } }
+            for path in paths {
+                let (raw, _) = Router.split(path)
+                if Router.isNormalized(raw) {
+                    #expect(Router.normalize(raw) == String(raw), "fast path accepted \(path.debugDescription)")
+                    checked += 1
+                }
+            }
+        }
+        #expect(checked > 1000)
+    }
+
+    @Test func splitSeparatesPathQueryAndFragment() {
+        #expect(Router.split("/a?b=1#c") == ("/a", "b=1"))
+        #expect(Router.split("/a#c?d") == ("/a", nil))
+        #expect(Router.split("/a?") == ("/a", ""))
+        #expect(Router.split("/a") == ("/a", nil))
+        let match = Router(routes: routes).route(uri: "/tts-ws/tts/wav/x.wav?v=2#frag")
+        guard case .matched(let found) = match else {
+            Issue.record("no match")
+            return
+        }
+        #expect(found.upstreamURI == "/tts/wav/x.wav?v=2")
+    }
 }
