@@ -11,6 +11,12 @@ public struct WorkerStats: Codable, Sendable, Equatable {
     public var tlsFailures: [String: Int]
     public var routes: [RouteStats]
     public var pools: [PoolStats]
+    /// Client connections the worker holds at most (configured limit, lowered to fit RLIMIT_NOFILE).
+    public var connectionLimit: Int = 0
+    /// Times accepting paused because the worker was at its connection limit or descriptor budget.
+    public var acceptPauses: Int = 0
+    /// `accept` calls that failed for lack of descriptors (EMFILE, ENFILE…).
+    public var acceptErrors: Int = 0
 
     public init(
         connectionsOpen: Int = 0,
@@ -67,6 +73,8 @@ public enum PoolCloseReason: String, Codable, Sendable, CaseIterable {
     case unexpectedData = "unexpected_data"
     case maxRequests = "max_requests"
     case poolFull = "pool_full"
+    /// Idle connections closed to give descriptors back when the worker reached its limit.
+    case descriptorLimit = "descriptor_limit"
     case draining
 }
 
@@ -107,6 +115,9 @@ extension WorkerStats {
         connectionsTotal += other.connectionsTotal
         requests += other.requests
         activeTunnels += other.activeTunnels
+        connectionLimit += other.connectionLimit
+        acceptPauses += other.acceptPauses
+        acceptErrors += other.acceptErrors
         tlsFailures.merge(other.tlsFailures, uniquingKeysWith: +)
         if routes.isEmpty {
             routes = other.routes
@@ -151,5 +162,29 @@ extension PoolStats {
             }
         }
         return result
+    }
+}
+
+extension WorkerStats {
+    enum CodingKeys: String, CodingKey {
+        case connectionsOpen, connectionsTotal, requests, activeTunnels, tlsFailures, routes, pools
+        case connectionLimit, acceptPauses, acceptErrors
+    }
+
+    /// Counters added later decode as 0 when absent, so a master and workers of different builds
+    /// (a binary upgraded under a running master) still understand each other's heartbeats.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(
+            connectionsOpen: try container.decode(Int.self, forKey: .connectionsOpen),
+            connectionsTotal: try container.decode(Int.self, forKey: .connectionsTotal),
+            requests: try container.decode(Int.self, forKey: .requests),
+            activeTunnels: try container.decode(Int.self, forKey: .activeTunnels),
+            tlsFailures: try container.decode([String: Int].self, forKey: .tlsFailures),
+            routes: try container.decode([RouteStats].self, forKey: .routes),
+            pools: try container.decode([PoolStats].self, forKey: .pools))
+        connectionLimit = try container.decodeIfPresent(Int.self, forKey: .connectionLimit) ?? 0
+        acceptPauses = try container.decodeIfPresent(Int.self, forKey: .acceptPauses) ?? 0
+        acceptErrors = try container.decodeIfPresent(Int.self, forKey: .acceptErrors) ?? 0
     }
 }

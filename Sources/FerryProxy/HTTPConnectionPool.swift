@@ -76,6 +76,8 @@ final class HTTPConnectionPool: @unchecked Sendable {
     }
 
     var idleCount: Int { idle.count }
+    /// Connections of this pool that are open, idle or leased (each holds a descriptor).
+    var openConnections = 0
 
     /// An idle connection if one is usable, else a new one. `reused` tells the caller whether a
     /// failure may be retried on a fresh connection.
@@ -244,6 +246,12 @@ final class UpstreamHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        pool?.openConnections += 1
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        pool?.openConnections -= 1
+        self.context = nil
     }
 
     func beginExchange(requestsServed: Int) {

@@ -30,6 +30,20 @@ final class ProxyLoopState: @unchecked Sendable {
     var draining = false
     private var sweepTask: RepeatedTask?
 
+    /// Descriptors this loop may spend on connections: clients, the backend side of tunnels and
+    /// pooled backend connections (`ProxyServer.descriptorBudget`).
+    let descriptorBudget: Int
+    /// Client connections (HTTP or WebSocket) this loop holds at most: `max_connections_per_worker`,
+    /// lowered to what the descriptor budget allows, since each may need a backend connection too.
+    let connectionLimit: Int
+    /// At capacity: the listeners are not accepting (connections wait in the kernel's backlog).
+    private(set) var acceptPaused = false
+    private(set) var acceptPauses = 0
+    private(set) var acceptErrors = 0
+    private var lastCapacityLog: NIODeadline?
+    /// Set by `ProxyServer`: pauses (true) or resumes (false) accepting on this loop's listeners.
+    var applyAcceptPause: ((Bool) -> Void)?
+
     /// How often `sweepDeadlines` runs, hence how late a timeout may fire.
     ///
     /// Connections keep their timeouts as plain deadlines that one repeating task per loop checks,
@@ -40,9 +54,11 @@ final class ProxyLoopState: @unchecked Sendable {
 
     init(
         eventLoop: any EventLoop, configuration: FerryConfiguration, logger: Logger, accessLogger: Logger?,
-        reusePolicy: HTTPConnectionPool.ReusePolicy
+        reusePolicy: HTTPConnectionPool.ReusePolicy, descriptorBudget: Int, connectionLimit: Int
     ) {
         self.eventLoop = eventLoop
+        self.descriptorBudget = descriptorBudget
+        self.connectionLimit = connectionLimit
         self.configuration = configuration
         self.router = Router(routes: configuration.routes)
         self.logger = logger
@@ -83,6 +99,70 @@ final class ProxyLoopState: @unchecked Sendable {
         for connection in due { connection.deadlinePassed() }
         for pool in pools.values { pool.sweep(now: now) }
         for tunnel in tunnelChannels.values { tunnel.idle.sweep(now: now) }
+        checkCapacity()
+    }
+
+    // MARK: - Capacity
+
+    /// Client connections: HTTP connections and WebSocket tunnels.
+    var clientConnections: Int { connectionsOpen + activeTunnels }
+
+    /// Connection descriptors open on this loop: clients, both sides of tunnels, pooled backend
+    /// connections (idle or leased).
+    var descriptorsInUse: Int {
+        var pooled = 0
+        for pool in pools.values { pooled += pool.openConnections }
+        return connectionsOpen + 2 * activeTunnels + pooled
+    }
+
+    /// Pauses accepting at the connection limit or the descriptor budget (after closing idle pooled
+    /// connections, which are the only descriptors that can be given back at once), and resumes once
+    /// 1 % of the limit is free again. Runs after every accepted connection and on every sweep.
+    func checkCapacity() {
+        if acceptPaused {
+            let slack = max(1, connectionLimit / 100)
+            guard clientConnections + slack <= connectionLimit, descriptorsInUse + 2 + slack <= descriptorBudget
+            else { return }
+            acceptPaused = false
+            applyAcceptPause?(false)
+            logger.info(
+                "accepting connections again",
+                metadata: ["connections": "\(clientConnections)", "limit": "\(connectionLimit)"])
+            return
+        }
+        if descriptorsInUse + 2 > descriptorBudget {
+            for pool in pools.values { pool.closeIdle(reason: .descriptorLimit) }
+        }
+        let full = clientConnections >= connectionLimit
+        let outOfDescriptors = descriptorsInUse + 2 > descriptorBudget
+        guard full || outOfDescriptors else { return }
+        acceptPaused = true
+        acceptPauses += 1
+        applyAcceptPause?(true)
+        logRateLimited(
+            "\(full ? "connection limit" : "descriptor budget") reached: not accepting new connections until some close (open connections are served; new ones wait in the listen backlog)"
+        )
+    }
+
+    /// `accept` failed for lack of descriptors (the limit is shared with the rest of the process).
+    func acceptFailed(_ error: IOError) {
+        acceptErrors += 1
+        for pool in pools.values { pool.closeIdle(reason: .descriptorLimit) }
+        logRateLimited("accept failed (\(error)); retrying in 250 ms, open connections are served")
+    }
+
+    /// At most one capacity message per 10 s: at the limit, pauses come and go with every close.
+    private func logRateLimited(_ message: String) {
+        let now = NIODeadline.now()
+        if let last = lastCapacityLog, now - last < .seconds(10) { return }
+        lastCapacityLog = now
+        logger.warning(
+            "\(message)",
+            metadata: [
+                "connections": "\(clientConnections)", "limit": "\(connectionLimit)",
+                "descriptors": "\(descriptorsInUse)", "descriptor_budget": "\(descriptorBudget)",
+                "pauses": "\(acceptPauses)", "accept_errors": "\(acceptErrors)",
+            ])
     }
 
     func tunnelConnector(for backend: String) -> TunnelConnector? {
@@ -120,9 +200,13 @@ final class ProxyLoopState: @unchecked Sendable {
             if let pool = self.pools[name] { pools.append(pool.snapshot) }
             if let tunnel = tunnelStats[name] { pools.append(tunnel) }
         }
-        return WorkerStats(
+        var stats = WorkerStats(
             connectionsOpen: connectionsOpen, connectionsTotal: connectionsTotal, requests: requests,
             activeTunnels: activeTunnels, routes: routeStats, pools: pools)
+        stats.connectionLimit = connectionLimit
+        stats.acceptPauses = acceptPauses
+        stats.acceptErrors = acceptErrors
+        return stats
     }
 
     func recordResponse(route: Int?, status: Int, bytesIn: Int, bytesOut: Int) {

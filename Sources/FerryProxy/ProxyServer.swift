@@ -61,6 +61,21 @@ public final class ProxyServer: Sendable {
     private let loops: [any EventLoop]
     private let serverChannels = NIOLockedValueBox<[any Channel]>([])
     private let acceptors = NIOLockedValueBox<[Acceptor]>([])
+    /// Read by the acceptor threads before each `accept`: true while a loop is at capacity.
+    private let acceptPaused = NIOLockedValueBox(false)
+
+    /// Descriptors kept out of the connection budget: standard streams, the control channel,
+    /// listeners, log files, each loop's epoll/eventfd/timerfd, files OpenSSL and the resolver open.
+    static let reservedDescriptors = 64
+
+    /// The open-files limit (RLIMIT_NOFILE, soft) minus what the process needs besides connections,
+    /// per event loop. `ferry worker` raises its soft limit to the hard one first.
+    static func descriptorBudget(loops: Int) -> Int {
+        var limit = rlimit()
+        guard getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return 1024 }
+        let total = limit.rlim_cur == rlim_t.max ? 1 << 20 : Int(min(limit.rlim_cur, 1 << 30))
+        return max(16, (total - reservedDescriptors - 8 * loops) / max(1, loops))
+    }
 
     public init(
         configuration: FerryConfiguration, group: any EventLoopGroup, logger: Logger, reuseMode: ReuseMode = .strict
@@ -74,11 +89,24 @@ public final class ProxyServer: Sendable {
         var accessLogger = Logger(label: "ferry.access")
         accessLogger.logLevel = .info
         let access = configuration.master.accessLog == .off ? nil : accessLogger
+        let budget = Self.descriptorBudget(loops: loops.count)
+        let configured = max(1, configuration.limits.maxConnectionsPerWorker / max(1, loops.count))
+        let limit = min(configured, budget / 2)
+        if limit < configured {
+            logger.warning(
+                "max_connections_per_worker lowered to what the open-files limit (RLIMIT_NOFILE) allows: each connection may need a backend descriptor too",
+                metadata: [
+                    "configured": "\(configuration.limits.maxConnectionsPerWorker)",
+                    "effective": "\(limit * loops.count)",
+                    "descriptor_budget": "\(budget * loops.count)",
+                ])
+        }
         var states: [ObjectIdentifier: ProxyLoopState] = [:]
         for loop in loops {
             states[ObjectIdentifier(loop)] = ProxyLoopState(
                 eventLoop: loop, configuration: configuration, logger: logger, accessLogger: access,
-                reusePolicy: reuseMode == .strict ? .strict : .unconditionalForTesting)
+                reusePolicy: reuseMode == .strict ? .strict : .unconditionalForTesting, descriptorBudget: budget,
+                connectionLimit: limit)
         }
         self.states = states
     }
@@ -89,9 +117,23 @@ public final class ProxyServer: Sendable {
 
     /// Starts every listener; returns the bound addresses of the `bind` and `adopt` listeners, in order.
     public func start(listeners: [ProxyListener]) async throws -> [SocketAddress] {
+        let paused = acceptPaused
+        let serverChannels = self.serverChannels
         for loop in loops {
             let state = state(for: loop)
-            try await loop.submit { state.startSweeping() }.get()
+            try await loop.submit {
+                state.startSweeping()
+                // Pausing applies to this loop's listening channels (their gates) and to the
+                // acceptor threads. Ferry runs one loop per worker, so the budget is the worker's.
+                state.applyAcceptPause = { pause in
+                    paused.withLockedValue { $0 = pause }
+                    for channel in serverChannels.withLockedValue({ $0 }) where channel.eventLoop === loop {
+                        if let gate = try? channel.pipeline.syncOperations.handler(type: AcceptGate.self) {
+                            gate.setPaused(pause)
+                        }
+                    }
+                }
+            }.get()
         }
         var addresses: [SocketAddress] = []
         for listener in listeners {
@@ -106,7 +148,8 @@ public final class ProxyServer: Sendable {
                 serverChannels.withLockedValue { $0.append(channel) }
                 if let address = channel.localAddress { addresses.append(address) }
             case .acceptorThread(let fd):
-                let acceptor = Acceptor(fd: fd, loops: loops, initializer: initializer, logger: logger)
+                let acceptor = Acceptor(
+                    fd: fd, loops: loops, initializer: initializer, paused: acceptPaused, logger: logger)
                 acceptor.start()
                 acceptors.withLockedValue { $0.append(acceptor) }
             }
@@ -117,7 +160,16 @@ public final class ProxyServer: Sendable {
     private func serverBootstrap(_ initializer: @escaping @Sendable (any Channel) -> EventLoopFuture<Void>)
         -> ServerBootstrap
     {
-        ServerBootstrap(group: group)
+        let states = self.states
+        return ServerBootstrap(group: group)
+            .serverChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let state = states[ObjectIdentifier(channel.eventLoop)]!
+                    let gate = AcceptGate(onExhausted: { state.acceptFailed($0) })
+                    try channel.pipeline.syncOperations.addHandler(gate)
+                    gate.setPaused(state.acceptPaused)
+                }
+            }
             .serverChannelOption(.backlog, value: 511)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.allowRemoteHalfClosure, value: true)
@@ -130,16 +182,17 @@ public final class ProxyServer: Sendable {
         let states = self.states
         let tls = listener.configuration.tls != nil
         let prepare = listener.prepareChannel
-        let limit = configuration.limits.maxConnectionsPerWorker
         return { channel in
             channel.eventLoop.makeCompletedFuture {
                 let loop = states[ObjectIdentifier(channel.eventLoop)]!
-                if loop.connectionsOpen >= limit || loop.draining {
-                    loop.logger.warning(
-                        "connection limit reached; closing new connection", metadata: ["limit": "\(limit)"])
+                // Past the descriptor budget (an accept burst beyond the pause): refuse rather than
+                // fail somewhere worse (no descriptor left for the backend connection).
+                if loop.draining || loop.descriptorsInUse + 2 > loop.descriptorBudget + ProxyServer.reservedDescriptors / 2
+                {
                     channel.close(promise: nil)
                     return
                 }
+                defer { loop.checkCapacity() }
                 try prepare?(channel)
                 let activity = ConnectionActivity()
                 let operations = channel.pipeline.syncOperations
@@ -244,16 +297,18 @@ final class Acceptor: @unchecked Sendable {
     let fd: CInt
     let loops: [any EventLoop]
     let initializer: @Sendable (any Channel) -> EventLoopFuture<Void>
+    let paused: NIOLockedValueBox<Bool>
     let logger: Logger
     private let stopped = NIOLockedValueBox(false)
 
     init(
         fd: CInt, loops: [any EventLoop], initializer: @escaping @Sendable (any Channel) -> EventLoopFuture<Void>,
-        logger: Logger
+        paused: NIOLockedValueBox<Bool>, logger: Logger
     ) {
         self.fd = fd
         self.loops = loops
         self.initializer = initializer
+        self.paused = paused
         self.logger = logger
     }
 
@@ -274,7 +329,13 @@ final class Acceptor: @unchecked Sendable {
         // Non-blocking, with poll(): several processes wait on this socket and only one wins each
         // connection; the others see EAGAIN and go back to polling.
         _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+        var lastExhaustionLog: ContinuousClock.Instant?
         while !stopped.withLockedValue({ $0 }) {
+            if paused.withLockedValue({ $0 }) {
+                // At capacity: leave connections in the backlog (other workers may take them).
+                usleep(20_000)
+                continue
+            }
             var waiting = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
             let ready = poll(&waiting, 1, 250)
             if ready <= 0 { continue }
@@ -282,10 +343,14 @@ final class Acceptor: @unchecked Sendable {
             if client < 0 {
                 if errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK || errno == ECONNABORTED { continue }
                 if stopped.withLockedValue({ $0 }) { return }
-                if errno == EMFILE || errno == ENFILE {
+                if AcceptGate.isExhaustion(errno) {
                     // Out of descriptors: keep serving what is open, retry accepting shortly.
-                    logger.error("accept: out of file descriptors; pausing accepts")
-                    usleep(100_000)
+                    let now = ContinuousClock.now
+                    if lastExhaustionLog.map({ now - $0 > .seconds(10) }) ?? true {
+                        lastExhaustionLog = now
+                        logger.error("accept failed: out of file descriptors; retrying in 250 ms")
+                    }
+                    usleep(250_000)
                     continue
                 }
                 logger.error("accept failed", metadata: ["errno": "\(errno)"])

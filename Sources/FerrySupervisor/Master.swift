@@ -2,7 +2,7 @@ import CSystemd
 public import FerryConfig
 import Foundation
 public import Logging
-public import NIOCore
+import NIOCore
 import NIOExtras
 import NIOPosix
 

@@ -102,7 +102,11 @@ enum Readiness {
                 return channel.eventLoop.makeSucceededFuture(true)
             }
             let promise = channel.eventLoop.makePromise(of: Bool.self)
-            _ = channel.pipeline.addHandler(HealthProbeHandler(promise: promise))
+            do {
+                try channel.pipeline.syncOperations.addHandler(HealthProbeHandler(promise: promise))
+            } catch {
+                promise.succeed(false)
+            }
             channel.writeAndFlush(ByteBuffer(string: "GET \(path) HTTP/1.0\r\nHost: localhost\r\n\r\n"), promise: nil)
             channel.eventLoop.scheduleTask(in: .seconds(2)) { promise.succeed(false) }
             return promise.futureResult.always { _ in channel.close(promise: nil) }

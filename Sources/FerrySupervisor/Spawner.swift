@@ -33,12 +33,14 @@ enum Spawner {
             posix_spawn_file_actions_adddup2(&actions, output, 2)
         }
         // dup2 onto the target numbers. A source that sits on another mapping's target would be
-        // clobbered, so every source is first duplicated above the children's range.
+        // clobbered, so every source is first duplicated above the children's range (just above
+        // it: a fixed high number fails under a low RLIMIT_NOFILE, found with `prlimit --nofile=160`).
         var highest: CInt = 2
         var temporaries: [CInt] = []
         defer { for fd in temporaries { close(fd) } }
+        let aboveTargets = (descriptors.map { $0.1 }.max() ?? 2) + 1
         for (source, target) in descriptors {
-            let high = fcntl(source, F_DUPFD_CLOEXEC, 256)
+            let high = fcntl(source, F_DUPFD_CLOEXEC, aboveTargets)
             guard high >= 0 else { throw Failure(description: "fcntl(F_DUPFD): \(String(cString: strerror(errno)))") }
             temporaries.append(high)
             posix_spawn_file_actions_adddup2(&actions, high, target)

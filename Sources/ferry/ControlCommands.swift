@@ -107,12 +107,13 @@ enum StatusTable {
         }
         lines.append("")
         lines += table(
-            ["WORKER PID", "GEN", "SLOT", "STATE", "CONNS", "REQUESTS", "TUNNELS", "TLS ERRORS"],
+            ["WORKER PID", "GEN", "SLOT", "STATE", "CONNS", "TUNNELS", "LIMIT", "ACCEPT PAUSES", "REQUESTS", "TLS ERRORS"],
             status.workers.map { worker in
                 let stats = worker.stats
                 return [
                     "\(worker.pid)", "\(worker.generation)", "\(worker.slot)", worker.state,
-                    "\(stats?.connectionsOpen ?? 0)", "\(stats?.requests ?? 0)", "\(stats?.activeTunnels ?? 0)",
+                    "\(stats?.connectionsOpen ?? 0)", "\(stats?.activeTunnels ?? 0)", "\(stats?.connectionLimit ?? 0)",
+                    "\(stats?.acceptPauses ?? 0)", "\(stats?.requests ?? 0)",
                     "\(stats?.tlsFailures.values.reduce(0, +) ?? 0)",
                 ]
             })

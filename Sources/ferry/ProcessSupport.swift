@@ -51,6 +51,25 @@ final class SignalWaiter: @unchecked Sendable {
 }
 
 /// Runs async work from a synchronous command and returns its result.
+/// The open-files limit: a worker holds two descriptors per proxied connection.
+enum OpenFilesLimit {
+    /// Raises the soft limit to the hard one, as nginx's `worker_rlimit_nofile` or systemd's
+    /// `LimitNOFILE=` would (the soft default, often 1024, is far below what a proxy needs; the hard
+    /// limit is the administrator's ceiling). Returns the soft limit in effect afterwards.
+    @discardableResult
+    static func raiseToHardLimit() -> Int {
+        var limit = rlimit()
+        let resource = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)
+        guard getrlimit(resource, &limit) == 0 else { return 0 }
+        if limit.rlim_cur < limit.rlim_max {
+            var raised = limit
+            raised.rlim_cur = limit.rlim_max
+            if setrlimit(resource, &raised) == 0 { limit = raised }
+        }
+        return limit.rlim_cur == rlim_t.max ? Int.max : Int(limit.rlim_cur)
+    }
+}
+
 enum BlockingTask {
     static func run<T: Sendable>(_ body: @escaping @Sendable () async -> T) -> T {
         let box = NIOLockedValueBox<T?>(nil)

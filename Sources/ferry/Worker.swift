@@ -23,6 +23,7 @@ struct Worker: ParsableCommand {
         sigaddset(&rotation, SIGUSR1)
         pthread_sigmask(SIG_BLOCK, &rotation, nil)
         ParentWatch.exitWhenParentDies()
+        OpenFilesLimit.raiseToHardLimit()
         let logger = Process.makeLogger(label: "ferry.worker")
         let dataPlane = ProxyDataPlane(logger: logger)
         let code = BlockingTask.run { await WorkerRuntime.run(dataPlane: dataPlane, logger: logger) }

@@ -26,6 +26,7 @@ final class FerryInstance: @unchecked Sendable {
         name: String,
         config: (_ directory: URL, _ httpsPort: Int) -> String,
         environment: [String: String] = [:],
+        launcher: [String] = [],
         timeout: TimeInterval = 30
     ) throws {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent(
@@ -36,11 +37,17 @@ final class FerryInstance: @unchecked Sendable {
         configPath = directory.appendingPathComponent("ferry.toml").path
         try config(directory, httpsPort).write(toFile: configPath, atomically: true, encoding: .utf8)
         logPath = directory.appendingPathComponent("ferry.log").path
-        FileManager.default.createFile(atPath: logPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         logHandle = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         process = Process()
-        process.executableURL = FerryBinary.url
-        process.arguments = ["serve", "--config", configPath]
+        // `launcher` runs Ferry through another program (e.g. `prlimit --nofile=N:N --`).
+        if let first = launcher.first {
+            process.executableURL = URL(fileURLWithPath: first)
+            process.arguments = Array(launcher.dropFirst()) + [FerryBinary.url.path, "serve", "--config", configPath]
+        } else {
+            process.executableURL = FerryBinary.url
+            process.arguments = ["serve", "--config", configPath]
+        }
         var env = ProcessInfo.processInfo.environment
         env.removeValue(forKey: "NOTIFY_SOCKET")
         env.removeValue(forKey: "LISTEN_FDS")

@@ -365,6 +365,43 @@ import Testing
         #expect(try status(ferry).workers.contains { $0.state == "ready" }, "SIGUSR1 must not kill a worker")
     }
 
+    /// At its descriptor limit a worker stops accepting (connections wait in the backlog), keeps
+    /// serving the ones it has, says so in its log and status, and accepts again once some close.
+    @Test func workerAtItsDescriptorLimitStopsAcceptingAndKeepsServing() throws {
+        guard let prlimit = Tool.path("prlimit"), let python = Tool.path("python3") else {
+            print("skipped: prlimit or python3 is missing")
+            return
+        }
+        // 160 descriptors: 64 + 8 reserved, 88 for connections, so at most 44 clients (each may
+        // need a backend connection too).
+        let ferry = try ServeEndToEndTests.startSeed(
+            name: "fdlimit", workers: 1, launcher: [prlimit, "--nofile=160:160", "--"])
+        defer { ferry.stop() }
+        _ = try waitFor(ferry) { $0.workers.contains { $0.state == "ready" } }
+        #expect(ferry.log().contains("max_connections_per_worker lowered"), "\(ferry.log())")
+        let result = try Tool.run(
+            python,
+            [ServeEndToEndTests.scripts.appendingPathComponent("connection_limit.py").path, String(ferry.httpsPort), "70", "12"],
+            timeout: 60)
+        #expect(result.status == 0, "\(result.stderr)")
+        let report = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any] ?? [:]
+        print("descriptor limit: \(result.stdout)")
+        let first = report["first"] as? Int ?? -1
+        #expect((40...50).contains(first), "accepted before pausing: \(report)")
+        #expect(report["failed_first"] as? Int == 0, "connections beyond the limit wait, they are not dropped: \(report)")
+        #expect((report["served_while_full"] as? String)?.hasPrefix("HTTP/1.1 200") == true, "\(report)")
+        #expect((report["second"] as? Int ?? 0) >= 10, "accepting resumes after closes: \(report)")
+        #expect(report["failed_second"] as? Int == 0, "\(report)")
+        #expect(ferry.log().contains("connection limit reached"), "\(ferry.log())")
+        let json = try FerryBinary.run(["status", "--json", "--socket", ferry.controlSocket]).stdout
+        let document = try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any] ?? [:]
+        let workers = document["workers"] as? [[String: Any]] ?? []
+        let stats = workers.compactMap { $0["stats"] as? [String: Any] }
+        #expect(stats.contains { ($0["acceptPauses"] as? Int ?? 0) >= 1 && $0["connectionLimit"] as? Int == 44 }, "\(json)")
+        // The worker is still the same one, alive and serving.
+        #expect(try get(ferry) == "200")
+    }
+
     @Test func controlSocketRefusesAnotherUser() throws {
         guard getuid() == 0, let setpriv = Tool.path("setpriv") else {
             print("skipped: needs root and setpriv to act as nobody")

@@ -61,12 +61,15 @@ import Testing
             """
     }
 
-    static func startSeed(name: String, workers: Int = 2) throws -> FerryInstance {
+    static func startSeed(name: String, workers: Int = 2, launcher: [String] = []) throws -> FerryInstance {
         let ttsPort = try FreePort.pick()
         let filesPort = try FreePort.pick()
-        let ferry = try FerryInstance(name: name) { directory, port in
-            seedConfig(directory: directory, httpsPort: port, ttsPort: ttsPort, filesPort: filesPort, workers: workers)
-        }
+        let ferry = try FerryInstance(
+            name: name,
+            config: { directory, port in
+                seedConfig(
+                    directory: directory, httpsPort: port, ttsPort: ttsPort, filesPort: filesPort, workers: workers)
+            }, launcher: launcher)
         try ferry.waitUntilAccepting(port: filesPort, timeout: 30)
         try ferry.waitUntilAccepting(port: ttsPort, timeout: 30)
         return ferry
