@@ -93,7 +93,10 @@ public final class ProxyServer: Sendable {
         let configured = max(1, configuration.limits.maxConnectionsPerWorker / max(1, loops.count))
         let limit = min(configured, budget / 2)
         if limit < configured {
-            logger.warning(
+            // A warning when the operator asked for more; the default only adapts to the machine.
+            let isDefault = configuration.limits.maxConnectionsPerWorker == LimitSettings().maxConnectionsPerWorker
+            logger.log(
+                level: isDefault ? .info : .warning,
                 "max_connections_per_worker lowered to what the open-files limit (RLIMIT_NOFILE) allows: each connection may need a backend descriptor too",
                 metadata: [
                     "configured": "\(configuration.limits.maxConnectionsPerWorker)",
