@@ -81,7 +81,7 @@ let package = Package(
         ),
         .testTarget(
             name: "FerryTLSTests",
-            dependencies: ["FerryTLS", nioCore, nioEmbedded, nioPosix],
+            dependencies: ["FerryTLS", nioCore, nioConcurrencyHelpers, nioEmbedded, nioPosix],
             swiftSettings: swiftSettings
         ),
         .testTarget(

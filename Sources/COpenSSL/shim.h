@@ -43,6 +43,13 @@ static inline size_t ferry_BIO_pending(BIO *bio) {
     return BIO_ctrl_pending(bio);
 }
 
+/* Bytes a memory BIO keeps allocated (it never shrinks on its own). */
+static inline size_t ferry_BIO_mem_capacity(BIO *bio) {
+    BUF_MEM *memory = NULL;
+    BIO_get_mem_ptr(bio, &memory);
+    return memory != NULL ? memory->max : 0;
+}
+
 static inline void ferry_OPENSSL_free(void *ptr) {
     OPENSSL_free(ptr);
 }

@@ -42,13 +42,10 @@ final class TLSConnection {
         guard let ssl = SSL_new(context.context) else {
             throw TLSError(code: .contextSetup, message: "SSL_new failed", openSSLErrors: openSSLErrorQueue())
         }
-        guard let readBIO = BIO_new(BIO_s_mem()), let writeBIO = BIO_new(BIO_s_mem()) else {
+        guard let readBIO = Self.makeMemoryBIO(), let writeBIO = Self.makeMemoryBIO() else {
             SSL_free(ssl)
             throw TLSError(code: .contextSetup, message: "BIO_new failed", openSSLErrors: openSSLErrorQueue())
         }
-        // An empty memory BIO must report "retry", not EOF, so that SSL_read says WANT_READ.
-        BIO_ctrl(readBIO, BIO_C_SET_BUF_MEM_EOF_RETURN, -1, nil)
-        BIO_ctrl(writeBIO, BIO_C_SET_BUF_MEM_EOF_RETURN, -1, nil)
         SSL_set_bio(ssl, readBIO, writeBIO)  // the SSL now owns both BIOs
         self.ssl = ssl
         self.readBIO = readBIO
@@ -94,7 +91,7 @@ final class TLSConnection {
     func read(into buffer: inout ByteBuffer) -> ReadResult {
         ERR_clear_error()
         var result: Int32 = 0
-        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: 16384) { bytes -> Int in
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: 1) { bytes -> Int in
             result = SSL_read(ssl, bytes.baseAddress, Int32(min(bytes.count, Int(Int32.max))))
             return result > 0 ? Int(result) : 0
         }
@@ -131,23 +128,39 @@ final class TLSConnection {
         return failureResult ?? .complete
     }
 
-    /// Memory BIOs keep the largest buffer they ever held (the handshake's flights, several KiB).
-    /// Once the handshake is over and both are empty, fresh ones take their place, so an idle
-    /// connection (an idle WebSocket) does not carry the handshake's buffers for its lifetime.
-    func compactBuffers() {
-        guard ferry_BIO_pending(readBIO) == 0, ferry_BIO_pending(writeBIO) == 0,
-            let freshRead = BIO_new(BIO_s_mem())
-        else { return }
-        guard let freshWrite = BIO_new(BIO_s_mem()) else {
-            BIO_free(freshRead)
-            return
+    /// A memory BIO keeps the largest buffer it ever held: the handshake's flights, or a 16 KiB
+    /// record burst of a large response. An empty BIO holding more than this is replaced by a fresh
+    /// one, so an idle connection (an idle WebSocket, a keep-alive connection after a download)
+    /// does not carry those buffers for its lifetime; small ones are kept, to avoid churn.
+    static let retainedBufferLimit = 1024
+
+    /// Replaces empty BIOs that hold more than `retainedBufferLimit` bytes. Cheap when there is
+    /// nothing to do (two `BIO_ctrl` calls per BIO); meant to run whenever both directions are drained.
+    func trimBuffers() {
+        if ferry_BIO_pending(readBIO) == 0, ferry_BIO_mem_capacity(readBIO) > Self.retainedBufferLimit,
+            let fresh = Self.makeMemoryBIO()
+        {
+            SSL_set0_rbio(ssl, fresh)  // frees the old one
+            readBIO = fresh
         }
-        BIO_ctrl(freshRead, BIO_C_SET_BUF_MEM_EOF_RETURN, -1, nil)
-        BIO_ctrl(freshWrite, BIO_C_SET_BUF_MEM_EOF_RETURN, -1, nil)
-        SSL_set_bio(ssl, freshRead, freshWrite)  // frees the old pair
-        readBIO = freshRead
-        writeBIO = freshWrite
+        if ferry_BIO_pending(writeBIO) == 0, ferry_BIO_mem_capacity(writeBIO) > Self.retainedBufferLimit,
+            let fresh = Self.makeMemoryBIO()
+        {
+            SSL_set0_wbio(ssl, fresh)
+            writeBIO = fresh
+        }
     }
+
+    private static func makeMemoryBIO() -> OpaquePointer? {
+        guard let bio = BIO_new(BIO_s_mem()) else { return nil }
+        // An empty memory BIO must report "retry", not EOF, so that SSL_read says WANT_READ.
+        BIO_ctrl(bio, BIO_C_SET_BUF_MEM_EOF_RETURN, -1, nil)
+        return bio
+    }
+
+    /// An upper bound of the plaintext that reading now can produce: plaintext never exceeds the
+    /// ciphertext it came from. Lets the reader size its buffer instead of allocating 16 KiB per read.
+    var readableBound: Int { Int(ferry_BIO_pending(readBIO)) + Int(SSL_pending(ssl)) }
 
     /// Queues close_notify.
     func shutdown() {

@@ -40,7 +40,6 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var pendingFlush = false
     /// Plaintext produced during the current read burst is delivered before channelReadComplete.
     private var producedPlaintext = false
-    private var compacted = false
     /// Small application writes since the last flush, encrypted together at the flush so that a
     /// response's head, body and end become one TLS record instead of three.
     private var unflushed: ByteBuffer?
@@ -247,18 +246,17 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     private func readPlaintext(context: ChannelHandlerContext) {
         while case .active = state {
-            var buffer = context.channel.allocator.buffer(capacity: 16384)
+            // Sized to what can come out now (at most one 16 KiB record's worth per read).
+            let capacity = min(16384, max(64, connection.readableBound))
+            var buffer = context.channel.allocator.buffer(capacity: capacity)
             switch connection.read(into: &buffer) {
             case .data:
                 producedPlaintext = true
                 context.fireChannelRead(wrapInboundOut(buffer))
             case .wouldBlock:
                 flushOutput(context: context)
-                if !compacted {
-                    // First time everything is consumed after the handshake: drop its buffers.
-                    compacted = true
-                    connection.compactBuffers()
-                }
+                // Everything received is consumed: give back BIO buffers the handshake or a burst grew.
+                connection.trimBuffers()
                 return
             case .closed:
                 // close_notify from the peer: answer with ours and close.
@@ -280,6 +278,7 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
             } else {
                 promise?.succeed()
             }
+            connection.trimBuffers()
         case .failed(let error):
             promise?.fail(error)
             fail(context: context, error)

@@ -1,5 +1,6 @@
 import FerryTLS
 import Foundation
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOEmbedded
 import Testing
@@ -34,11 +35,11 @@ import Testing
         let fixture = try CertificateFixture()
         let pair = try BackToBack(serverContext: fixture.serverContext())
         let written = pair.send("early data", from: pair.client)
-        var done = false
-        written.whenSuccess { done = true }
-        #expect(!done)
+        let done = NIOLockedValueBox(false)
+        written.whenSuccess { done.withLockedValue { $0 = true } }
+        #expect(!done.withLockedValue { $0 })
         try pair.shuttle()
-        #expect(done)
+        #expect(done.withLockedValue { $0 })
         #expect(pair.serverCollector.text == "early data")
     }
 
