@@ -106,8 +106,8 @@ class Env:
             d.mkdir(parents=True, exist_ok=True)
             (d / "1k.bin").write_bytes(os.urandom(1024))
             (d / "64k.bin").write_bytes(os.urandom(65536))
-        for tool in ("wsecho", "wsload"):
-            libs = ["-lcrypto"] if tool == "wsecho" else ["-lssl", "-lcrypto"]
+        for tool in ("wsecho", "wsload", "tlsload"):
+            libs = ["-lcrypto"] if tool == "wsecho" else ["-pthread", "-lssl", "-lcrypto"]
             sh(["cc", "-O2", "-o", str(self.work / tool), str(BENCH / f"{tool}.c")] + libs)
 
     def start(self, name, argv, port=None, cpu=PROXY_CPU):
@@ -280,6 +280,68 @@ def wsload(env, port, conns, seconds):
     return {"rps": r["rate"], "p50": r["p50_us"] / 1000, "p99": r["p99_us"] / 1000, "errors": r["errors"]}
 
 
+def tlsload(env, port, conns, seconds):
+    out = sh(["taskset", "-c", LOAD_CPU, str(env.work / "tlsload"), "127.0.0.1", str(port), "/tts-ws/tts/wav/1k.bin",
+              str(conns), str(seconds)]).stdout
+    r = json.loads(out.strip().splitlines()[-1])
+    return {"rps": r["rate"], "p50": r["p50_us"] / 1000, "p99": r["p99_us"] / 1000,
+            "errors": r["errors"] + r["reused"]}
+
+
+def cpu_ticks(root_pid):
+    """utime + stime of root_pid and its descendants, in clock ticks."""
+    total = 0
+    for pid in pids_of(root_pid):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
+
+
+def with_cpu(env, target, seconds, run):
+    """Runs a rate figure and adds the proxy's own CPU time per operation (µs), from /proc: a figure
+    that holds even when the load generator, not the proxy, is the bottleneck."""
+    root = env.procs[target].pid
+    before = cpu_ticks(root)
+    r = run()
+    used_us = (cpu_ticks(root) - before) * 1e6 / os.sysconf("SC_CLK_TCK")
+    ops = r["rps"] * seconds
+    r["cpu_us"] = used_us / ops if ops else None
+    return r
+
+
+def keepalive_memory(env, target, port, count):
+    """RSS growth per idle keep-alive connection that has downloaded a 64 KiB file."""
+    root = env.procs[target].pid
+    time.sleep(1)
+    before = rss_kib(root)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    held = []
+    try:
+        for _ in range(count):
+            conn = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10), server_hostname="localhost")
+            conn.sendall(b"GET /tts-ws/tts/wav/64k.bin HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += conn.recv(65536)
+            head, body = data.split(b"\r\n\r\n", 1)
+            length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                          if line.lower().startswith(b"content-length"))
+            while len(body) < length:
+                body += conn.recv(65536)
+            held.append(conn)
+        time.sleep(1)
+        after = rss_kib(root)
+    finally:
+        for conn in held:
+            conn.close()
+    return {"count": len(held), "kib_per_conn": (after - before) / max(len(held), 1)}
+
+
 def idle_memory(env, target, port, count):
     root = env.procs[target].pid
     time.sleep(1)
@@ -384,7 +446,7 @@ def main():
     ap.add_argument("--targets", default="ferry,nginx,haproxy")
     ap.add_argument("--out", default=str(ROOT / "docs/benchmarks.md"))
     ap.add_argument("--key-type", choices=["ec", "rsa"], default="ec")
-    ap.add_argument("--figures", default="a,a64,b,c,d,e,f", help="subset of figures to run")
+    ap.add_argument("--figures", default="a,a64,b,c,d,e,f,g", help="subset of figures to run")
     args = ap.parse_args()
     targets = args.targets.split(",")
     work = Path(tempfile.mkdtemp(prefix="ferry-bench-"))
@@ -404,8 +466,7 @@ def main():
         figures = {
             "a": lambda t: wrk(env, PORTS[t], "/tts-ws/tts/wav/1k.bin", 64, args.seconds),
             "a64": lambda t: wrk(env, PORTS[t], "/tts-ws/tts/wav/64k.bin", 64, args.seconds),
-            "b": lambda t: wrk(env, PORTS[t], "/tts-ws/tts/wav/1k.bin", 16, args.seconds,
-                               ["-H", "Connection: close"]),
+            "b": lambda t: tlsload(env, PORTS[t], 16, args.seconds),
             "c": lambda t: wsload(env, PORTS[t], 64, args.seconds),
         }
         figures = {k: v for k, v in figures.items() if k in wanted}
@@ -413,13 +474,16 @@ def main():
             for fig, run in figures.items():
                 order = targets[rep % len(targets):] + targets[:rep % len(targets)]
                 for t in order:
-                    r = run(t)
+                    r = with_cpu(env, t, args.seconds, lambda: run(t))
                     results[t].setdefault(fig, []).append(r)
                     print(f"rep {rep} {fig} {t}: {r}", flush=True)
         for t in targets:
             if "d" in wanted:
                 results[t]["d"] = idle_memory(env, t, PORTS[t], 2000)
                 print(f"d {t}: {results[t]['d']}", flush=True)
+            if "g" in wanted:
+                results[t]["g"] = keepalive_memory(env, t, PORTS[t], 500)
+                print(f"g {t}: {results[t]['g']}", flush=True)
             if "e" in wanted:
                 results[t]["e"] = mixed(env, PORTS[t], args.seconds)
                 print(f"e {t}: {results[t]['e']}", flush=True)
@@ -448,20 +512,21 @@ def write_report(args, targets, results):
              ""]
     titles = {"a": "(a) HTTPS keep-alive GET 1 KiB, 64 connections (wrk)",
               "a64": "(a64) HTTPS keep-alive GET 64 KiB, 64 connections (wrk)",
-              "b": "(b) New connection + full TLS handshake per request, 16 connections (wrk, Connection: close)",
+              "b": "(b) New connection + full TLS handshake per request, 16 connections (tlsload: no tickets, no session cache)",
               "c": "(c) WebSocket echo, 64 connections, 64-byte messages, depth 1 (wsload)"}
     key = "ECDSA P-256" if args.key_type == "ec" else "RSA-2048"
     lines.insert(3, f"Certificate: {key}. Command: `python3 Benchmarks/bench.py --reps {args.reps} --seconds {args.seconds} --key-type {args.key_type} --figures {args.figures}`.")
     for fig, title in titles.items():
         if not any(fig in results[t] for t in targets):
             continue
-        lines += [f"## {title}", "", "| target | per second | p50 ms | p99 ms | errors |", "|---|---|---|---|---|"]
+        lines += [f"## {title}", "", "| target | per second | p50 ms | p99 ms | errors | proxy CPU µs/op |",
+                  "|---|---|---|---|---|---|"]
         best = None
         for t in targets:
             rs = results[t].get(fig, [])
             rate = median(rs, "rps")
             lines.append(f"| {t} | {fmt(rate, 0)} | {fmt(median(rs, 'p50'), 2)} | {fmt(median(rs, 'p99'), 2)} | "
-                         f"{sum(r['errors'] for r in rs)} |")
+                         f"{sum(r['errors'] for r in rs)} | {fmt(median(rs, 'cpu_us'), 1)} |")
             if t != "ferry" and rate is not None:
                 best = max(best or 0, rate)
         ferry = median(results.get("ferry", {}).get(fig, []), "rps") if "ferry" in targets else None
@@ -474,6 +539,12 @@ def write_report(args, targets, results):
         d = results[t].get("d")
         if d:
             lines.append(f"| {t} | {d['opened']} | {d['kib_per_ws']:.1f} |")
+    lines += ["", "## (g) Memory per idle keep-alive connection after a 64 KiB download (500 connections)", "",
+              "| target | connections | KiB per connection |", "|---|---|---|"]
+    for t in targets:
+        g = results[t].get("g")
+        if g:
+            lines.append(f"| {t} | {g['count']} | {g['kib_per_conn']:.1f} |")
     lines += ["", "## (e) Mixed traffic through one prefix (WebSocket echo + keep-alive HTTP, sha256-verified)", "",
               "| target | ok | errors |", "|---|---|---|"]
     for t in targets:
