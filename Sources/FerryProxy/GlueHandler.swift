@@ -66,8 +66,8 @@ final class GlueHandler: ChannelDuplexHandler, RemovableChannelHandler {
         onActivity?()
         var buffer = unwrapInboundIn(data)
         guard !injected else { return }
-        let boundaries = frames.consume(buffer)
-        if let injection = pendingInjection, let cut = boundaries.first {
+        let boundary = frames.firstBoundary(in: buffer)
+        if let injection = pendingInjection, let cut = boundary {
             // Forward up to the end of the current frame, then the close frame, then nothing more.
             if let head = buffer.readSlice(length: cut) { partner?.partnerWrite(head) }
             inject(injection)

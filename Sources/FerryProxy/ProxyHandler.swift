@@ -769,6 +769,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             _ = upstreamPipeline.removeHandler(name: "tunnel-encoder")
             _ = upstreamPipeline.removeHandler(name: "tunnel-decoder")
             _ = client.removeHandler(name: ProxyServer.encoderName)
+            _ = client.removeHandler(name: ProxyServer.activityName)
             _ = client.removeHandler(name: ProxyServer.decoderName)
             _ = client.removeHandler(self)
         } catch {

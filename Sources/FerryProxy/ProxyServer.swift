@@ -43,6 +43,7 @@ public struct ProxyListener: Sendable {
 public final class ProxyServer: Sendable {
     static let encoderName = "http-encoder"
     static let decoderName = "http-decoder"
+    static let activityName = "activity"
     /// Every channel keeps its last receive buffer for reuse; starting small (and growing on full
     /// reads) keeps idle connections — thousands of idle WebSockets — cheap.
     static let receiveAllocator = AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 512, maximum: 65536)
@@ -199,7 +200,7 @@ public final class ProxyServer: Sendable {
                 try prepare?(channel)
                 let activity = ConnectionActivity()
                 let operations = channel.pipeline.syncOperations
-                try operations.addHandler(ActivityTracker(activity: activity))
+                try operations.addHandler(ActivityTracker(activity: activity), name: ProxyServer.activityName)
                 try operations.addHandler(HTTPResponseEncoder(), name: ProxyServer.encoderName)
                 try operations.addHandler(
                     ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes)),

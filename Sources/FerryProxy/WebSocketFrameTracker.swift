@@ -3,18 +3,39 @@ import NIOCore
 /// Follows WebSocket frame boundaries in one direction of a tunnel, reading headers only (RFC 6455
 /// §5.2), so that a close frame can be injected between frames without cutting one, while the relay
 /// stays byte-transparent.
+///
+/// It runs on every read of every tunnel, so it keeps its state in a few integers (no header
+/// buffer) and reports boundaries through a closure (no array per read).
 struct WebSocketFrameTracker {
-    private var header: [UInt8] = []
+    /// Header bytes seen of the frame being parsed (0 between frames or in a payload).
+    private var headerSeen = 0
     private var headerLength = 2
+    private var lengthCode: UInt8 = 0
+    private var extendedLength: UInt64 = 0
     private var payloadRemaining: UInt64 = 0
 
     /// True between frames.
-    var atBoundary: Bool { header.isEmpty && payloadRemaining == 0 }
+    var atBoundary: Bool { headerSeen == 0 && payloadRemaining == 0 }
+
+    /// Consumes the readable bytes of `buffer`; returns the offset (from its reader index) just
+    /// after the first frame that ends within them, if any.
+    mutating func firstBoundary(in buffer: ByteBuffer) -> Int? {
+        var first: Int?
+        walk(buffer) { offset in
+            if first == nil { first = offset }
+        }
+        return first
+    }
 
     /// Consumes the readable bytes of `buffer`; returns the offsets (from its reader index) just
     /// after each frame that ends within them.
     mutating func consume(_ buffer: ByteBuffer) -> [Int] {
         var boundaries: [Int] = []
+        walk(buffer) { boundaries.append($0) }
+        return boundaries
+    }
+
+    private mutating func walk(_ buffer: ByteBuffer, boundary: (Int) -> Void) {
         buffer.withUnsafeReadableBytes { bytes in
             var index = 0
             while index < bytes.count {
@@ -22,31 +43,32 @@ struct WebSocketFrameTracker {
                     let take = Int(min(payloadRemaining, UInt64(bytes.count - index)))
                     payloadRemaining -= UInt64(take)
                     index += take
-                    if payloadRemaining == 0 { boundaries.append(index) }
+                    if payloadRemaining == 0 { boundary(index) }
                     continue
                 }
-                header.append(bytes[index])
+                let byte = bytes[index]
                 index += 1
-                if header.count == 2 {
-                    let length7 = header[1] & 0x7F
-                    let masked = header[1] & 0x80 != 0
-                    headerLength = 2 + (length7 == 126 ? 2 : length7 == 127 ? 8 : 0) + (masked ? 4 : 0)
+                headerSeen += 1
+                switch headerSeen {
+                case 1:
+                    continue
+                case 2:
+                    lengthCode = byte & 0x7F
+                    let extended = lengthCode == 126 ? 2 : lengthCode == 127 ? 8 : 0
+                    headerLength = 2 + extended + (byte & 0x80 != 0 ? 4 : 0)
+                    extendedLength = 0
+                default:
+                    // Extended length bytes (big-endian), then the masking key (not needed here).
+                    let extended = lengthCode == 126 ? 2 : lengthCode == 127 ? 8 : 0
+                    if headerSeen <= 2 + extended { extendedLength = extendedLength << 8 | UInt64(byte) }
                 }
-                if header.count >= 2 && header.count == headerLength {
-                    let length7 = header[1] & 0x7F
-                    var length = UInt64(length7)
-                    if length7 == 126 {
-                        length = UInt64(header[2]) << 8 | UInt64(header[3])
-                    } else if length7 == 127 {
-                        length = header[2..<10].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
-                    }
-                    header.removeAll(keepingCapacity: true)
-                    headerLength = 2
+                if headerSeen == headerLength {
+                    headerSeen = 0
+                    let length = lengthCode >= 126 ? extendedLength : UInt64(lengthCode)
                     payloadRemaining = length
-                    if length == 0 { boundaries.append(index) }
+                    if length == 0 { boundary(index) }
                 }
             }
         }
-        return boundaries
     }
 }
