@@ -7,7 +7,10 @@
 // p50/p99 latency (µs), errors (failed connects, bad echoes, closes).
 //
 // Mode "idle" opens C WebSockets, prints "READY n" on stdout, then holds them
-// until stdin closes (used for the memory-per-idle-WebSocket figure).
+// until stdin closes (used for the memory-per-idle-WebSocket figure and the
+// scale run). With WSLOAD_SOURCE=127.0.0.N set, connections come from that
+// source address (the ephemeral-port range is per source and destination, so
+// several generators with different sources get past ~28,000 connections).
 //
 // Build: cc -O2 -o wsload wsload.c -lssl -lcrypto
 // Usage: wsload echo|idle HOST PORT PATH CONNECTIONS SECONDS [SIZE]
@@ -111,6 +114,16 @@ static void fail(conn_t *c) {
     c->state = ST_DEAD;
 }
 
+// A connection that failed while being set up gives its descriptor back at once (at scale,
+// failures must not eat the descriptor limit).
+static void setup_failed(conn_t *c) {
+    fail(c);
+    if (c->ssl) SSL_free(c->ssl);
+    c->ssl = NULL;
+    if (c->fd >= 0) close(c->fd);
+    c->fd = -1;
+}
+
 static void on_data(conn_t *c, int echo_mode) {
     if (c->state == ST_UPGRADE) {
         unsigned char *end = memmem(c->in, c->inlen, "\r\n\r\n", 4);
@@ -175,22 +188,43 @@ int main(int argc, char **argv) {
     conn_t *conns = calloc((size_t)nconn, sizeof *conns);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     inet_pton(AF_INET, host, &a.sin_addr);
+    const char *source = getenv("WSLOAD_SOURCE");
+    struct sockaddr_in src = {.sin_family = AF_INET};
+    if (source) inet_pton(AF_INET, source, &src.sin_addr);
     int opened = 0;
     for (int i = 0; i < nconn; i++) {
         conn_t *c = &conns[i];
         c->size = size;
         c->fd = socket(AF_INET, SOCK_STREAM, 0);
+        if (c->fd < 0) {
+            setup_failed(c);
+            continue;
+        }
         int one = 1;
         setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        // Setup is blocking; bounded so that a proxy that stops accepting cannot hang us.
+        struct timeval tv = {.tv_sec = 10};
+        setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+        if (source) {
+            setsockopt(c->fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+            if (bind(c->fd, (struct sockaddr *)&src, sizeof src) < 0) {
+                fail(c);
+                continue;
+            }
+        }
+        if (!echo_mode && i > 0 && i % 2000 == 0) {
+            fprintf(stderr, "wsload: %d connections opened, %llu failed\n", opened, (unsigned long long)errors);
+        }
         if (connect(c->fd, (struct sockaddr *)&a, sizeof a) < 0) {
-            fail(c);
+            setup_failed(c);
             continue;
         }
         c->ssl = SSL_new(ctx);
         SSL_set_fd(c->ssl, c->fd);
         SSL_set_tlsext_host_name(c->ssl, "localhost");
         if (SSL_connect(c->ssl) != 1) {
-            fail(c);
+            setup_failed(c);
             continue;
         }
         char req[512];
@@ -200,7 +234,7 @@ int main(int argc, char **argv) {
                          path);
         c->state = ST_UPGRADE;
         if (ssl_write_all(c, req, n) < 0) {
-            fail(c);
+            setup_failed(c);
             continue;
         }
         fcntl(c->fd, F_SETFL, fcntl(c->fd, F_GETFL) | O_NONBLOCK);
