@@ -446,7 +446,9 @@ def main():
     ap.add_argument("--targets", default="ferry,nginx,haproxy")
     ap.add_argument("--out", default=str(ROOT / "docs/benchmarks.md"))
     ap.add_argument("--key-type", choices=["ec", "rsa"], default="ec")
-    ap.add_argument("--figures", default="a,a64,b,c,d,e,f,g", help="subset of figures to run")
+    ap.add_argument("--figures", default="a,a64,b,c,d,e,f,g,s", help="subset of figures to run")
+    ap.add_argument("--scale-target", type=int, default=100_000, help="idle WebSockets for figure s")
+    ap.add_argument("--scale-workers", type=int, default=12, help="Ferry workers for figure s")
     args = ap.parse_args()
     targets = args.targets.split(",")
     work = Path(tempfile.mkdtemp(prefix="ferry-bench-"))
@@ -454,6 +456,7 @@ def main():
     env = Env(work, Path(args.ferry), args.key_type)
     wanted = set(args.figures.split(","))
     results = {t: {} for t in targets}
+    results["_scale"] = None
     try:
         env.prepare()
         env.start_backends()
@@ -492,6 +495,11 @@ def main():
                 print(f"f {t}: {results[t]['f']}", flush=True)
     finally:
         env.stop_all()
+    if "s" in wanted and "ferry" in targets:
+        # After the side-by-side figures: it needs the whole machine (and the same tools and certificate).
+        import scale
+        results["_scale"] = scale.run(args.ferry, args.scale_target, args.scale_workers, args.seconds, work=work)
+        print(f"s: {results['_scale']}", flush=True)
     write_report(args, targets, results)
     shutil.rmtree(work, ignore_errors=True)
 
@@ -509,6 +517,8 @@ def write_report(args, targets, results):
              "medians; targets interleaved; proxies and backends pinned to CPU 0, load generators to CPU 1;",
              "one worker per proxy; same ECDSA P-256 certificate; backends: wsecho.c (WebSocket echo) and a",
              "separate nginx serving files over plain HTTP. Ratio = Ferry ÷ best peer (higher is better for rates).",
+             "\"proxy CPU µs/op\" is the proxy's own CPU time (all its processes, from /proc) per request or",
+             "message: it holds when the load generator, not the proxy, is the bottleneck (figure b).",
              ""]
     titles = {"a": "(a) HTTPS keep-alive GET 1 KiB, 64 connections (wrk)",
               "a64": "(a64) HTTPS keep-alive GET 64 KiB, 64 connections (wrk)",
@@ -551,6 +561,9 @@ def write_report(args, targets, results):
         e = results[t].get("e")
         if e:
             lines.append(f"| {t} | {e['ok']} | {e['errors']} |")
+    if results.get("_scale"):
+        import scale
+        lines += ["", scale.markdown(results["_scale"])]
     lines += ["", "## (f) Reload cost: 10 reloads under load (32 connections)", "",
               "| target | requests | failed | p99 ms |", "|---|---|---|---|"]
     for t in targets:

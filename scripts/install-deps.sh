@@ -32,6 +32,7 @@ if [ "$mode" = bench ]; then
     need_deb nginx nginx
     need_deb haproxy haproxy
     need_deb wrk wrk
+    need_deb curl curl
 fi
 
 if [ ${#apt_packages[@]} -gt 0 ]; then

@@ -83,12 +83,7 @@ final class HTTPConnectionPool: @unchecked Sendable {
     /// failure may be retried on a fresh connection.
     func lease(connectTimeout: Duration) -> EventLoopFuture<(UpstreamConnection, reused: Bool)> {
         eventLoop.assertInEventLoop()
-        while let connection = idle.popLast() {
-            connection.idleSince = nil
-            guard connection.channel.isActive else { continue }
-            stats.reused += 1
-            connection.requestsServed += 1
-            connection.handler.beginExchange(requestsServed: connection.requestsServed)
+        if let connection = leaseIdle() {
             return eventLoop.makeSucceededFuture((connection, true))
         }
         if reusePolicy == .unconditionalForTesting, let busy = lastLeased, busy.channel.isActive {
@@ -103,6 +98,21 @@ final class HTTPConnectionPool: @unchecked Sendable {
             if pool.reusePolicy == .unconditionalForTesting { pool.lastLeased = connection }
             return (connection, false)
         }
+    }
+
+    /// The most recently parked idle connection that is still open, leased; nil when there is none.
+    /// The common case of `lease`, without a future (callers on the hot path use it first).
+    func leaseIdle() -> UpstreamConnection? {
+        eventLoop.assertInEventLoop()
+        while let connection = idle.popLast() {
+            connection.idleSince = nil
+            guard connection.channel.isActive else { continue }
+            stats.reused += 1
+            connection.requestsServed += 1
+            connection.handler.beginExchange(requestsServed: connection.requestsServed)
+            return connection
+        }
+        return nil
     }
 
     /// A new connection, never an idle one (used for the retry after a failure on a reused one).

@@ -322,6 +322,10 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     private func startHTTP(backend: BackendConfiguration, route: RouteConfiguration, context: ChannelHandlerContext) {
         guard let pool = loop.pool(for: backend.name) else { return }
         state = .proxying
+        if !loop.unavailableBackends.contains(backend.name), let connection = pool.leaseIdle() {
+            attach(connection, reused: true, route: route)
+            return
+        }
         let connectTimeout = route.timeouts.connect ?? backend.connectTimeout
         let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
         loop.waitUntilAvailable(backend)

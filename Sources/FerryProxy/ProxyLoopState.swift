@@ -209,9 +209,11 @@ final class ProxyLoopState: @unchecked Sendable {
         return stats
     }
 
+    private static let statusClasses = ["1xx", "2xx", "3xx", "4xx", "5xx"]
+
     func recordResponse(route: Int?, status: Int, bytesIn: Int, bytesOut: Int) {
         guard let route, routeStats.indices.contains(route) else { return }
-        let klass = "\(max(1, min(5, status / 100)))xx"
+        let klass = Self.statusClasses[max(1, min(5, status / 100)) - 1]
         routeStats[route].responses[klass, default: 0] += 1
         routeStats[route].bytesIn += bytesIn
         routeStats[route].bytesOut += bytesOut
