@@ -243,6 +243,18 @@ max_connections_per_worker = 9900
 """)
         return self.start("ferry", [str(self.ferry_bin), "serve", "--config", str(conf)], PORTS["ferry"])
 
+    def restart(self, target):
+        """A fresh process: memory figures must not depend on what the earlier figures left in the heap."""
+        p = self.procs.pop(target)
+        try:
+            os.killpg(p.pid, signal.SIGTERM)
+            p.wait(timeout=15)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait(timeout=5)
+        time.sleep(0.5)
+        {"ferry": self.start_ferry, "nginx": self.start_nginx, "haproxy": self.start_haproxy}[target]()
+
     def reload(self, target):
         p = self.procs[target]
         if target == "haproxy":
@@ -482,6 +494,7 @@ def main():
                     print(f"rep {rep} {fig} {t}: {r}", flush=True)
         for t in targets:
             if "d" in wanted:
+                env.restart(t)
                 results[t]["d"] = idle_memory(env, t, PORTS[t], 2000)
                 print(f"d {t}: {results[t]['d']}", flush=True)
             if "g" in wanted:
