@@ -498,6 +498,7 @@ def main():
                 results[t]["d"] = idle_memory(env, t, PORTS[t], 2000)
                 print(f"d {t}: {results[t]['d']}", flush=True)
             if "g" in wanted:
+                env.restart(t)
                 results[t]["g"] = keepalive_memory(env, t, PORTS[t], 500)
                 print(f"g {t}: {results[t]['g']}", flush=True)
             if "e" in wanted:

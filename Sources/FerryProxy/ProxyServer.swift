@@ -149,6 +149,9 @@ public final class ProxyServer: Sendable {
                 if let address = channel.localAddress { addresses.append(address) }
             case .adopt(let fd):
                 let channel = try await serverBootstrap(initializer).withBoundSocket(fd).get()
+                // NIO's adoption calls listen(fd, 128), shrinking the master's configured backlog
+                // (found by the 100k scale run: accept queues overflowed); listen again restores it.
+                _ = listen(fd, CInt(listener.configuration.backlog))
                 serverChannels.withLockedValue { $0.append(channel) }
                 if let address = channel.localAddress { addresses.append(address) }
             case .acceptorThread(let fd):
