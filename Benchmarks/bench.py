@@ -196,13 +196,12 @@ backend files
 """)
         return self.start("haproxy", ["haproxy", "-W", "-db", "-f", str(conf)], PORTS["haproxy"])
 
-    def start_ferry(self):
-        state = self.work / "ferry-state"
+    def ferry_head(self, state, workers, port, backlog=511):
+        """The [master] and [[listen]] part of a benchmark Ferry config (also used by scale.py)."""
         state.mkdir(exist_ok=True)
-        conf = self.work / "ferry.toml"
-        conf.write_text(f"""
+        return f"""
 [master]
-workers = 1
+workers = {workers}
 control_socket = "{state}/control.sock"
 state_dir = "{state}"
 access_log = "off"
@@ -210,11 +209,16 @@ log_level = "warning"
 
 [[listen]]
 name = "https"
-address = "127.0.0.1:{PORTS['ferry']}"
+address = "127.0.0.1:{port}"
+backlog = {backlog}
 [listen.tls]
 certificate = "{self.cert}"
 key = "{self.key}"
+"""
 
+    def start_ferry(self):
+        conf = self.work / "ferry.toml"
+        conf.write_text(self.ferry_head(self.work / "ferry-state", 1, PORTS['ferry']) + f"""
 [[backend]]
 name = "ws"
 address = "127.0.0.1:{WS_PORT}"
@@ -557,34 +561,24 @@ def write_report(args, targets, results):
         if ferry is not None and best:
             lines += ["", f"Ferry ÷ best peer: **{ferry / best:.2f}**"]
         lines.append("")
-    lines += ["## (d) Memory per idle WebSocket (2,000 idle, RSS of all the proxy's processes)", "",
-              "| target | opened | KiB per WebSocket |", "|---|---|---|"]
-    for t in targets:
-        d = results[t].get("d")
-        if d:
-            lines.append(f"| {t} | {d['opened']} | {d['kib_per_ws']:.1f} |")
-    lines += ["", "## (g) Memory per idle keep-alive connection after a 64 KiB download (500 connections)", "",
-              "| target | connections | KiB per connection |", "|---|---|---|"]
-    for t in targets:
-        g = results[t].get("g")
-        if g:
-            lines.append(f"| {t} | {g['count']} | {g['kib_per_conn']:.1f} |")
-    lines += ["", "## (e) Mixed traffic through one prefix (WebSocket echo + keep-alive HTTP, sha256-verified)", "",
-              "| target | ok | errors |", "|---|---|---|"]
-    for t in targets:
-        e = results[t].get("e")
-        if e:
-            lines.append(f"| {t} | {e['ok']} | {e['errors']} |")
+    def per_target(fig, title, columns, cells):
+        """A table with one row per target that has figure `fig`; `cells` renders its result."""
+        rows = [f"| {t} | " + " | ".join(cells(results[t][fig])) + " |" for t in targets if results[t].get(fig)]
+        return [f"## {title}", "", "| target | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|",
+                *rows, ""]
+
+    lines += per_target("d", "(d) Memory per idle WebSocket (2,000 idle, RSS of all the proxy's processes)",
+                        ["opened", "KiB per WebSocket"], lambda d: [str(d["opened"]), f"{d['kib_per_ws']:.1f}"])
+    lines += per_target("g", "(g) Memory per idle keep-alive connection after a 64 KiB download (500 connections)",
+                        ["connections", "KiB per connection"], lambda g: [str(g["count"]), f"{g['kib_per_conn']:.1f}"])
+    lines += per_target("e", "(e) Mixed traffic through one prefix (WebSocket echo + keep-alive HTTP, sha256-verified)",
+                        ["ok", "errors"], lambda e: [str(e["ok"]), str(e["errors"])])
     if results.get("_scale"):
         import scale
-        lines += ["", scale.markdown(results["_scale"])]
-    lines += ["", "## (f) Reload cost: 10 reloads under load (32 connections)", "",
-              "| target | requests | failed | p99 ms |", "|---|---|---|---|"]
-    for t in targets:
-        f = results[t].get("f")
-        if f:
-            lines.append(f"| {t} | {f['total']} | {f['failed']} | {fmt(f['p99'], 2)} |")
-    lines.append("")
+        lines += [scale.markdown(results["_scale"]), ""]
+    lines += per_target("f", "(f) Reload cost: 10 reloads under load (32 connections)",
+                        ["requests", "failed", "p99 ms"],
+                        lambda f: [str(f["total"]), str(f["failed"]), fmt(f["p99"], 2)])
     out = Path(args.out)
     previous = out.read_text() if out.exists() else ""
     keep = previous.split("<!-- history -->", 1)[1] if "<!-- history -->" in previous else ""

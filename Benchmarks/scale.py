@@ -146,7 +146,6 @@ def ferry_rss(master):
 
 def ferry_config(env, workers, port):
     state = env.work / "scale-state"
-    state.mkdir(exist_ok=True)
     backends = "\n".join(f"""
 [[backend]]
 name = "b{i}"
@@ -157,22 +156,7 @@ path = "/s{i}"
 backend = "b{i}"
 """ for i in range(1, BACKENDS + 1))
     conf = env.work / f"scale-{workers}.toml"
-    conf.write_text(f"""
-[master]
-workers = {workers}
-control_socket = "{state}/control.sock"
-state_dir = "{state}"
-access_log = "off"
-log_level = "warning"
-
-[[listen]]
-name = "https"
-address = "127.0.0.1:{port}"
-backlog = {BACKLOG}
-[listen.tls]
-certificate = "{env.cert}"
-key = "{env.key}"
-{backends}
+    conf.write_text(env.ferry_head(state, workers, port, BACKLOG) + f"""{backends}
 [[route]]
 path = "/ping"
 respond = 200

@@ -119,10 +119,11 @@ final class ProxyLoopState: @unchecked Sendable {
     /// connections, which are the only descriptors that can be given back at once), and resumes once
     /// 1 % of the limit is free again. Runs after every accepted connection and on every sweep.
     func checkCapacity() {
+        // Descriptors left once the next connection and its backend connection are open.
+        var descriptorsFree = descriptorBudget - 2 - descriptorsInUse
         if acceptPaused {
             let slack = max(1, connectionLimit / 100)
-            guard clientConnections + slack <= connectionLimit, descriptorsInUse + 2 + slack <= descriptorBudget
-            else { return }
+            guard clientConnections + slack <= connectionLimit, descriptorsFree >= slack else { return }
             acceptPaused = false
             applyAcceptPause?(false)
             logger.info(
@@ -130,12 +131,12 @@ final class ProxyLoopState: @unchecked Sendable {
                 metadata: ["connections": "\(clientConnections)", "limit": "\(connectionLimit)"])
             return
         }
-        if descriptorsInUse + 2 > descriptorBudget {
+        if descriptorsFree < 0 {
             for pool in pools.values { pool.closeIdle(reason: .descriptorLimit) }
+            descriptorsFree = descriptorBudget - 2 - descriptorsInUse
         }
         let full = clientConnections >= connectionLimit
-        let outOfDescriptors = descriptorsInUse + 2 > descriptorBudget
-        guard full || outOfDescriptors else { return }
+        guard full || descriptorsFree < 0 else { return }
         acceptPaused = true
         acceptPauses += 1
         applyAcceptPause?(true)

@@ -11,6 +11,8 @@ struct WebSocketFrameTracker {
     private var headerSeen = 0
     private var headerLength = 2
     private var lengthCode: UInt8 = 0
+    /// Bytes of extended payload length in the current header (0, 2 or 8).
+    private var extendedBytes = 0
     private var extendedLength: UInt64 = 0
     private var payloadRemaining: UInt64 = 0
 
@@ -54,13 +56,12 @@ struct WebSocketFrameTracker {
                     continue
                 case 2:
                     lengthCode = byte & 0x7F
-                    let extended = lengthCode == 126 ? 2 : lengthCode == 127 ? 8 : 0
-                    headerLength = 2 + extended + (byte & 0x80 != 0 ? 4 : 0)
+                    extendedBytes = lengthCode == 126 ? 2 : lengthCode == 127 ? 8 : 0
+                    headerLength = 2 + extendedBytes + (byte & 0x80 != 0 ? 4 : 0)
                     extendedLength = 0
                 default:
                     // Extended length bytes (big-endian), then the masking key (not needed here).
-                    let extended = lengthCode == 126 ? 2 : lengthCode == 127 ? 8 : 0
-                    if headerSeen <= 2 + extended { extendedLength = extendedLength << 8 | UInt64(byte) }
+                    if headerSeen <= 2 + extendedBytes { extendedLength = extendedLength << 8 | UInt64(byte) }
                 }
                 if headerSeen == headerLength {
                     headerSeen = 0

@@ -151,6 +151,11 @@ final class TLSConnection {
         }
     }
 
+    /// Bytes both memory BIOs keep allocated (for tests of `trimBuffers`).
+    var retainedBufferBytes: Int {
+        Int(ferry_BIO_mem_capacity(readBIO)) + Int(ferry_BIO_mem_capacity(writeBIO))
+    }
+
     private static func makeMemoryBIO() -> OpaquePointer? {
         guard let bio = BIO_new(BIO_s_mem()) else { return nil }
         // An empty memory BIO must report "retry", not EOF, so that SSL_read says WANT_READ.

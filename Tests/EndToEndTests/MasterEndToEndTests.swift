@@ -242,7 +242,7 @@ import Testing
         #expect(parsed.failures == 0, "\(report)")
         #expect(parsed.requests > 50)
         #expect(parsed.ws_messages > 3)
-        #expect(parsed.ws_close_code == 1001, "\(report)")
+        #expect(parsed.ws_close_code == 1001, "\(report)\n\(ferry.log().split(separator: "\n").suffix(40).joined(separator: "\n"))")
     }
 
     @Test func socketActivationWithReadinessNotifications() throws {

@@ -94,6 +94,22 @@ import Testing
         #expect(result.stdout.contains("tts-ws/tts"))
     }
 
+    /// Every worker's listening socket keeps the configured backlog (511 by default): NIO's socket
+    /// adoption listens again with 128, which overflowed accept queues in the 100k scale run.
+    @Test func workersKeepTheConfiguredListenBacklog() throws {
+        guard let ss = Tool.path("ss") else {
+            print("skipped: ss is not installed")
+            return
+        }
+        let ferry = try Self.startSeed(name: "backlog", workers: 2)
+        defer { ferry.stop() }
+        Thread.sleep(forTimeInterval: 1)  // both workers have adopted their sockets
+        let listing = try Tool.run(ss, ["-ltnH", "sport = :\(ferry.httpsPort)"]).stdout
+        let backlogs = listing.split(separator: "\n").map { $0.split(separator: " ", omittingEmptySubsequences: true) }
+            .filter { $0.count > 2 }.map { String($0[2]) }
+        #expect(backlogs == ["511", "511"], "\(listing)")
+    }
+
     @Test func unknownPathsGetFerrysOwn404AndTheWorkerLivesOn() throws {
         guard let curl = Tool.path("curl") else {
             print("skipped: curl is not installed")
