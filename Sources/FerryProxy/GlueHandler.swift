@@ -16,6 +16,11 @@ final class GlueHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// A frame to send to the partner at the next boundary, after which forwarding stops.
     private var pendingInjection: ByteBuffer?
     private var injected = false
+    /// A close frame was written to this side's peer (drain). From then on a close of the other
+    /// side only half-closes this one and reads go on: closing with the peer's close reply unread
+    /// makes the kernel send a reset, which can discard the close frame before the peer reads it
+    /// (a WebSocket then ends without a close code). `TunnelCloser` closes both a second later.
+    private var closeFrameSent = false
     /// Called on any traffic, for the tunnel's idle timeout.
     var onActivity: (() -> Void)?
     var onClose: (() -> Void)?
@@ -50,7 +55,7 @@ final class GlueHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     private func partnerClose() {
-        context?.close(promise: nil)
+        context?.close(mode: closeFrameSent ? .output : .all, promise: nil)
     }
 
     private var partnerWritable: Bool { context?.channel.isWritable ?? false }
@@ -90,6 +95,7 @@ final class GlueHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private func inject(_ frame: ByteBuffer) {
         injected = true
         pendingInjection = nil
+        partner?.closeFrameSent = true
         partner?.partnerWrite(frame)
         partner?.partnerFlush()
     }
@@ -122,7 +128,9 @@ final class GlueHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func read(context: ChannelHandlerContext) {
-        if let partner, partner.partnerWritable {
+        if closeFrameSent {
+            context.read()  // the peer's last bytes are read (and dropped), see `closeFrameSent`
+        } else if let partner, partner.partnerWritable {
             context.read()
         } else {
             pendingRead = true

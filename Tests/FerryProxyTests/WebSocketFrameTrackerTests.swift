@@ -83,4 +83,32 @@ import Testing
         _ = try? client.finish()
         _ = try? upstream.finish()
     }
+
+    /// After drain's close frame went to the client, the backend closing (its close reply) only
+    /// half-closes the client: a full close with the client's reply unread makes the kernel send
+    /// a reset, which can discard the close frame before the client reads it.
+    @Test func afterTheCloseFrameTheBackendsCloseOnlyHalfClosesTheClient() throws {
+        let (clientGlue, upstreamGlue) = GlueHandler.matchedPair()
+        let loop = EmbeddedEventLoop()
+        let recorder = CloseModeRecorder()
+        let client = EmbeddedChannel(loop: loop)
+        try client.pipeline.syncOperations.addHandlers([recorder, clientGlue])
+        let upstream = EmbeddedChannel(handler: upstreamGlue, loop: loop)
+        upstreamGlue.injectAtBoundary(ByteBuffer(bytes: TunnelCloser.toClient))
+        #expect(try client.readOutbound(as: ByteBuffer.self).map { Array($0.readableBytesView) } == TunnelCloser.toClient)
+        _ = try? upstream.finish()
+        #expect(recorder.modes == [.output])
+        _ = try? client.finish()
+    }
+}
+
+/// Records the modes of the closes that pass through it.
+final class CloseModeRecorder: ChannelOutboundHandler {
+    typealias OutboundIn = Any
+    var modes: [CloseMode] = []
+
+    func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
+        modes.append(mode)
+        context.close(mode: mode, promise: promise)
+    }
 }
