@@ -4,8 +4,9 @@ import NIOCore
     import Glibc
 #endif
 
-/// Sits in a listening channel's pipeline and withholds its reads (that is, its accepts) while the
-/// worker is at capacity, and for a moment after `accept` failed for lack of descriptors.
+/// Sits in a listening channel's pipeline and withholds its reads (that is, its accepts) until the
+/// master lets the worker accept, while the worker is at capacity, and for a moment after `accept`
+/// failed for lack of descriptors.
 ///
 /// Withholding `read()` is how a NIO server channel stops accepting: connections wait in the
 /// kernel's backlog instead of being accepted and dropped, and the loop does not spin on a
@@ -21,11 +22,20 @@ final class AcceptGate: ChannelDuplexHandler, RemovableChannelHandler {
     private let onExhausted: (IOError) -> Void
     private var context: ChannelHandlerContext?
     private var paused = false
+    /// Held until the master lets this worker accept (no two processes accept on one socket).
+    private var held: Bool
     private var readPending = false
     private var backoff: Scheduled<Void>?
 
-    init(onExhausted: @escaping (IOError) -> Void) {
+    init(held: Bool = false, onExhausted: @escaping (IOError) -> Void) {
+        self.held = held
         self.onExhausted = onExhausted
+    }
+
+    /// Lets the channel accept (once; pausing at capacity still applies).
+    func release() {
+        held = false
+        readIfAllowed()
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -68,7 +78,7 @@ final class AcceptGate: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     private func readIfAllowed() {
-        guard readPending, !paused, backoff == nil, let context else { return }
+        guard readPending, !paused, !held, backoff == nil, let context else { return }
         readPending = false
         context.read()
     }

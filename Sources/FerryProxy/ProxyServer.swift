@@ -120,7 +120,11 @@ public final class ProxyServer: Sendable {
     }
 
     /// Starts every listener; returns the bound addresses of the `bind` and `adopt` listeners, in order.
-    public func start(listeners: [ProxyListener]) async throws -> [SocketAddress] {
+    ///
+    /// With `acceptImmediately` false the listeners are set up but accept nothing until
+    /// `startAccepting()`: a worker of a new generation shares its sockets with the old
+    /// generation's worker and waits until that one has stopped accepting.
+    public func start(listeners: [ProxyListener], acceptImmediately: Bool = true) async throws -> [SocketAddress] {
         let paused = acceptPaused
         let serverChannels = self.serverChannels
         for loop in loops {
@@ -144,11 +148,13 @@ public final class ProxyServer: Sendable {
             let initializer = childInitializer(listener)
             switch listener.socket {
             case .bind(let host, let port):
-                let channel = try await serverBootstrap(initializer).bind(host: host, port: port).get()
+                let channel = try await serverBootstrap(initializer, held: !acceptImmediately).bind(
+                    host: host, port: port
+                ).get()
                 serverChannels.withLockedValue { $0.append(channel) }
                 if let address = channel.localAddress { addresses.append(address) }
             case .adopt(let fd):
-                let channel = try await serverBootstrap(initializer).withBoundSocket(fd).get()
+                let channel = try await serverBootstrap(initializer, held: !acceptImmediately).withBoundSocket(fd).get()
                 // NIO's adoption calls listen(fd, 128), shrinking the master's configured backlog
                 // (found by the 100k scale run: accept queues overflowed); listen again restores it.
                 _ = listen(fd, CInt(listener.configuration.backlog))
@@ -157,22 +163,32 @@ public final class ProxyServer: Sendable {
             case .acceptorThread(let fd):
                 let acceptor = Acceptor(
                     fd: fd, loops: loops, initializer: initializer, paused: acceptPaused, logger: logger)
-                acceptor.start()
+                if acceptImmediately { acceptor.start() }
                 acceptors.withLockedValue { $0.append(acceptor) }
             }
         }
         return addresses
     }
 
-    private func serverBootstrap(_ initializer: @escaping @Sendable (any Channel) -> EventLoopFuture<Void>)
-        -> ServerBootstrap
-    {
+    /// Lets listeners started with `acceptImmediately: false` accept.
+    public func startAccepting() {
+        for channel in serverChannels.withLockedValue({ $0 }) {
+            channel.eventLoop.execute {
+                try? channel.pipeline.syncOperations.handler(type: AcceptGate.self).release()
+            }
+        }
+        for acceptor in acceptors.withLockedValue({ $0 }) { acceptor.start() }
+    }
+
+    private func serverBootstrap(
+        _ initializer: @escaping @Sendable (any Channel) -> EventLoopFuture<Void>, held: Bool
+    ) -> ServerBootstrap {
         let states = self.states
         return ServerBootstrap(group: group)
             .serverChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let state = states[ObjectIdentifier(channel.eventLoop)]!
-                    let gate = AcceptGate(onExhausted: { state.acceptFailed($0) })
+                    let gate = AcceptGate(held: held, onExhausted: { state.acceptFailed($0) })
                     try channel.pipeline.syncOperations.addHandler(gate)
                     gate.setPaused(state.acceptPaused)
                 }
@@ -235,7 +251,7 @@ public final class ProxyServer: Sendable {
     /// Stops accepting, closes idle keep-alive connections, lets in-flight requests finish, and at
     /// `gracefulTimeout` closes whatever is left (WebSocket tunnels get close code 1001 first).
     public func drain(gracefulTimeout: Duration) async {
-        await closeListeners()
+        await stopAccepting()
         for loop in loops {
             let state = state(for: loop)
             try? await loop.submit {
@@ -271,7 +287,8 @@ public final class ProxyServer: Sendable {
         return total
     }
 
-    private func closeListeners() async {
+    /// Stops accepting; once this returns no further connection is accepted by this worker.
+    public func stopAccepting() async {
         let channels = serverChannels.withLockedValue { channels in
             defer { channels.removeAll() }
             return channels
@@ -285,7 +302,7 @@ public final class ProxyServer: Sendable {
     }
 
     public func shutdown() async {
-        await closeListeners()
+        await stopAccepting()
         for loop in loops {
             let state = state(for: loop)
             try? await loop.submit {
@@ -298,15 +315,18 @@ public final class ProxyServer: Sendable {
     }
 }
 
-/// Accepts on a socket shared with other processes from a dedicated thread (blocking `accept`),
-/// handing each connection to an event loop in turn.
+/// Accepts on a socket shared with other processes from a dedicated thread (non-blocking
+/// `accept` after `poll`), handing each connection to an event loop in turn.
 final class Acceptor: @unchecked Sendable {
     let fd: CInt
     let loops: [any EventLoop]
     let initializer: @Sendable (any Channel) -> EventLoopFuture<Void>
     let paused: NIOLockedValueBox<Bool>
     let logger: Logger
-    private let stopped = NIOLockedValueBox(false)
+    private let lifecycle = NIOLockedValueBox((started: false, stopped: false))
+    /// Written by `stop()` to wake the thread from `poll`.
+    private var wake: [CInt] = [-1, -1]
+    private let exited = DispatchSemaphore(value: 0)
 
     init(
         fd: CInt, loops: [any EventLoop], initializer: @escaping @Sendable (any Channel) -> EventLoopFuture<Void>,
@@ -317,18 +337,57 @@ final class Acceptor: @unchecked Sendable {
         self.initializer = initializer
         self.paused = paused
         self.logger = logger
+        if pipe(&wake) == 0 {
+            for end in wake {
+                _ = fcntl(end, F_SETFD, FD_CLOEXEC)
+                _ = fcntl(end, F_SETFL, O_NONBLOCK)
+            }
+        }
     }
 
+    deinit {
+        for end in wake where end >= 0 { close(end) }
+    }
+
+    /// Starts the thread (once; never after `stop()`).
     func start() {
-        let thread = Thread { [self] in self.run() }
+        let first = lifecycle.withLockedValue { state in
+            defer { state.started = true }
+            return !state.started && !state.stopped
+        }
+        guard first else { return }
+        let thread = Thread { [self] in
+            self.run()
+            self.exited.signal()
+        }
         thread.name = "ferry-acceptor"
         thread.start()
     }
 
-    /// Stops within one poll interval. The socket itself is left alone: other processes (the next
-    /// worker generation) keep accepting on it, so neither close() nor shutdown() may touch it.
+    /// Returns once the thread has stopped: no connection is accepted after this, and the one it
+    /// may have been handing over is registered with its loop. The socket itself is left alone:
+    /// other processes (the next worker generation) keep accepting on it, so neither close() nor
+    /// shutdown() may touch it.
     func stop() {
-        stopped.withLockedValue { $0 = true }
+        let running = lifecycle.withLockedValue { state in
+            defer { state.stopped = true }
+            return state.started && !state.stopped
+        }
+        guard running else { return }
+        var byte: UInt8 = 1
+        _ = write(wake[1], &byte, 1)
+        exited.wait()
+    }
+
+    private var stopped: Bool { lifecycle.withLockedValue { $0.stopped } }
+
+    /// Waits up to `milliseconds` for the listening socket to become readable (or only for a stop,
+    /// when `listening` is false); false when stopped.
+    private func wait(milliseconds: CInt, listening: Bool) -> Bool {
+        var fds = [pollfd(fd: wake[0], events: Int16(POLLIN), revents: 0)]
+        if listening { fds.append(pollfd(fd: fd, events: Int16(POLLIN), revents: 0)) }
+        _ = poll(&fds, nfds_t(fds.count), milliseconds)
+        return !stopped
     }
 
     private func run() {
@@ -337,19 +396,16 @@ final class Acceptor: @unchecked Sendable {
         // connection; the others see EAGAIN and go back to polling.
         _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
         var lastExhaustionLog: ContinuousClock.Instant?
-        while !stopped.withLockedValue({ $0 }) {
+        while !stopped {
             if paused.withLockedValue({ $0 }) {
                 // At capacity: leave connections in the backlog (other workers may take them).
-                usleep(20_000)
+                guard wait(milliseconds: 20, listening: false) else { return }
                 continue
             }
-            var waiting = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            let ready = poll(&waiting, 1, 250)
-            if ready <= 0 { continue }
+            guard wait(milliseconds: 250, listening: true) else { return }
             let client = accept(fd, nil, nil)
             if client < 0 {
                 if errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK || errno == ECONNABORTED { continue }
-                if stopped.withLockedValue({ $0 }) { return }
                 if AcceptGate.isExhaustion(errno) {
                     // Out of descriptors: keep serving what is open, retry accepting shortly.
                     let now = ContinuousClock.now
@@ -357,11 +413,11 @@ final class Acceptor: @unchecked Sendable {
                         lastExhaustionLog = now
                         logger.error("accept failed: out of file descriptors; retrying in 250 ms")
                     }
-                    usleep(250_000)
+                    guard wait(milliseconds: 250, listening: false) else { return }
                     continue
                 }
                 logger.error("accept failed", metadata: ["errno": "\(errno)"])
-                usleep(10_000)
+                guard wait(milliseconds: 10, listening: false) else { return }
                 continue
             }
             _ = fcntl(client, F_SETFD, FD_CLOEXEC)

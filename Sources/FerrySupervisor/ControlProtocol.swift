@@ -7,12 +7,17 @@ import Foundation
 public enum MasterToWorker: Codable, Sendable, Equatable {
     case configure(source: String, fileName: String, ticketKeys: String, generation: Int, heartbeatMilliseconds: Int)
     case backend(name: String, available: Bool)
+    /// Start accepting on the listeners (sent once no other process accepts on this slot's sockets).
+    case accept
+    /// Stop accepting (answered with `stoppedAccepting`), then finish what is open and exit.
     case drain(gracefulMilliseconds: Int)
 }
 
 public enum WorkerToMaster: Codable, Sendable, Equatable {
     case ready
     case heartbeat(stats: WorkerStats)
+    /// The worker's listeners are closed: the master may let the slot's next worker accept.
+    case stoppedAccepting
     case drained
     case bootFailed(reason: String)
 }
@@ -55,6 +60,9 @@ public struct StatusDocument: Codable, Sendable {
         public var slot: Int
         public var state: String
         public var restarts: Int
+        /// Whether the master has let this worker accept (false while an older worker of its slot
+        /// still accepts on the shared sockets); absent from older masters.
+        public var accepting: Bool?
         public var stats: WorkerStats?
     }
 

@@ -79,6 +79,14 @@ public struct ListenerSockets {
         }
     }
 
+    /// Closes the sockets of slots `slots` and above (the worker count shrank on reload).
+    public mutating func closeSlots(from slots: Int) {
+        for index in listeners.indices where !listeners[index].shared && listeners[index].fds.count > max(1, slots) {
+            for fd in listeners[index].fds[max(1, slots)...] { close(fd) }
+            listeners[index].fds.removeSubrange(max(1, slots)...)
+        }
+    }
+
     public func closeAll() {
         for listener in listeners where !listener.shared {
             for fd in listener.fds { close(fd) }

@@ -90,6 +90,11 @@ public final class Master: @unchecked Sendable {
     var workers: [pid_t: WorkerRecord] = [:]
     var backends: [String: BackendRecord] = [:]
     var workerRestarts: [Int: Int] = [:]
+    /// Slot → the one worker accepting on that slot's sockets. During a reload the old and the new
+    /// generation's workers of a slot hold the same SO_REUSEPORT sockets; two processes accepting
+    /// on one socket wake for connections the other took (SwiftNIO's debug builds assert on that
+    /// spurious wake-up), so the new worker accepts only once the old one has stopped.
+    var acceptingWorker: [Int: pid_t] = [:]
     var ticketKeys: [UInt8]
     var lastReload: StatusDocument.ReloadResult?
     var pendingReloads: [EventLoopPromise<ControlResponse>] = []
@@ -375,11 +380,15 @@ public final class Master: @unchecked Sendable {
             logger.info(
                 "worker ready",
                 metadata: ["pid": "\(pid)", "generation": "\(record.generation)", "slot": "\(record.slot)"])
+            grantAccepting(slot: record.slot)
             checkReady()
             checkReloadProgress()
         case .heartbeat(let stats):
             record.stats = stats
             workers[pid] = record
+        case .stoppedAccepting:
+            workers[pid] = record
+            releaseAccepting(pid: pid, slot: record.slot)
         case .drained:
             workers[pid] = record
         case .bootFailed(let reason):
@@ -389,11 +398,52 @@ public final class Master: @unchecked Sendable {
         }
     }
 
+    /// Lets the slot's ready worker of the current generation accept, unless a worker (an older
+    /// generation's, still to drain or draining) accepts on the slot's sockets.
+    func grantAccepting(slot: Int) {
+        guard !stopping, acceptingWorker[slot] == nil else { return }
+        guard
+            let pid = workers.first(where: {
+                $0.value.slot == slot && $0.value.generation == generation && $0.value.phase == .ready
+            })?.key
+        else { return }
+        acceptingWorker[slot] = pid
+        send(.accept, to: pid)
+    }
+
+    /// The worker stopped accepting (or exited): hand the slot over.
+    func releaseAccepting(pid: pid_t, slot: Int) {
+        guard acceptingWorker[slot] == pid else { return }
+        acceptingWorker[slot] = nil
+        grantAccepting(slot: slot)
+    }
+
+    /// Sends `drain`; a worker that has not said it stopped accepting within 5 s (hung) loses its
+    /// slot anyway, so the new generation is not kept from serving.
+    func drainWorker(pid: pid_t) {
+        workers[pid]?.phase = .draining
+        send(.drain(gracefulMilliseconds: Int(configuration.master.gracefulTimeout.wholeMilliseconds)), to: pid)
+        guard let slot = workers[pid]?.slot else { return }
+        let master = self
+        loop.scheduleTask(in: .seconds(5)) {
+            guard master.acceptingWorker[slot] == pid else { return }
+            master.logger.warning(
+                "draining worker did not stop accepting within 5 s; the new worker accepts anyway",
+                metadata: ["pid": "\(pid)", "slot": "\(slot)"])
+            master.releaseAccepting(pid: pid, slot: slot)
+        }
+    }
+
     func childExited(pid: pid_t, exit: Spawner.Exit) {
         if let record = workers.removeValue(forKey: pid) {
             record.channel?.close(promise: nil)
             let expected = record.phase == .draining || stopping || record.generation != generation
-            if expected {
+            if expected, case .signaled(let signal) = exit, signal != SIGKILL {
+                // Not respawned (it was on its way out), but a crash all the same: say so.
+                logger.error(
+                    "worker crashed while draining",
+                    metadata: ["pid": "\(pid)", "how": "\(exit)", "generation": "\(record.generation)"])
+            } else if expected {
                 logger.info("worker exited", metadata: ["pid": "\(pid)", "how": "\(exit)"])
             } else if exit == .exited(Self.bootFailureExitCode) || record.phase == .failed {
                 logger.error(
@@ -415,6 +465,7 @@ public final class Master: @unchecked Sendable {
                     master.handle(.respawnWorker(slot: slot, generation: generation))
                 }
             }
+            releaseAccepting(pid: pid, slot: record.slot)
             checkStopped()
             return
         }
@@ -637,9 +688,13 @@ public final class Master: @unchecked Sendable {
         guard ready >= workerCount else { return }
         // The new generation serves; the old one drains.
         for (pid, record) in workers where record.generation < reload.generation && record.phase != .draining {
-            workers[pid]?.phase = .draining
-            send(.drain(gracefulMilliseconds: Int(configuration.master.gracefulTimeout.wholeMilliseconds)), to: pid)
+            drainWorker(pid: pid)
         }
+        // Fewer workers than before: the surplus slots' sockets would keep getting their share of
+        // connections with nobody to accept them. The master closes its copies now; each socket
+        // goes away when its old worker closes it at drain (connections still queued on it then
+        // are reset by the kernel: a worker-count decrease is the one reload that can lose some).
+        listeners.closeSlots(from: workerCount)
         finishReload(ok: true, message: "generation \(reload.generation) serving")
     }
 
@@ -745,7 +800,7 @@ public final class Master: @unchecked Sendable {
         let workerRows = workers.values.sorted { ($0.generation, $0.slot) < ($1.generation, $1.slot) }.map {
             StatusDocument.Worker(
                 pid: $0.pid, generation: $0.generation, slot: $0.slot, state: $0.phase.rawValue, restarts: $0.restarts,
-                stats: $0.stats)
+                accepting: acceptingWorker[$0.slot] == $0.pid, stats: $0.stats)
         }
         let backendRows = configuration.backends.compactMap { backend -> StatusDocument.Backend? in
             guard let record = backends[backend.name] else { return nil }

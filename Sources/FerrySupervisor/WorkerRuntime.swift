@@ -14,9 +14,14 @@ import NIOPosix
 /// The worker's data plane as the runtime sees it (FerryProxy + FerryTLS, wired by the executable;
 /// FerrySupervisor imports neither).
 public protocol WorkerDataPlane: Sendable {
-    /// Starts serving on the inherited listener fds (one per `[[listen]]`, in order). Throws when
-    /// the worker cannot boot (bad certificate…): the master then stops respawning it.
+    /// Prepares serving on the inherited listener fds (one per `[[listen]]`, in order) without
+    /// accepting yet. Throws when the worker cannot boot (bad certificate…): the master then stops
+    /// respawning it.
     func start(configuration: FerryConfiguration, listenerFDs: [CInt], shared: [Bool], ticketKeys: [UInt8]) async throws
+    /// Starts accepting: the master says so once no other process accepts on these sockets.
+    func startAccepting()
+    /// Stops accepting; returns once no further connection can be accepted.
+    func stopAccepting() async
     func stats() async -> WorkerStats
     func setBackendAvailable(_ backend: String, _ available: Bool)
     func drain(gracefulTimeout: Duration) async
@@ -116,11 +121,17 @@ public enum WorkerRuntime {
                         send(.heartbeat(stats: await dataPlane.stats()))
                     }
                 }
+            case .accept?:
+                dataPlane.startAccepting()
             case .backend(let name, let available)?:
                 dataPlane.setBackendAvailable(name, available)
             case .drain(let gracefulMilliseconds)?:
                 guard drainTask == nil else { continue }
                 drainTask = Task {
+                    // First stop accepting and say so: the next generation's worker for this slot
+                    // shares these sockets and starts accepting only then.
+                    await dataPlane.stopAccepting()
+                    send(.stoppedAccepting)
                     await dataPlane.drain(gracefulTimeout: .milliseconds(gracefulMilliseconds))
                     send(.heartbeat(stats: await dataPlane.stats()))
                     send(.drained)

@@ -72,7 +72,7 @@ final class ProxyDataPlane: WorkerDataPlane, @unchecked Sendable {
                     configuration: listener, socket: isShared ? .acceptorThread(fd: fd) : .adopt(fd: fd),
                     prepareChannel: prepare))
         }
-        _ = try await proxy.start(listeners: listeners)
+        _ = try await proxy.start(listeners: listeners, acceptImmediately: false)
         server.withLockedValue { $0 = proxy }
         try Privileges.drop(user: configuration.master.user, group: configuration.master.group)
     }
@@ -86,6 +86,14 @@ final class ProxyDataPlane: WorkerDataPlane, @unchecked Sendable {
 
     func setBackendAvailable(_ backend: String, _ available: Bool) {
         server.withLockedValue { $0 }?.setBackendAvailable(backend, available)
+    }
+
+    func startAccepting() {
+        server.withLockedValue { $0 }?.startAccepting()
+    }
+
+    func stopAccepting() async {
+        await server.withLockedValue { $0 }?.stopAccepting()
     }
 
     func drain(gracefulTimeout: Duration) async {

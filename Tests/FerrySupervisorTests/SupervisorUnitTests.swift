@@ -15,6 +15,7 @@ import Testing
                 source: "[master]\n", fileName: "f.toml", ticketKeys: "AAAA", generation: 2, heartbeatMilliseconds: 1000
             ),
             .backend(name: "tts", available: false),
+            .accept,
             .drain(gracefulMilliseconds: 30_000),
         ]
         for message in messages {
@@ -27,6 +28,7 @@ import Testing
             connectionsOpen: 3, requests: 10, pools: [PoolStats(backend: "tts", protocol: "http", opened: 1)])
         let line = JSONLine.encode(WorkerToMaster.heartbeat(stats: stats))
         #expect(JSONLine.decode(WorkerToMaster.self, from: line) == .heartbeat(stats: stats))
+        #expect(JSONLine.decode(WorkerToMaster.self, from: JSONLine.encode(WorkerToMaster.stoppedAccepting)) == .stoppedAccepting)
     }
 
     @Test func prometheusMetricsNamePoolsAndReasons() {
@@ -108,6 +110,20 @@ import Testing
         let port = try #require(listener.port)
         #expect(port > 0)
         #expect(listener.fds.allSatisfy { ListenerSockets.localPort($0) == port })
+    }
+
+    @Test func closingSurplusSlotsClosesTheirSockets() throws {
+        let configuration = FerryConfiguration(listeners: [
+            ListenerConfiguration(name: "https", address: .inet(host: "127.0.0.1", port: 0))
+        ])
+        var sockets = try ListenerSockets.open(configuration, slots: 3, systemd: [:])
+        defer { sockets.closeAll() }
+        let surplus = sockets.listeners[0].fds[2]
+        sockets.closeSlots(from: 2)
+        #expect(sockets.listeners[0].fds.count == 2)
+        #expect(fcntl(surplus, F_GETFD) == -1)
+        #expect(sockets.listeners[0].fds.allSatisfy { fcntl($0, F_GETFD) != -1 })
+        #expect(sockets.listeners[0].fd(forSlot: 1) == sockets.listeners[0].fds[1])
     }
 
     @Test func aSystemdListenerThatWasNotPassedIsAClearError() {

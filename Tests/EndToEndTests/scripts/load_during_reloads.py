@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Continuous HTTPS requests (keep-alive and new connections) plus one open WebSocket through
+"""Continuous HTTPS requests (two keep-alive loops, three new-connection loops: accepts during
+reloads are what exposed two generations accepting on one socket) plus one open WebSocket through
 Ferry for SECONDS, while the test reloads the master. Prints JSON: requests, failures (with
 samples), ws_messages, ws_close_code.
 
@@ -79,7 +80,7 @@ async def websocket_loop():
         stats["samples"].append(f"websocket: {error!r}")
 
 
-threads = [threading.Thread(target=http_loop, args=(keep,)) for keep in (True, True, False)]
+threads = [threading.Thread(target=http_loop, args=(keep,)) for keep in (True, True, False, False, False)]
 for t in threads:
     t.start()
 asyncio.run(websocket_loop())
