@@ -304,8 +304,8 @@ final class UpstreamHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 responseStarted = true
                 outcome.status = Int(head.status.code)
                 outcome.backendKeepAlive = head.isKeepAlive
-                let hasLength = head.headers["content-length"].first != nil
-                let chunked = head.headers[canonicalForm: "transfer-encoding"].last?.lowercased() == "chunked"
+                let hasLength = head.headers.contains(name: "content-length")
+                let chunked = RequestRules.lastElementIsChunked(head.headers)
                 let noBody = isHEAD || head.status.code == 204 || head.status.code == 304 || head.status.code < 200
                 outcome.responseDelimitedByClose = !hasLength && !chunked && !noBody
                 delegate?.upstream(received: part)

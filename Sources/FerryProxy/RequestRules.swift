@@ -20,32 +20,57 @@ public enum RequestRules {
     /// Framing checks of RFC 9112 §6: both Content-Length and Transfer-Encoding, several differing
     /// Content-Length values, a Transfer-Encoding other than a final `chunked`, or an invalid length
     /// all make the message boundary ambiguous, which is what request smuggling exploits.
+    ///
+    /// One pass over the headers, without allocating (this runs for every request).
     public static func checkFraming(_ head: HTTPRequestHead, maxBodyBytes: Int) -> Rejection? {
-        let lengths = head.headers[canonicalForm: "content-length"]
-        let encodings = head.headers[canonicalForm: "transfer-encoding"].map { $0.lowercased() }
-        if !lengths.isEmpty && !encodings.isEmpty {
+        var length: Substring?
+        var lengthsDiffer = false
+        var encodings = 0
+        var lastEncodingIsChunked = false
+        var hosts = 0
+        var hostElements = 0
+        for (name, value) in head.headers {
+            if nameEquals(name, "content-length") {
+                forEachElement(value) { element in
+                    if let length, length != element { lengthsDiffer = true }
+                    if length == nil { length = element }
+                    return true
+                }
+            } else if nameEquals(name, "transfer-encoding") {
+                forEachElement(value) { element in
+                    encodings += 1
+                    lastEncodingIsChunked = nameEquals(element, "chunked")
+                    return true
+                }
+            } else if nameEquals(name, "host") {
+                hosts += 1
+                forEachElement(value) { _ in
+                    hostElements += 1
+                    return true
+                }
+            }
+        }
+        if length != nil && encodings > 0 {
             return .badRequest("both Content-Length and Transfer-Encoding")
         }
-        if let first = lengths.first {
-            guard lengths.allSatisfy({ $0 == first }) else { return .badRequest("differing Content-Length values") }
-            guard first.utf8.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }), let length = Int(first)
+        if let length {
+            guard !lengthsDiffer else { return .badRequest("differing Content-Length values") }
+            guard length.utf8.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }), let value = Int(length)
             else {
                 return .badRequest("invalid Content-Length")
             }
-            if length > maxBodyBytes { return .bodyTooLarge }
+            if value > maxBodyBytes { return .bodyTooLarge }
         }
-        if !encodings.isEmpty {
-            guard encodings.last == "chunked", encodings.dropLast().allSatisfy({ $0 != "chunked" }),
-                encodings.count == 1
-            else {
+        if encodings > 0 {
+            guard encodings == 1, lastEncodingIsChunked else {
                 return .badRequest("Transfer-Encoding other than a single final chunked")
             }
             if head.version.major == 1 && head.version.minor == 0 {
                 return .badRequest("Transfer-Encoding in an HTTP/1.0 request")
             }
         }
-        if head.headers[canonicalForm: "host"].count > 1 { return .badRequest("several Host headers") }
-        if head.version.major == 1 && head.version.minor == 1 && head.headers["host"].isEmpty {
+        if hostElements > 1 { return .badRequest("several Host headers") }
+        if head.version.major == 1 && head.version.minor == 1 && hosts == 0 {
             return .badRequest("request without Host header")
         }
         return nil
@@ -73,10 +98,16 @@ public enum RequestRules {
     /// A WebSocket upgrade (RFC 6455 §4.1): `Connection: upgrade`, `Upgrade: websocket`, a
     /// `Sec-WebSocket-Key` of 16 bytes in base64 and version 13, on a GET.
     public static func upgradeKind(_ head: HTTPRequestHead) -> UpgradeKind {
-        let connectionTokens = head.headers[canonicalForm: "connection"].map { $0.lowercased() }
-        let upgrade = head.headers[canonicalForm: "upgrade"].map { $0.lowercased() }
-        guard connectionTokens.contains("upgrade") || !upgrade.isEmpty else { return .none }
-        guard connectionTokens.contains("upgrade"), upgrade.contains("websocket") else {
+        let connectionUpgrade = listContains(head.headers, "connection", "upgrade")
+        var upgrade = false
+        for (name, value) in head.headers where !upgrade && nameEquals(name, "upgrade") {
+            forEachElement(value) { _ in
+                upgrade = true
+                return false
+            }
+        }
+        guard connectionUpgrade || upgrade else { return .none }
+        guard connectionUpgrade, listContains(head.headers, "upgrade", "websocket") else {
             return .invalid("only WebSocket upgrades are supported")
         }
         guard head.method == .GET else { return .invalid("a WebSocket upgrade must be a GET") }
@@ -104,13 +135,13 @@ public enum RequestRules {
     public static func upstreamHead(
         _ head: HTTPRequestHead, uri: String, clientAddress: String?, tls: Bool, upgrade: Bool
     ) -> HTTPRequestHead {
-        let named = connectionTokens(head.headers)
+        let named = head.headers.contains(name: "connection")
         var kept: [(String, String)] = []
         kept.reserveCapacity(head.headers.count + 5)
         var host: String?
         var forwardedFor: String?
         for (name, value) in head.headers {
-            if isHopByHop(name, named: named) { continue }
+            if isHopByHop(name, in: head.headers, connectionPresent: named) { continue }
             if nameEquals(name, "x-forwarded-proto") || nameEquals(name, "x-forwarded-host")
                 || nameEquals(name, "forwarded")
             {
@@ -131,12 +162,22 @@ public enum RequestRules {
         }
         kept.append(("X-Forwarded-Proto", proto))
         if let host { kept.append(("X-Forwarded-Host", host)) }
-        var forwarded = "proto=\(proto)"
+        // Built in place in one allocation (string interpolation and `+` reallocate at each step).
+        var forwarded = ""
+        forwarded.reserveCapacity(32 + (clientAddress?.utf8.count ?? 0) + (host?.utf8.count ?? 0))
         if let clientAddress {
-            forwarded =
-                (clientAddress.contains(":") ? "for=\"[\(clientAddress)]\"" : "for=\(clientAddress)") + ";" + forwarded
+            let v6 = clientAddress.utf8.contains(UInt8(ascii: ":"))
+            forwarded.append(v6 ? "for=\"[" : "for=")
+            forwarded.append(clientAddress)
+            forwarded.append(v6 ? "]\";" : ";")
         }
-        if let host, !host.contains("\"") { forwarded += ";host=\"\(host)\"" }
+        forwarded.append("proto=")
+        forwarded.append(proto)
+        if let host, !host.utf8.contains(UInt8(ascii: "\"")) {
+            forwarded.append(";host=\"")
+            forwarded.append(host)
+            forwarded.append("\"")
+        }
         kept.append(("Forwarded", forwarded))
         if upgrade {
             kept.append(("Connection", "Upgrade"))
@@ -148,11 +189,11 @@ public enum RequestRules {
     /// The response head Ferry sends to the client: hop-by-hop headers of the backend's hop removed;
     /// framing is left to NIO's encoder (chunked when the length is unknown).
     public static func downstreamHead(_ head: HTTPResponseHead, keepAlive: Bool) -> HTTPResponseHead {
-        let named = connectionTokens(head.headers)
+        let named = head.headers.contains(name: "connection")
         var kept: [(String, String)] = []
         kept.reserveCapacity(head.headers.count + 1)
         for (name, value) in head.headers {
-            if isHopByHop(name, named: named) || nameEquals(name, "transfer-encoding") { continue }
+            if isHopByHop(name, in: head.headers, connectionPresent: named) || nameEquals(name, "transfer-encoding") { continue }
             kept.append((name, value))
         }
         // Any Connection header of the backend's was hop-by-hop and is gone: this one is Ferry's.
@@ -160,18 +201,90 @@ public enum RequestRules {
         return HTTPResponseHead(version: .http1_1, status: head.status, headers: HTTPHeaders(kept))
     }
 
-    /// The header names listed in `Connection` (lowercased); empty, without allocating, when there is none.
-    static func connectionTokens(_ headers: HTTPHeaders) -> [String] {
-        guard headers.contains(name: "connection") else { return [] }
-        return headers[canonicalForm: "connection"].map { $0.lowercased() }
+    /// Whether `name` is hop-by-hop: one of RFC 9110's, or listed in a `Connection` header
+    /// (`connectionPresent` says whether to look; it is computed once per head).
+    static func isHopByHop(_ name: String, in headers: HTTPHeaders, connectionPresent: Bool) -> Bool {
+        if hopByHop.contains(where: { nameEquals(name, $0) }) { return true }
+        guard connectionPresent else { return false }
+        var listed = false
+        for (header, value) in headers where nameEquals(header, "connection") {
+            forEachElement(value) { element in
+                listed = caseInsensitiveEquals(element, name)
+                return !listed
+            }
+            if listed { return true }
+        }
+        return false
     }
 
-    static func isHopByHop(_ name: String, named: [String]) -> Bool {
-        hopByHop.contains { nameEquals(name, $0) } || named.contains { nameEquals(name, $0) }
+    /// Whether a comma-separated list header (`Connection`, `Upgrade`…) has `lowercase` among its
+    /// elements, compared case-insensitively.
+    static func listContains(_ headers: HTTPHeaders, _ header: String, _ lowercase: String) -> Bool {
+        var found = false
+        for (name, value) in headers where nameEquals(name, header) {
+            forEachElement(value) { element in
+                found = nameEquals(element, lowercase)
+                return !found
+            }
+            if found { return true }
+        }
+        return false
+    }
+
+    /// Whether the last Transfer-Encoding element is `chunked`: the message is chunk-framed.
+    static func lastElementIsChunked(_ headers: HTTPHeaders) -> Bool {
+        var chunked = false
+        for (name, value) in headers where nameEquals(name, "transfer-encoding") {
+            forEachElement(value) { element in
+                chunked = nameEquals(element, "chunked")
+                return true
+            }
+        }
+        return chunked
+    }
+
+    /// Calls `body` with each element of a comma-separated header value (RFC 9110 §5.6.1) as NIO's
+    /// `canonicalForm` splits it (empty segments skipped, spaces and tabs trimmed), without
+    /// allocating; stops when `body` returns false.
+    static func forEachElement(_ value: String, _ body: (Substring) -> Bool) {
+        let bytes = value.utf8
+        var segmentStart = bytes.startIndex
+        var index = segmentStart
+        while true {
+            let atEnd = index == bytes.endIndex
+            if atEnd || bytes[index] == UInt8(ascii: ",") {
+                if segmentStart != index {
+                    var first = segmentStart
+                    var last = index
+                    while first < last, isBlank(bytes[first]) { first = bytes.index(after: first) }
+                    while last > first, isBlank(bytes[bytes.index(before: last)]) { last = bytes.index(before: last) }
+                    if !body(value[first..<last]) { return }
+                }
+                if atEnd { return }
+                index = bytes.index(after: index)
+                segmentStart = index
+            } else {
+                index = bytes.index(after: index)
+            }
+        }
+    }
+
+    private static func isBlank(_ byte: UInt8) -> Bool {
+        byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\t")
+    }
+
+    /// ASCII case-insensitive equality of two strings of any case.
+    static func caseInsensitiveEquals(_ a: Substring, _ b: String) -> Bool {
+        guard a.utf8.count == b.utf8.count else { return false }
+        for (x, y) in zip(a.utf8, b.utf8) where x != y {
+            let folded = x | 0x20
+            guard folded == y | 0x20, folded >= UInt8(ascii: "a"), folded <= UInt8(ascii: "z") else { return false }
+        }
+        return true
     }
 
     /// ASCII case-insensitive equality of a header name with a lowercase name, without allocating.
-    static func nameEquals(_ name: String, _ lowercase: String) -> Bool {
+    static func nameEquals(_ name: some StringProtocol, _ lowercase: String) -> Bool {
         guard name.utf8.count == lowercase.utf8.count else { return false }
         for (byte, expected) in zip(name.utf8, lowercase.utf8) where byte != expected {
             guard byte | 0x20 == expected, expected >= UInt8(ascii: "a"), expected <= UInt8(ascii: "z") else {
