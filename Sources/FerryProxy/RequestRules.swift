@@ -135,13 +135,13 @@ public enum RequestRules {
     public static func upstreamHead(
         _ head: HTTPRequestHead, uri: String, clientAddress: String?, tls: Bool, upgrade: Bool
     ) -> HTTPRequestHead {
-        let named = head.headers.contains(name: "connection")
+        let named = ConnectionListing(head.headers)
         var kept: [(String, String)] = []
         kept.reserveCapacity(head.headers.count + 5)
         var host: String?
         var forwardedFor: String?
         for (name, value) in head.headers {
-            if isHopByHop(name, in: head.headers, connectionPresent: named) { continue }
+            if isHopByHop(name, in: head.headers, listing: named) { continue }
             if nameEquals(name, "x-forwarded-proto") || nameEquals(name, "x-forwarded-host")
                 || nameEquals(name, "forwarded")
             {
@@ -189,11 +189,11 @@ public enum RequestRules {
     /// The response head Ferry sends to the client: hop-by-hop headers of the backend's hop removed;
     /// framing is left to NIO's encoder (chunked when the length is unknown).
     public static func downstreamHead(_ head: HTTPResponseHead, keepAlive: Bool) -> HTTPResponseHead {
-        let named = head.headers.contains(name: "connection")
+        let named = ConnectionListing(head.headers)
         var kept: [(String, String)] = []
         kept.reserveCapacity(head.headers.count + 1)
         for (name, value) in head.headers {
-            if isHopByHop(name, in: head.headers, connectionPresent: named) || nameEquals(name, "transfer-encoding") { continue }
+            if isHopByHop(name, in: head.headers, listing: named) || nameEquals(name, "transfer-encoding") { continue }
             kept.append((name, value))
         }
         // Any Connection header of the backend's was hop-by-hop and is gone: this one is Ferry's.
@@ -201,11 +201,33 @@ public enum RequestRules {
         return HTTPResponseHead(version: .http1_1, status: head.status, headers: HTTPHeaders(kept))
     }
 
-    /// Whether `name` is hop-by-hop: one of RFC 9110's, or listed in a `Connection` header
-    /// (`connectionPresent` says whether to look; it is computed once per head).
-    static func isHopByHop(_ name: String, in headers: HTTPHeaders, connectionPresent: Bool) -> Bool {
+    /// What a head's `Connection` headers list, computed once per head without allocating, so that
+    /// the common `keep-alive`/`close`/`upgrade` needs no per-header scan.
+    struct ConnectionListing {
+        /// `close` is listed (a header named `close` would be hop-by-hop).
+        var listsClose = false
+        /// Names other than the standard hop-by-hop ones and `close` are listed.
+        var listsOthers = false
+
+        init(_ headers: HTTPHeaders) {
+            for (name, value) in headers where nameEquals(name, "connection") {
+                forEachElement(value) { element in
+                    if nameEquals(element, "close") {
+                        listsClose = true
+                    } else if !hopByHop.contains(where: { nameEquals(element, $0) }) {
+                        listsOthers = true
+                    }
+                    return true
+                }
+            }
+        }
+    }
+
+    /// Whether `name` is hop-by-hop: one of RFC 9110's, or listed in a `Connection` header.
+    static func isHopByHop(_ name: String, in headers: HTTPHeaders, listing: ConnectionListing) -> Bool {
         if hopByHop.contains(where: { nameEquals(name, $0) }) { return true }
-        guard connectionPresent else { return false }
+        if listing.listsClose && nameEquals(name, "close") { return true }
+        guard listing.listsOthers else { return false }
         var listed = false
         for (header, value) in headers where nameEquals(header, "connection") {
             forEachElement(value) { element in
@@ -284,8 +306,21 @@ public enum RequestRules {
     }
 
     /// ASCII case-insensitive equality of a header name with a lowercase name, without allocating.
+    /// Compares contiguous UTF-8 in place (a `zip` over the two views was the top Ferry symbol in
+    /// `perf`).
     static func nameEquals(_ name: some StringProtocol, _ lowercase: String) -> Bool {
         guard name.utf8.count == lowercase.utf8.count else { return false }
+        let fast = name.utf8.withContiguousStorageIfAvailable { bytes in
+            lowercase.utf8.withContiguousStorageIfAvailable { expected in
+                for index in 0..<bytes.count where bytes[index] != expected[index] {
+                    guard bytes[index] | 0x20 == expected[index], expected[index] >= UInt8(ascii: "a"),
+                        expected[index] <= UInt8(ascii: "z")
+                    else { return false }
+                }
+                return true
+            }
+        }
+        if let fast, let result = fast { return result }
         for (byte, expected) in zip(name.utf8, lowercase.utf8) where byte != expected {
             guard byte | 0x20 == expected, expected >= UInt8(ascii: "a"), expected <= UInt8(ascii: "z") else {
                 return false

@@ -47,7 +47,9 @@ import Testing
         static func hopByHop(_ headers: HTTPHeaders) -> Set<String> {
             let named = headers[canonicalForm: "connection"].map { $0.lowercased() }
             return Set(
-                headers.map { $0.name.lowercased() }.filter { RequestRules.hopByHop.contains($0) || named.contains($0) })
+                (headers.map { $0.name.lowercased() } + ["close", "x-other"]).filter {
+                    RequestRules.hopByHop.contains($0) || named.contains($0)
+                })
         }
 
         static func lastElementIsChunked(_ headers: HTTPHeaders) -> Bool {
@@ -89,11 +91,11 @@ import Testing
             } else {
                 #expect(RequestRules.upgradeKind(head) != .none, "\(context)")
             }
-            let present = headers.contains(name: "connection")
+            let listing = RequestRules.ConnectionListing(headers)
             let hopByHop = Set(
-                headers.map { $0.name.lowercased() }.filter {
-                    RequestRules.isHopByHop($0, in: headers, connectionPresent: present)
-                })
+                (headers.map { $0.name } + ["close", "Close", "x-other"]).filter {
+                    RequestRules.isHopByHop($0, in: headers, listing: listing)
+                }.map { $0.lowercased() })
             #expect(hopByHop == Reference.hopByHop(headers), "\(context)")
             #expect(RequestRules.lastElementIsChunked(headers) == Reference.lastElementIsChunked(headers), "\(context)")
         }
