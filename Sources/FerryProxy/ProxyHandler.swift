@@ -14,8 +14,9 @@ import NIOHTTP1
 /// fresh connection from `TunnelConnector`; anything else leases from the `HTTPConnectionPool`.
 final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, UpstreamExchangeDelegate {
     typealias InboundIn = HTTPServerRequestPart
-    typealias OutboundIn = HTTPServerResponsePart
-    typealias OutboundOut = HTTPServerResponsePart
+    typealias OutboundIn = ByteBuffer
+    /// Responses are written as bytes (`ResponseFramer`), not through NIO's HTTPResponseEncoder.
+    typealias OutboundOut = ByteBuffer
 
     /// One request in flight. A class: it is read and updated several times per request, and
     /// copying a struct of this many references cost a retain per field each time (seen in `perf`).
@@ -94,6 +95,13 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     private var pipelined = CircularBuffer<HTTPServerRequestPart>()
     /// A malformed request arrived behind one in flight: answered once that one's response is out.
     private var deferredRejection: (status: HTTPResponseStatus, reason: String)?
+    /// How the current response's body goes on the wire.
+    private var framer = ResponseFramer()
+    /// Response bytes gathered (head, small body parts, chunk framing) and written down the
+    /// pipeline as one buffer at the end of a read burst or of the response.
+    private var pendingOut: ByteBuffer?
+    /// Body parts up to this size are copied into `pendingOut`; larger ones are written as they are.
+    private static let gatherLimit = 8192
 
     init(loop: ProxyLoopState, tls: Bool, activity: ConnectionActivity) {
         self.loop = loop
@@ -412,11 +420,22 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             clearResponseDeadline()
             current.responseStarted = true
             current.status = Int(head.status.code)
-            let keepAlive = current.keepAlive && !closeAfterResponse
-            context.write(wrapOutboundOut(.head(RequestRules.downstreamHead(head, keepAlive: keepAlive))), promise: nil)
+            var keepAlive = current.keepAlive && !closeAfterResponse
+            var out = context.channel.allocator.buffer(capacity: 512)
+            let closeDelimited = framer.start(
+                status: head.status, hasContentLength: head.headers.contains(name: "content-length"),
+                method: current.head.method, version: current.head.version, into: &out)
+            if closeDelimited {
+                keepAlive = false
+                closeAfterResponse = true
+            }
+            RequestRules.writeDownstreamHeaders(head.headers, framer: framer, into: &out)
+            framer.finishHead(keepAlive: keepAlive, into: &out)
+            writePending()
+            pendingOut = out
         case .body(let body):
             current.bytesOut += body.readableBytes
-            context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
+            writeBody(body)
         case .end:
             // Written in upstreamExchangeFinished, once the pool has the connection back.
             if !current.requestEnded { discardingBody = true }
@@ -425,7 +444,48 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     }
 
     func upstreamReadComplete() {
+        writePending()
         context?.flush()
+    }
+
+    // MARK: - Writing responses
+
+    private func gather(_ write: (inout ByteBuffer) -> Void) {
+        guard let context else { return }
+        if pendingOut == nil { pendingOut = context.channel.allocator.buffer(capacity: 1024) }
+        write(&pendingOut!)
+    }
+
+    /// Sends what was gathered down the pipeline (not flushed). With a promise and nothing
+    /// gathered, an empty write carries the promise, so it completes after everything before it.
+    private func writePending(promise: EventLoopPromise<Void>? = nil) {
+        guard let context else {
+            promise?.fail(ChannelError.ioOnClosedChannel)
+            return
+        }
+        if let buffer = pendingOut {
+            pendingOut = nil
+            context.write(wrapOutboundOut(buffer), promise: promise)
+        } else if let promise {
+            context.write(wrapOutboundOut(context.channel.allocator.buffer(capacity: 0)), promise: promise)
+        }
+    }
+
+    private func writeBody(_ body: ByteBuffer) {
+        guard framer.writesBody, body.readableBytes > 0, let context else { return }
+        let chunked = framer.framing == .chunked
+        if body.readableBytes <= Self.gatherLimit {
+            gather { out in
+                if chunked { ResponseFramer.writeChunkHeader(size: body.readableBytes, into: &out) }
+                out.writeImmutableBuffer(body)
+                if chunked { out.writeStaticString("\r\n") }
+            }
+        } else {
+            if chunked { gather { ResponseFramer.writeChunkHeader(size: body.readableBytes, into: &$0) } }
+            writePending()
+            context.write(wrapOutboundOut(body), promise: nil)
+            if chunked { gather { $0.writeStaticString("\r\n") } }
+        }
     }
 
     func upstreamExchangeFinished() {
@@ -514,19 +574,23 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         if !current.requestEnded { discardingBody = true }
         let keepAlive = current.keepAlive && !close && !closeAfterResponse
         if !keepAlive { closeAfterResponse = true }
-        var headers = extraHeaders
-        headers.add(name: "Server", value: "ferry")
-        headers.add(name: "Content-Type", value: "text/plain; charset=utf-8")
-        headers.add(name: "Content-Length", value: String(body.utf8.count))
-        headers.add(name: "Connection", value: keepAlive ? "keep-alive" : "close")
         current.status = Int(status.code)
         current.responseStarted = true
         current.bytesOut = body.utf8.count
-        context.write(
-            wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
-        if current.head.method != .HEAD && !body.isEmpty {
-            context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: body)))), promise: nil)
+        writePending()
+        var out = context.channel.allocator.buffer(capacity: 256 + body.utf8.count)
+        _ = framer.start(
+            status: status, hasContentLength: true, method: current.head.method, version: current.head.version,
+            into: &out)
+        for (name, value) in extraHeaders { ResponseFramer.writeHeader(name, value, into: &out) }
+        ResponseFramer.writeHeader("Server", "ferry", into: &out)
+        ResponseFramer.writeHeader("Content-Type", "text/plain; charset=utf-8", into: &out)
+        if framer.framing != .none {
+            ResponseFramer.writeHeader("Content-Length", String(body.utf8.count), into: &out)
         }
+        framer.finishHead(keepAlive: keepAlive, into: &out)
+        if framer.writesBody { out.writeString(body) }
+        pendingOut = out
         finishExchange(context: context)
     }
 
@@ -540,14 +604,18 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         loop.recordResponse(
             route: current.routeIndex, status: status, bytesIn: current.bodyBytesIn, bytesOut: current.bytesOut)
         accessLog(current, status: status)
+        if let terminator = framer.terminator { gather { $0.writeStaticString(terminator) } }
+        framer = ResponseFramer()
         if close {
             state = .closed
-            context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in
-                context.close(promise: nil)
-            }
+            let written = context.eventLoop.makePromise(of: Void.self)
+            writePending(promise: written)
+            context.flush()
+            written.futureResult.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
         } else {
             state = .idle
-            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+            writePending()
+            context.flush()
             idleSince = .now()
             if let rejection = deferredRejection, pipelined.isEmpty {
                 writeRawAndClose(status: rejection.status, reason: rejection.reason)
@@ -600,21 +668,18 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         }
     }
 
-    /// For errors before or outside a request (parse errors, header timeout): bytes written below
-    /// the HTTP encoder, then close. The worker lives on.
+    /// For errors before or outside a request (parse errors, header timeout): a complete response
+    /// written as is, then close. The worker lives on.
     private func writeRawAndClose(status: HTTPResponseStatus, reason: String) {
         guard let context else { return }
         state = .closed
         let body = "ferry: \(reason)\n"
         let text =
             "HTTP/1.1 \(status.code) \(status.reasonPhrase)\r\nServer: ferry\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)"
-        if let encoder = try? context.pipeline.syncOperations.context(name: ProxyServer.encoderName) {
-            encoder.writeAndFlush(NIOAny(ByteBuffer(string: text))).assumeIsolated().whenComplete { _ in
-                context.close(promise: nil)
-            }
-        } else {
-            context.close(promise: nil)
-        }
+        let written = context.eventLoop.makePromise(of: Void.self)
+        pendingOut = nil
+        context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: text)), promise: written)
+        written.futureResult.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
@@ -708,10 +773,18 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         current.responseStarted = true
         current.status = Int(response.status.code)
         current.bytesOut = body.readableBytes
-        var head = RequestRules.downstreamHead(response, keepAlive: false)
-        head.headers.replaceOrAdd(name: "Content-Length", value: String(body.readableBytes))
-        context.write(wrapOutboundOut(.head(head)), promise: nil)
-        if body.readableBytes > 0 { context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil) }
+        writePending()
+        var out = context.channel.allocator.buffer(capacity: 512 + body.readableBytes)
+        _ = framer.start(
+            status: response.status, hasContentLength: true, method: current.head.method,
+            version: current.head.version, into: &out)
+        RequestRules.writeDownstreamHeaders(response.headers, framer: framer, dropContentLength: true, into: &out)
+        if framer.framing != .none {
+            ResponseFramer.writeHeader("Content-Length", String(body.readableBytes), into: &out)
+        }
+        framer.finishHead(keepAlive: false, into: &out)
+        if framer.writesBody { out.writeImmutableBuffer(body) }
+        pendingOut = out
         finishExchange(context: context)
     }
 
@@ -732,13 +805,17 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             loop.routeStats[index].activeTunnels += 1
         }
         loop.activeTunnels += 1
-        // The 101 keeps Upgrade/Connection/Sec-WebSocket-* as the backend sent them.
-        var head = HTTPResponseHead(version: .http1_1, status: .switchingProtocols)
-        for (name, value) in response.headers where name.lowercased() != "content-length" {
-            head.headers.add(name: name, value: value)
+        // The 101 keeps Upgrade/Connection/Sec-WebSocket-* as the backend sent them (it has no
+        // body: no Content-Length or Transfer-Encoding).
+        writePending()
+        var out = context.channel.allocator.buffer(capacity: 512)
+        out.writeStaticString("HTTP/1.1 101 Switching Protocols\r\n")
+        for (name, value) in response.headers
+        where !RequestRules.nameEquals(name, "content-length") && !RequestRules.nameEquals(name, "transfer-encoding") {
+            ResponseFramer.writeHeader(name, value, into: &out)
         }
-        context.write(wrapOutboundOut(.head(head)), promise: nil)
-        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        out.writeStaticString("\r\n")
+        context.writeAndFlush(wrapOutboundOut(out), promise: nil)
 
         let (clientGlue, upstreamGlue) = GlueHandler.matchedPair()
         let loopState = loop
@@ -772,7 +849,6 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             _ = upstreamPipeline.removeHandler(name: "tunnel-upgrade")
             _ = upstreamPipeline.removeHandler(name: "tunnel-encoder")
             _ = upstreamPipeline.removeHandler(name: "tunnel-decoder")
-            _ = client.removeHandler(name: ProxyServer.encoderName)
             _ = client.removeHandler(name: ProxyServer.activityName)
             _ = client.removeHandler(name: ProxyServer.decoderName)
             _ = client.removeHandler(self)

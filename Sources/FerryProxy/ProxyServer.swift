@@ -41,7 +41,6 @@ public struct ProxyListener: Sendable {
 
 /// The worker's data plane: listeners, per-loop pools, stats, drain.
 public final class ProxyServer: Sendable {
-    static let encoderName = "http-encoder"
     static let decoderName = "http-decoder"
     static let activityName = "activity"
     /// Every channel keeps its last receive buffer for reuse; starting small (and growing on full
@@ -220,7 +219,6 @@ public final class ProxyServer: Sendable {
                 let activity = ConnectionActivity()
                 let operations = channel.pipeline.syncOperations
                 try operations.addHandler(ActivityTracker(activity: activity), name: ProxyServer.activityName)
-                try operations.addHandler(HTTPResponseEncoder(), name: ProxyServer.encoderName)
                 try operations.addHandler(
                     ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes)),
                     name: ProxyServer.decoderName)

@@ -1,3 +1,4 @@
+import NIOCore
 public import NIOHTTP1
 
 /// The per-request decisions that do not need a channel: RFC 9112 framing (request smuggling),
@@ -186,19 +187,22 @@ public enum RequestRules {
         return HTTPRequestHead(version: .http1_1, method: head.method, uri: uri, headers: HTTPHeaders(kept))
     }
 
-    /// The response head Ferry sends to the client: hop-by-hop headers of the backend's hop removed;
-    /// framing is left to NIO's encoder (chunked when the length is unknown).
-    public static func downstreamHead(_ head: HTTPResponseHead, keepAlive: Bool) -> HTTPResponseHead {
-        let named = ConnectionListing(head.headers)
-        var kept: [(String, String)] = []
-        kept.reserveCapacity(head.headers.count + 1)
-        for (name, value) in head.headers {
-            if isHopByHop(name, in: head.headers, listing: named) || nameEquals(name, "transfer-encoding") { continue }
-            kept.append((name, value))
+    /// Writes the backend's response headers for the client: the hop-by-hop ones of the backend's
+    /// hop and its Transfer-Encoding left out (Ferry frames the body itself, see `ResponseFramer`),
+    /// its Content-Length too when the status has no body or `dropContentLength` (Ferry then writes
+    /// its own). Ferry's Connection header follows in `ResponseFramer.finishHead`.
+    static func writeDownstreamHeaders(
+        _ headers: HTTPHeaders, framer: ResponseFramer, dropContentLength: Bool = false, into buffer: inout ByteBuffer
+    ) {
+        let listing = ConnectionListing(headers)
+        for (name, value) in headers {
+            if isHopByHop(name, in: headers, listing: listing) || nameEquals(name, "transfer-encoding")
+                || framer.dropsFramingHeader(name) || (dropContentLength && nameEquals(name, "content-length"))
+            {
+                continue
+            }
+            ResponseFramer.writeHeader(name, value, into: &buffer)
         }
-        // Any Connection header of the backend's was hop-by-hop and is gone: this one is Ferry's.
-        kept.append(("Connection", keepAlive ? "keep-alive" : "close"))
-        return HTTPResponseHead(version: .http1_1, status: head.status, headers: HTTPHeaders(kept))
     }
 
     /// What a head's `Connection` headers list, computed once per head without allocating, so that
