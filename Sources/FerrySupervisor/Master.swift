@@ -398,6 +398,9 @@ public final class Master: @unchecked Sendable {
         }
     }
 
+    /// Signals that mean the process crashed (as opposed to being killed).
+    static let crashSignals: Set<Int32> = [SIGSEGV, SIGILL, SIGABRT, SIGBUS, SIGFPE, SIGTRAP, SIGSYS]
+
     /// Lets the slot's ready worker of the current generation accept, unless a worker (an older
     /// generation's, still to drain or draining) accepts on the slot's sockets.
     func grantAccepting(slot: Int) {
@@ -438,8 +441,9 @@ public final class Master: @unchecked Sendable {
         if let record = workers.removeValue(forKey: pid) {
             record.channel?.close(promise: nil)
             let expected = record.phase == .draining || stopping || record.generation != generation
-            if expected, case .signaled(let signal) = exit, signal != SIGKILL {
-                // Not respawned (it was on its way out), but a crash all the same: say so.
+            if expected, case .signaled(let signal) = exit, Self.crashSignals.contains(signal) {
+                // Not respawned (it was on its way out), but a crash all the same: say so. (Killed
+                // by SIGTERM/SIGINT/SIGKILL, say by a process-group kill, is not a crash.)
                 logger.error(
                     "worker crashed while draining",
                     metadata: ["pid": "\(pid)", "how": "\(exit)", "generation": "\(record.generation)"])

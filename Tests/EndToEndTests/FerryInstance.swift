@@ -27,6 +27,7 @@ final class FerryInstance: @unchecked Sendable {
         config: (_ directory: URL, _ httpsPort: Int) -> String,
         environment: [String: String] = [:],
         launcher: [String] = [],
+        socketActivated: Bool = false,
         timeout: TimeInterval = 30
     ) throws {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent(
@@ -41,6 +42,32 @@ final class FerryInstance: @unchecked Sendable {
         logHandle = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         process = Process()
         // `launcher` runs Ferry through another program (e.g. `prlimit --nofile=N:N --`).
+        var launcher = launcher
+        if socketActivated {
+            // As systemd would: the socket is bound by systemd-socket-activate, which starts Ferry
+            // (same pid, LISTEN_FDS=1, FileDescriptorName=https) on the first connection.
+            guard let activate = Tool.path("systemd-socket-activate") else {
+                throw E2EError("systemd-socket-activate is not installed")
+            }
+            // Through a small Python parent that forwards HUP/TERM/INT. Foundation's Process learns
+            // that a child exited when a socket the child inherited reaches EOF, and
+            // systemd-socket-activate closes every inherited descriptor before it execs: with Ferry
+            // as the direct child, Foundation blocks in waitpid on a live Ferry and never reaps
+            // another process (the test hangs). Python, not sh: children of the test inherit its
+            // threads' blocked signals, and only Python can unblock them to forward.
+            guard let python = Tool.path("python3") else { throw E2EError("python3 is not installed") }
+            let forwarding = """
+                import signal, subprocess, sys
+                signal.pthread_sigmask(signal.SIG_SETMASK, [])
+                child = subprocess.Popen(sys.argv[1:])
+                for number in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
+                    signal.signal(number, lambda received, frame: child.send_signal(received))
+                sys.exit(child.wait())
+                """
+            launcher =
+                [python, "-c", forwarding, activate, "-l", "127.0.0.1:\(httpsPort)", "--fdname=https", "-E", "PATH",
+                 "-E", "HOME"] + launcher
+        }
         if let first = launcher.first {
             process.executableURL = URL(fileURLWithPath: first)
             process.arguments = Array(launcher.dropFirst()) + [FerryBinary.url.path, "serve", "--config", configPath]

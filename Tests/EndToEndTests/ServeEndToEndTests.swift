@@ -61,15 +61,21 @@ import Testing
             """
     }
 
-    static func startSeed(name: String, workers: Int = 2, launcher: [String] = []) throws -> FerryInstance {
+    /// The seed layout on a fresh Ferry; `socketActivated` passes the HTTPS socket the way systemd
+    /// does (the listener becomes `systemd:https`, accepted from the workers' acceptor threads).
+    static func startSeed(name: String, workers: Int = 2, launcher: [String] = [], socketActivated: Bool = false)
+        throws -> FerryInstance
+    {
         let ttsPort = try FreePort.pick()
         let filesPort = try FreePort.pick()
         let ferry = try FerryInstance(
             name: name,
             config: { directory, port in
-                seedConfig(
+                let config = seedConfig(
                     directory: directory, httpsPort: port, ttsPort: ttsPort, filesPort: filesPort, workers: workers)
-            }, launcher: launcher)
+                return socketActivated
+                    ? config.replacing("address = \"127.0.0.1:\(port)\"", with: "address = \"systemd:https\"") : config
+            }, launcher: launcher, socketActivated: socketActivated)
         try ferry.waitUntilAccepting(port: filesPort, timeout: 30)
         try ferry.waitUntilAccepting(port: ttsPort, timeout: 30)
         return ferry
