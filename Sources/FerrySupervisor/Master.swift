@@ -292,6 +292,8 @@ public final class Master: @unchecked Sendable {
             gracefulStop()
         case SIGQUIT:
             logger.notice("SIGQUIT: immediate stop")
+            // Their exits are expected now: not "worker died; respawning".
+            stopping = true
             for pid in workers.keys { kill(pid, SIGKILL) }
             for record in backends.values { if let pid = record.pid { kill(pid, SIGKILL) } }
             finish(code: 0)

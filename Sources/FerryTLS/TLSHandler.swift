@@ -38,6 +38,8 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// Writes issued before the handshake finished.
     private var pendingWrites: [(ByteBuffer, EventLoopPromise<Void>?)] = []
     private var pendingFlush = false
+    /// Whether the peer sent anything at all (a connect-and-close probe sends nothing).
+    private var receivedAny = false
     /// Plaintext produced during the current read burst is delivered before channelReadComplete.
     private var producedPlaintext = false
     /// Small application writes since the last flush, encrypted together at the flush so that a
@@ -95,6 +97,7 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let bytes = unwrapInboundIn(data)
+        if bytes.readableBytes > 0 { receivedAny = true }
         switch state {
         case .idle:
             // Data before channelActive cannot happen with real channels; treat it as a start.
@@ -125,6 +128,13 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
         if let event = event as? ChannelEvent, event == .inputClosed {
             // TCP EOF without close_notify: during the handshake it is a failure, after it a truncation.
             switch state {
+            case .handshaking where !receivedAny, .idle where !receivedAny:
+                // Connected and closed without a byte: a port probe or a load balancer's TCP health
+                // check, not a TLS failure; counted apart so unexpected_eof keeps its meaning.
+                counters?.record(failure: "closed_before_client_hello")
+                timeoutTask?.cancel()
+                state = .closing
+                context.close(promise: nil)
             case .handshaking, .idle:
                 fail(context: context, TLSError(code: .unexpectedEOF, message: "peer closed during the TLS handshake"))
             case .active:

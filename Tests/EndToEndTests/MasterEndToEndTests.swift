@@ -470,6 +470,21 @@ import Testing
         #expect(try get(ferry) == "200")
     }
 
+    /// SIGQUIT: workers and backends are killed at once and the master exits; their deaths are
+    /// expected, not "worker died; respawning" (which it used to log).
+    @Test func sigquitStopsAtOnceWithoutRespawning() throws {
+        let ferry = try ServeEndToEndTests.startSeed(name: "quit", workers: 2)
+        defer { ferry.stop() }
+        _ = try waitFor(ferry) { $0.workers.filter { $0.state == "ready" }.count == 2 }
+        kill(ferry.process.processIdentifier, SIGQUIT)
+        let deadline = Date().addingTimeInterval(10)
+        while ferry.process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
+        #expect(!ferry.process.isRunning)
+        let log = ferry.log()
+        #expect(log.contains("SIGQUIT: immediate stop"))
+        #expect(!log.contains("respawning"), "\(log)")
+    }
+
     @Test func controlSocketRefusesAnotherUser() throws {
         guard getuid() == 0, let setpriv = Tool.path("setpriv") else {
             print("skipped: needs root and setpriv to act as nobody")

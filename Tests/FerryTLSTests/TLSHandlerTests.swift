@@ -108,6 +108,25 @@ import Testing
         #expect(collector.received.readableBytes == 0)
     }
 
+    @Test func aConnectAndCloseProbeIsNotAnUnexpectedEOF() throws {
+        let fixture = try CertificateFixture()
+        for sendsPartOfAHello in [false, true] {
+            let counters = TLSCounters()
+            let server = EmbeddedChannel()
+            try server.pipeline.syncOperations.addHandler(
+                TLSHandler(context: fixture.serverContext(), counters: counters))
+            try server.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+            if sendsPartOfAHello { try server.writeInbound(ByteBuffer(bytes: [0x16, 0x03, 0x01])) }
+            server.pipeline.fireUserInboundEventTriggered(ChannelEvent.inputClosed)
+            #expect(!server.isActive)
+            if sendsPartOfAHello {
+                #expect(counters.failures == ["unexpected_eof": 1])
+            } else {
+                #expect(counters.failures == ["closed_before_client_hello": 1])
+            }
+        }
+    }
+
     @Test func silentClientIsClosedAtTheHandshakeTimeout() throws {
         let fixture = try CertificateFixture()
         let counters = TLSCounters()
