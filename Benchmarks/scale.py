@@ -471,7 +471,7 @@ def markdown(result):
         f"listen backlog {BACKLOG}. During the ramp: {i.get('listen_overflows', 0):,} accept-queue overflows "
         f"(host-wide TcpExt ListenOverflows); TLS failures in Ferry's status: "
         f"{', '.join(f'{k} {v}' for k, v in (i.get('tls_failures') or {}).items()) or 'none'} (the harness's "
-        "port probes, plain TCP connect-and-close, count there too).",
+        "port probes, plain TCP connect-and-close, count as closed_before_client_hello).",
         "",
         "| target | opened | in status | per worker (min–max) | failed setups | accept pauses / errors | "
         "RSS before → after (MiB) | KiB per WebSocket | ramp s | held sample echoes | HTTPS at plateau (/ping, /s1) |",
