@@ -114,7 +114,8 @@ enum StatusTable {
                     "\(worker.pid)", "\(worker.generation)", "\(worker.slot)", worker.state,
                     "\(stats?.connectionsOpen ?? 0)", "\(stats?.activeTunnels ?? 0)", "\(stats?.connectionLimit ?? 0)",
                     "\(stats?.acceptPauses ?? 0)", "\(stats?.requests ?? 0)",
-                    "\(stats?.tlsFailures.values.reduce(0, +) ?? 0)",
+                    // Probes that connect and close without a byte are in the JSON, not counted as errors.
+                    "\(stats?.tlsFailures.filter { $0.key != "closed_before_client_hello" }.values.reduce(0, +) ?? 0)",
                 ]
             })
         lines.append("")

@@ -470,6 +470,30 @@ import Testing
         #expect(try get(ferry) == "200")
     }
 
+    /// A TCP connect-and-close (port probe, health check) is no TLS error: status --json counts it
+    /// as closed_before_client_hello, and the table's TLS ERRORS column leaves it out.
+    @Test func portProbesAreNotTLSErrors() throws {
+        let ferry = try ServeEndToEndTests.startSeed(name: "probes", workers: 1)
+        defer { ferry.stop() }
+        _ = try waitFor(ferry) { $0.workers.contains { $0.state == "ready" } }
+        for _ in 0..<3 { _ = FreePort.accepts(port: ferry.httpsPort) }
+        var probes = 0
+        let deadline = Date().addingTimeInterval(10)
+        while probes < 3 && Date() < deadline {
+            Thread.sleep(forTimeInterval: 0.3)
+            let json = try FerryBinary.run(["status", "--json", "--socket", ferry.controlSocket]).stdout
+            let document = try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any] ?? [:]
+            let workers = document["workers"] as? [[String: Any]] ?? []
+            let failures = workers.compactMap { ($0["stats"] as? [String: Any])?["tlsFailures"] as? [String: Int] }
+            probes = failures.map { $0["closed_before_client_hello"] ?? 0 }.reduce(0, +)
+            #expect(failures.allSatisfy { $0["unexpected_eof"] == nil }, "\(failures)")
+        }
+        #expect(probes >= 3)
+        let table = try FerryBinary.run(["status", "--socket", ferry.controlSocket]).stdout
+        let row = try #require(table.split(separator: "\n").first { $0.contains(" ready ") })
+        #expect(row.split(separator: " ").last == "0", "\(table)")
+    }
+
     /// SIGQUIT: workers and backends are killed at once and the master exits; their deaths are
     /// expected, not "worker died; respawning" (which it used to log).
     @Test func sigquitStopsAtOnceWithoutRespawning() throws {
