@@ -577,21 +577,35 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         current.status = Int(status.code)
         current.responseStarted = true
         current.bytesOut = body.utf8.count
+        gatherCompleteResponse(
+            status: status, keepAlive: keepAlive, bodyLength: body.utf8.count, context: context,
+            headers: { out, _ in
+                for (name, value) in extraHeaders { ResponseFramer.writeHeader(name, value, into: &out) }
+                ResponseFramer.writeHeader("Server", "ferry", into: &out)
+                ResponseFramer.writeHeader("Content-Type", "text/plain; charset=utf-8", into: &out)
+            },
+            body: { $0.writeString(body) })
+        finishExchange(context: context)
+    }
+
+    /// Gathers a whole response whose body is known (a local answer, a refused upgrade's answer):
+    /// status line, `headers` (given the framing decided), Content-Length, Connection, then the
+    /// body unless the method or status has none. `finishExchange` sends it.
+    private func gatherCompleteResponse(
+        status: HTTPResponseStatus, keepAlive: Bool, bodyLength: Int, context: ChannelHandlerContext,
+        headers: (inout ByteBuffer, ResponseFramer) -> Void, body: (inout ByteBuffer) -> Void
+    ) {
+        guard let current = exchange else { return }
         writePending()
-        var out = context.channel.allocator.buffer(capacity: 256 + body.utf8.count)
+        var out = context.channel.allocator.buffer(capacity: 512 + bodyLength)
         _ = framer.start(
             status: status, hasContentLength: true, method: current.head.method, version: current.head.version,
             into: &out)
-        for (name, value) in extraHeaders { ResponseFramer.writeHeader(name, value, into: &out) }
-        ResponseFramer.writeHeader("Server", "ferry", into: &out)
-        ResponseFramer.writeHeader("Content-Type", "text/plain; charset=utf-8", into: &out)
-        if framer.framing != .none {
-            ResponseFramer.writeHeader("Content-Length", String(body.utf8.count), into: &out)
-        }
+        headers(&out, framer)
+        if framer.framing != .none { ResponseFramer.writeHeader("Content-Length", String(bodyLength), into: &out) }
         framer.finishHead(keepAlive: keepAlive, into: &out)
-        if framer.writesBody { out.writeString(body) }
+        if framer.writesBody { body(&out) }
         pendingOut = out
-        finishExchange(context: context)
     }
 
     private func finishExchange(context: ChannelHandlerContext) {
@@ -773,18 +787,13 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         current.responseStarted = true
         current.status = Int(response.status.code)
         current.bytesOut = body.readableBytes
-        writePending()
-        var out = context.channel.allocator.buffer(capacity: 512 + body.readableBytes)
-        _ = framer.start(
-            status: response.status, hasContentLength: true, method: current.head.method,
-            version: current.head.version, into: &out)
-        RequestRules.writeDownstreamHeaders(response.headers, framer: framer, dropContentLength: true, into: &out)
-        if framer.framing != .none {
-            ResponseFramer.writeHeader("Content-Length", String(body.readableBytes), into: &out)
-        }
-        framer.finishHead(keepAlive: false, into: &out)
-        if framer.writesBody { out.writeImmutableBuffer(body) }
-        pendingOut = out
+        gatherCompleteResponse(
+            status: response.status, keepAlive: false, bodyLength: body.readableBytes, context: context,
+            headers: { out, framer in
+                RequestRules.writeDownstreamHeaders(
+                    response.headers, framer: framer, dropContentLength: true, into: &out)
+            },
+            body: { $0.writeImmutableBuffer(body) })
         finishExchange(context: context)
     }
 

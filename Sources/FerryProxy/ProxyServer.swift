@@ -382,9 +382,13 @@ final class Acceptor: @unchecked Sendable {
     /// Waits up to `milliseconds` for the listening socket to become readable (or only for a stop,
     /// when `listening` is false); false when stopped.
     private func wait(milliseconds: CInt, listening: Bool) -> Bool {
-        var fds = [pollfd(fd: wake[0], events: Int16(POLLIN), revents: 0)]
-        if listening { fds.append(pollfd(fd: fd, events: Int16(POLLIN), revents: 0)) }
-        _ = poll(&fds, nfds_t(fds.count), milliseconds)
+        // A tuple on the stack, not an array: this runs before every accept.
+        var fds = (
+            pollfd(fd: wake[0], events: Int16(POLLIN), revents: 0), pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        )
+        _ = withUnsafeMutableBytes(of: &fds) { raw in
+            poll(raw.baseAddress!.assumingMemoryBound(to: pollfd.self), listening ? 2 : 1, milliseconds)
+        }
         return !stopped
     }
 

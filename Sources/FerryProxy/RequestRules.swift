@@ -101,11 +101,9 @@ public enum RequestRules {
     public static func upgradeKind(_ head: HTTPRequestHead) -> UpgradeKind {
         let connectionUpgrade = listContains(head.headers, "connection", "upgrade")
         var upgrade = false
-        for (name, value) in head.headers where !upgrade && nameEquals(name, "upgrade") {
-            forEachElement(value) { _ in
-                upgrade = true
-                return false
-            }
+        forEachElement(of: head.headers, named: "upgrade") { _ in
+            upgrade = true
+            return false
         }
         guard connectionUpgrade || upgrade else { return .none }
         guard connectionUpgrade, listContains(head.headers, "upgrade", "websocket") else {
@@ -214,15 +212,13 @@ public enum RequestRules {
         var listsOthers = false
 
         init(_ headers: HTTPHeaders) {
-            for (name, value) in headers where nameEquals(name, "connection") {
-                forEachElement(value) { element in
-                    if nameEquals(element, "close") {
-                        listsClose = true
-                    } else if !hopByHop.contains(where: { nameEquals(element, $0) }) {
-                        listsOthers = true
-                    }
-                    return true
+            forEachElement(of: headers, named: "connection") { element in
+                if nameEquals(element, "close") {
+                    listsClose = true
+                } else if !hopByHop.contains(where: { nameEquals(element, $0) }) {
+                    listsOthers = true
                 }
+                return true
             }
         }
     }
@@ -233,40 +229,44 @@ public enum RequestRules {
         if listing.listsClose && nameEquals(name, "close") { return true }
         guard listing.listsOthers else { return false }
         var listed = false
-        for (header, value) in headers where nameEquals(header, "connection") {
-            forEachElement(value) { element in
-                listed = caseInsensitiveEquals(element, name)
-                return !listed
-            }
-            if listed { return true }
+        forEachElement(of: headers, named: "connection") { element in
+            listed = caseInsensitiveEquals(element, name)
+            return !listed
         }
-        return false
+        return listed
     }
 
     /// Whether a comma-separated list header (`Connection`, `Upgrade`…) has `lowercase` among its
     /// elements, compared case-insensitively.
     static func listContains(_ headers: HTTPHeaders, _ header: String, _ lowercase: String) -> Bool {
         var found = false
-        for (name, value) in headers where nameEquals(name, header) {
-            forEachElement(value) { element in
-                found = nameEquals(element, lowercase)
-                return !found
-            }
-            if found { return true }
+        forEachElement(of: headers, named: header) { element in
+            found = nameEquals(element, lowercase)
+            return !found
         }
-        return false
+        return found
     }
 
     /// Whether the last Transfer-Encoding element is `chunked`: the message is chunk-framed.
     static func lastElementIsChunked(_ headers: HTTPHeaders) -> Bool {
         var chunked = false
-        for (name, value) in headers where nameEquals(name, "transfer-encoding") {
-            forEachElement(value) { element in
-                chunked = nameEquals(element, "chunked")
-                return true
-            }
+        forEachElement(of: headers, named: "transfer-encoding") { element in
+            chunked = nameEquals(element, "chunked")
+            return true
         }
         return chunked
+    }
+
+    /// `forEachElement` over every header named `lowercase` (a list may be split over several
+    /// header lines, RFC 9110 §5.3); stops when `body` returns false.
+    static func forEachElement(of headers: HTTPHeaders, named lowercase: String, _ body: (Substring) -> Bool) {
+        var going = true
+        for (name, value) in headers where going && nameEquals(name, lowercase) {
+            forEachElement(value) { element in
+                going = body(element)
+                return going
+            }
+        }
     }
 
     /// Calls `body` with each element of a comma-separated header value (RFC 9110 §5.6.1) as NIO's

@@ -50,8 +50,8 @@ struct ResponseFramer {
         return framing == .close
     }
 
-    /// Whether a header of the response being framed must be left out: its Content-Length and
-    /// Transfer-Encoding when the status has no body (Ferry writes its own Transfer-Encoding).
+    /// Whether a header of the response being framed must be left out: its Content-Length when the
+    /// status has no body. (Transfer-Encoding is always left out; Ferry writes its own.)
     func dropsFramingHeader(_ name: String) -> Bool {
         framing == .none && RequestRules.nameEquals(name, "content-length")
     }

@@ -81,9 +81,10 @@ public struct ListenerSockets {
 
     /// Closes the sockets of slots `slots` and above (the worker count shrank on reload).
     public mutating func closeSlots(from slots: Int) {
-        for index in listeners.indices where !listeners[index].shared && listeners[index].fds.count > max(1, slots) {
-            for fd in listeners[index].fds[max(1, slots)...] { close(fd) }
-            listeners[index].fds.removeSubrange(max(1, slots)...)
+        let kept = max(1, slots)
+        for index in listeners.indices where !listeners[index].shared && listeners[index].fds.count > kept {
+            for fd in listeners[index].fds[kept...] { close(fd) }
+            listeners[index].fds.removeSubrange(kept...)
         }
     }
 

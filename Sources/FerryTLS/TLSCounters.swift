@@ -8,6 +8,10 @@ public final class TLSCounters: Sendable {
     private let counts = NIOLockedValueBox<[String: Int]>([:])
     private let handshakes = NIOLockedValueBox<(full: Int, resumed: Int)>((0, 0))
 
+    /// The reason recorded for a connect-and-close without a byte (port probes, TCP health checks):
+    /// kept in the counts, but not a TLS error.
+    public static let closedBeforeClientHello = "closed_before_client_hello"
+
     public init() {}
 
     public func record(failure reason: String) {

@@ -131,7 +131,7 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
             case .handshaking where !receivedAny, .idle where !receivedAny:
                 // Connected and closed without a byte: a port probe or a load balancer's TCP health
                 // check, not a TLS failure; counted apart so unexpected_eof keeps its meaning.
-                counters?.record(failure: "closed_before_client_hello")
+                counters?.record(failure: TLSCounters.closedBeforeClientHello)
                 timeoutTask?.cancel()
                 state = .closing
                 context.close(promise: nil)

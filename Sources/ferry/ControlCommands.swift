@@ -1,6 +1,7 @@
 import ArgumentParser
 import FerryConfig
 import FerrySupervisor
+import FerryTLS
 import Foundation
 
 /// Where to find a running master: `--socket PATH`, or the control_socket of `--config FILE` (or
@@ -115,7 +116,7 @@ enum StatusTable {
                     "\(stats?.connectionsOpen ?? 0)", "\(stats?.activeTunnels ?? 0)", "\(stats?.connectionLimit ?? 0)",
                     "\(stats?.acceptPauses ?? 0)", "\(stats?.requests ?? 0)",
                     // Probes that connect and close without a byte are in the JSON, not counted as errors.
-                    "\(stats?.tlsFailures.filter { $0.key != "closed_before_client_hello" }.values.reduce(0, +) ?? 0)",
+                    "\(stats?.tlsFailures.filter { $0.key != TLSCounters.closedBeforeClientHello }.values.reduce(0, +) ?? 0)",
                 ]
             })
         lines.append("")
