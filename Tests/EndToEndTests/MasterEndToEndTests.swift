@@ -470,6 +470,28 @@ import Testing
         #expect(try get(ferry) == "200")
     }
 
+    /// A draining worker that never says it stopped accepting (here: stopped with SIGSTOP) does not
+    /// keep the new generation from serving: after 5 s the new worker accepts anyway.
+    @Test func aHungOldWorkerLosesItsSlotAfterFiveSeconds() throws {
+        let ferry = try ServeEndToEndTests.startSeed(name: "hung", workers: 1)
+        defer { ferry.stop() }
+        let before = try waitFor(ferry) { $0.workers.contains { $0.state == "ready" && $0.accepting == true } }
+        let old = try #require(before.workers.first?.pid)
+        kill(old, SIGSTOP)
+        defer { kill(old, SIGKILL) }
+        kill(ferry.process.processIdentifier, SIGHUP)
+        let waiting = try waitFor(ferry) { status in
+            status.generation == 2 && status.workers.contains { $0.generation == 2 && $0.state == "ready" }
+        }
+        #expect(waiting.workers.first { $0.generation == 2 }?.accepting == false, "the old worker still holds the slot")
+        let handed = try waitFor(ferry, timeout: 10) { status in
+            status.workers.contains { $0.generation == 2 && $0.accepting == true }
+        }
+        #expect(handed.workers.contains { $0.pid == old && $0.accepting == false })
+        #expect(try get(ferry, maxTime: 5) == "200")
+        #expect(ferry.log().contains("did not stop accepting within 5 s"))
+    }
+
     /// A TCP connect-and-close (port probe, health check) is no TLS error: status --json counts it
     /// as closed_before_client_hello, and the table's TLS ERRORS column leaves it out.
     @Test func portProbesAreNotTLSErrors() throws {
