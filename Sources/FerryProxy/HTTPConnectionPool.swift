@@ -124,11 +124,13 @@ final class HTTPConnectionPool: @unchecked Sendable {
             .channelOption(.allowRemoteHalfClosure, value: false)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    // No outbound header validation: every header sent upstream was either
-                    // parsed (and so validated) by the request decoder or is one Ferry writes.
-                    try channel.pipeline.syncOperations.addHTTPClientHandlers(
-                        enableOutboundHeaderValidation: false)
-                    let handler = UpstreamHTTPHandler(pool: pool)
+                    // Requests are written as bytes by the handler (no HTTPRequestEncoder); the
+                    // response decoder is told each request's method directly (see
+                    // `UpstreamResponseDecoder`).
+                    let decoder = HTTPResponseDecoder(leftOverBytesStrategy: .dropBytes, informationalResponseStrategy: .drop)
+                    try channel.pipeline.syncOperations.addHandler(
+                        ByteToMessageHandler(UpstreamResponseDecoder(decoder: decoder)))
+                    let handler = UpstreamHTTPHandler(pool: pool, decoder: decoder)
                     try channel.pipeline.syncOperations.addHandler(handler)
                 }
             }
@@ -222,11 +224,35 @@ final class HTTPConnectionPool: @unchecked Sendable {
     }
 }
 
-/// The handler at the end of a pooled upstream connection's pipeline; tracks one exchange at a time.
-final class UpstreamHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
+/// NIO's HTTP response decoder without the write-observing side of its `ByteToMessageHandler`.
+///
+/// The decoder must know each request's method (a response to HEAD has no body whatever its
+/// headers say). NIO's client pipeline tells it by passing every request part through the decoder's
+/// handler on the way to `HTTPRequestEncoder`: three pipeline hops and an `HTTPRequestHead` per
+/// request. Ferry writes requests as bytes (`RequestRules.writeUpstreamRequest`) straight from
+/// `UpstreamHTTPHandler`'s context and gives the decoder the method itself (`HTTPDecoder.write(data:)`).
+/// Wrapped, the decoder's handler is inbound-only, so those byte writes never pass through it.
+struct UpstreamResponseDecoder: ByteToMessageDecoder {
+    typealias InboundOut = HTTPClientResponsePart
+    let decoder: HTTPResponseDecoder
+
+    func decoderAdded(context: ChannelHandlerContext) { decoder.decoderAdded(context: context) }
+    func decoderRemoved(context: ChannelHandlerContext) { decoder.decoderRemoved(context: context) }
+
+    func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
+        try decoder.decode(context: context, buffer: &buffer)
+    }
+
+    func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws -> DecodingState {
+        try decoder.decodeLast(context: context, buffer: &buffer, seenEOF: seenEOF)
+    }
+}
+
+/// The handler at the end of a pooled upstream connection's pipeline; tracks one exchange at a time
+/// and writes its request (`sendHead`, `sendBody`, `sendEnd`) as bytes.
+final class UpstreamHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPClientResponsePart
-    typealias OutboundIn = HTTPClientRequestPart
-    typealias OutboundOut = HTTPClientRequestPart
+    typealias OutboundOut = ByteBuffer
 
     enum State {
         /// Leased: response parts go to the delegate.
@@ -250,13 +276,19 @@ final class UpstreamHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private(set) var outcome = ExchangeOutcome()
     private var responseStarted = false
     private var isHEAD = false
+    /// The request's body is re-chunked on the way out.
+    private var chunkedBody = false
+    /// The request's last byte has been handed to the channel (`sendEnd`).
+    private var endWritten = false
+    private let decoder: HTTPResponseDecoder
     private var context: ChannelHandlerContext?
     /// Strong while the connection is alive (leased or idle); cleared when the pool retires it,
     /// which breaks the cycle connection → handler → connection.
     var connection: UpstreamConnection?
 
-    init(pool: HTTPConnectionPool) {
+    init(pool: HTTPConnectionPool, decoder: HTTPResponseDecoder) {
         self.pool = pool
+        self.decoder = decoder
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -274,6 +306,7 @@ final class UpstreamHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
         outcome = ExchangeOutcome()
         outcome.requestsServed = requestsServed
         responseStarted = false
+        endWritten = false
     }
 
     func becomeIdle() {
@@ -287,17 +320,67 @@ final class UpstreamHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
         connection = nil
     }
 
-    func requestSent() {
-        outcome.requestFullySent = true
-    }
-
     func markTimedOut() {
         outcome.timedOut = true
     }
 
-    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        if case .head(let head) = unwrapOutboundIn(data) { isHEAD = head.method == .HEAD }
-        context.write(data, promise: promise)
+    // MARK: - Writing the request
+
+    /// The request line and headers; `head` has them already framed (`RequestRules.writeUpstreamRequest`).
+    func sendHead(_ head: ByteBuffer, method: HTTPMethod, framing: RequestRules.UpstreamBodyFraming) {
+        guard let context else { return }
+        isHEAD = method == .HEAD
+        chunkedBody = framing == .chunked
+        decoder.write(data: .head(Self.methodOnlyHead(method)))
+        context.write(wrapOutboundOut(head), promise: nil)
+    }
+
+    func sendBody(_ body: ByteBuffer) {
+        guard let context, body.readableBytes > 0 else { return }
+        if chunkedBody {
+            var framed = context.channel.allocator.buffer(capacity: body.readableBytes + 12)
+            ResponseFramer.writeChunkHeader(size: body.readableBytes, into: &framed)
+            var body = body
+            framed.writeBuffer(&body)
+            framed.writeStaticString("\r\n")
+            context.write(wrapOutboundOut(framed), promise: nil)
+        } else {
+            context.write(wrapOutboundOut(body), promise: nil)
+        }
+    }
+
+    /// The end of the request (the last chunk when chunked), flushed.
+    func sendEnd() {
+        guard let context else { return }
+        if chunkedBody {
+            context.write(wrapOutboundOut(ByteBuffer(staticString: "0\r\n\r\n")), promise: nil)
+        }
+        endWritten = true
+        context.flush()
+    }
+
+    func flush() {
+        context?.flush()
+    }
+
+    /// Whether all of the request has left for the backend: written, and no byte of it still
+    /// waiting in the channel (a backend that answers before reading the whole request must not
+    /// get the rest as its next request).
+    private var requestFullySent: Bool {
+        guard endWritten, let context else { return false }
+        return (try? context.channel.syncOptions?.getOption(.bufferedWritableBytes)) == 0
+    }
+
+    /// The decoder only looks at the method (HEAD and CONNECT responses have no body); these heads
+    /// are shared so that telling it costs no allocation.
+    private static let getHead = HTTPRequestHead(version: .http1_1, method: .GET, uri: "")
+    private static let headHead = HTTPRequestHead(version: .http1_1, method: .HEAD, uri: "")
+    private static func methodOnlyHead(_ method: HTTPMethod) -> HTTPRequestHead {
+        switch method {
+        case .HEAD: headHead
+        case .CONNECT: HTTPRequestHead(version: .http1_1, method: .CONNECT, uri: "")
+        default: getHead
+        }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -318,6 +401,7 @@ final class UpstreamHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 delegate?.upstream(received: part)
             case .end:
                 outcome.responseComplete = true
+                outcome.requestFullySent = requestFullySent
                 state = .ending
                 delegate?.upstream(received: part)
             }

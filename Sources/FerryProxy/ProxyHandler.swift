@@ -297,7 +297,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
                 return
             }
             if let upstream = current.upstream {
-                upstream.channel.writeAndFlush(HTTPClientRequestPart.body(.byteBuffer(body)), promise: nil)
+                upstream.handler.sendBody(body)
+                upstream.handler.flush()
             } else {
                 // Until the upstream is ready, read nothing more (bounded buffering of the body).
                 current.bufferedBody.append(body)
@@ -316,14 +317,10 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         guard exchange != nil else { return }
         exchange?.requestEnded = true
         if case .proxying = state, let upstream = exchange?.upstream {
-            sendEnd(to: upstream)
+            upstream.handler.sendEnd()
         }
     }
 
-    private func sendEnd(to upstream: UpstreamConnection) {
-        let handler = NIOLoopBound(upstream.handler, eventLoop: upstream.channel.eventLoop)
-        upstream.channel.writeAndFlush(HTTPClientRequestPart.end(nil)).whenSuccess { handler.value.requestSent() }
-    }
 
     // MARK: - HTTP forwarding
 
@@ -359,19 +356,18 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         current.upstream = connection
         current.reused = reused
         connection.handler.delegate = self
-        let head = RequestRules.upstreamHead(
+        var head = connection.channel.allocator.buffer(capacity: 512)
+        let framing = RequestRules.writeUpstreamRequest(
             current.head, uri: current.upstreamURI ?? current.head.uri, clientAddress: clientAddress, tls: tls,
-            upgrade: false)
-        connection.channel.write(HTTPClientRequestPart.head(head), promise: nil)
-        for body in current.bufferedBody {
-            connection.channel.write(HTTPClientRequestPart.body(.byteBuffer(body)), promise: nil)
-        }
+            into: &head)
+        connection.handler.sendHead(head, method: current.head.method, framing: framing)
+        for body in current.bufferedBody { connection.handler.sendBody(body) }
         current.bufferedBody = []
         setDeadline(.response, in: route.timeouts.response)
         if current.requestEnded {
-            sendEnd(to: connection)
+            connection.handler.sendEnd()
         } else {
-            connection.channel.flush()
+            connection.handler.flush()
         }
         setClientReads(paused: false)
     }
@@ -858,7 +854,6 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             _ = upstreamPipeline.removeHandler(name: "tunnel-upgrade")
             _ = upstreamPipeline.removeHandler(name: "tunnel-encoder")
             _ = upstreamPipeline.removeHandler(name: "tunnel-decoder")
-            _ = client.removeHandler(name: ProxyServer.activityName)
             _ = client.removeHandler(name: ProxyServer.decoderName)
             _ = client.removeHandler(self)
         } catch {
@@ -921,18 +916,24 @@ final class ConnectionActivity {
     }
 }
 
-/// Sits in front of the HTTP decoder and reports byte arrival to `ConnectionActivity`.
-final class ActivityTracker: ChannelInboundHandler, RemovableChannelHandler {
-    typealias InboundIn = ByteBuffer
+/// NIO's HTTP request decoder, telling `ConnectionActivity` when bytes arrive (for the header
+/// timeout). Done inside the decoder rather than by a handler in front of it: a handler of its own
+/// cost one more pipeline hop on every read.
+struct ActivityTrackingRequestDecoder: ByteToMessageDecoder {
+    typealias InboundOut = HTTPServerRequestPart
+    let decoder: HTTPRequestDecoder
     let activity: ConnectionActivity
 
-    init(activity: ConnectionActivity) {
-        self.activity = activity
+    func decoderAdded(context: ChannelHandlerContext) { decoder.decoderAdded(context: context) }
+    func decoderRemoved(context: ChannelHandlerContext) { decoder.decoderRemoved(context: context) }
+
+    func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
+        if buffer.readableBytes > 0 { activity.sawBytes() }
+        return try decoder.decode(context: context, buffer: &buffer)
     }
 
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        activity.sawBytes()
-        context.fireChannelRead(data)
+    func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws -> DecodingState {
+        try decoder.decodeLast(context: context, buffer: &buffer, seenEOF: seenEOF)
     }
 }
 

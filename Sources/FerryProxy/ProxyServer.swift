@@ -42,7 +42,6 @@ public struct ProxyListener: Sendable {
 /// The worker's data plane: listeners, per-loop pools, stats, drain.
 public final class ProxyServer: Sendable {
     static let decoderName = "http-decoder"
-    static let activityName = "activity"
     /// Every channel keeps its last receive buffer for reuse; starting small (and growing on full
     /// reads) keeps idle connections — thousands of idle WebSockets — cheap.
     static let receiveAllocator = AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 512, maximum: 65536)
@@ -218,9 +217,9 @@ public final class ProxyServer: Sendable {
                 try prepare?(channel)
                 let activity = ConnectionActivity()
                 let operations = channel.pipeline.syncOperations
-                try operations.addHandler(ActivityTracker(activity: activity), name: ProxyServer.activityName)
+                let decoder = HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes)
                 try operations.addHandler(
-                    ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes)),
+                    ByteToMessageHandler(ActivityTrackingRequestDecoder(decoder: decoder, activity: activity)),
                     name: ProxyServer.decoderName)
                 try operations.addHandler(ProxyHandler(loop: loop, tls: tls, activity: activity))
             }

@@ -126,17 +126,65 @@ public enum RequestRules {
         "proxy-authorization",
     ]
 
-    /// The request head Ferry sends upstream. `Transfer-Encoding: chunked` is kept (the encoder then
-    /// frames the body as chunks); Host is preserved; X-Forwarded-* and Forwarded are set.
-    ///
-    /// Both heads are rebuilt once per request, so they are built without per-header allocations:
-    /// names are compared in place (`nameEquals`) and the result is assembled as one array.
+    /// The request head Ferry sends upstream, as a head (WebSocket upgrades, which go through NIO's
+    /// request encoder on a fresh connection). See `forEachUpstreamHeader` for what it holds.
     public static func upstreamHead(
         _ head: HTTPRequestHead, uri: String, clientAddress: String?, tls: Bool, upgrade: Bool
     ) -> HTTPRequestHead {
-        let named = ConnectionListing(head.headers)
         var kept: [(String, String)] = []
         kept.reserveCapacity(head.headers.count + 5)
+        forEachUpstreamHeader(head, clientAddress: clientAddress, tls: tls, upgrade: upgrade) { kept.append(($0, $1)) }
+        return HTTPRequestHead(version: .http1_1, method: head.method, uri: uri, headers: HTTPHeaders(kept))
+    }
+
+    /// How the body of a request sent upstream is framed on the wire.
+    enum UpstreamBodyFraming: Equatable {
+        /// No body (or a Content-Length one: its bytes go as they are).
+        case asIs
+        case chunked
+    }
+
+    /// Writes the request Ferry sends over a pooled connection, request line to blank line, into
+    /// `buffer` (no `HTTPRequestHead`, no headers array: this runs once per proxied request).
+    ///
+    /// The framing is the client's, which `checkFraming` has validated: its Content-Length, or its
+    /// single final `chunked` (the body is then re-chunked by the caller). A POST, PUT or PATCH
+    /// with neither gets `Content-Length: 0`, so that no backend waits for a body.
+    static func writeUpstreamRequest(
+        _ head: HTTPRequestHead, uri: String, clientAddress: String?, tls: Bool, into buffer: inout ByteBuffer
+    ) -> UpstreamBodyFraming {
+        buffer.writeString(head.method.rawValue)
+        buffer.writeStaticString(" ")
+        buffer.writeString(uri)
+        buffer.writeStaticString(" HTTP/1.1\r\n")
+        var framing = UpstreamBodyFraming.asIs
+        var hasLength = false
+        forEachUpstreamHeader(head, clientAddress: clientAddress, tls: tls, upgrade: false) { name, value in
+            if nameEquals(name, "content-length") {
+                hasLength = true
+            } else if nameEquals(name, "transfer-encoding") {
+                framing = .chunked
+            }
+            ResponseFramer.writeHeader(name, value, into: &buffer)
+        }
+        if !hasLength && framing == .asIs && (head.method == .POST || head.method == .PUT || head.method == .PATCH) {
+            buffer.writeStaticString("Content-Length: 0\r\n")
+        }
+        buffer.writeStaticString("\r\n")
+        return framing
+    }
+
+    /// The headers of the request Ferry sends upstream, in order: the client's, without hop-by-hop
+    /// ones and without its X-Forwarded-Proto/-Host and Forwarded; `Transfer-Encoding: chunked` and
+    /// Host are kept; then X-Forwarded-For (appended to the client's), X-Forwarded-Proto,
+    /// X-Forwarded-Host, Forwarded, and for an upgrade `Connection: Upgrade`, `Upgrade: websocket`.
+    ///
+    /// Runs once per request, so without per-header allocations: names are compared in place
+    /// (`nameEquals`).
+    static func forEachUpstreamHeader(
+        _ head: HTTPRequestHead, clientAddress: String?, tls: Bool, upgrade: Bool, _ body: (String, String) -> Void
+    ) {
+        let named = ConnectionListing(head.headers)
         var host: String?
         var forwardedFor: String?
         for (name, value) in head.headers {
@@ -151,16 +199,16 @@ public enum RequestRules {
                 continue
             }
             if host == nil && nameEquals(name, "host") { host = value }
-            kept.append((name, value))
+            body(name, value)
         }
         let proto = tls ? "https" : "http"
         if let clientAddress {
-            kept.append(("X-Forwarded-For", forwardedFor.map { "\($0), \(clientAddress)" } ?? clientAddress))
+            body("X-Forwarded-For", forwardedFor.map { "\($0), \(clientAddress)" } ?? clientAddress)
         } else if let forwardedFor {
-            kept.append(("X-Forwarded-For", forwardedFor))
+            body("X-Forwarded-For", forwardedFor)
         }
-        kept.append(("X-Forwarded-Proto", proto))
-        if let host { kept.append(("X-Forwarded-Host", host)) }
+        body("X-Forwarded-Proto", proto)
+        if let host { body("X-Forwarded-Host", host) }
         // Built in place in one allocation (string interpolation and `+` reallocate at each step).
         var forwarded = ""
         forwarded.reserveCapacity(32 + (clientAddress?.utf8.count ?? 0) + (host?.utf8.count ?? 0))
@@ -177,12 +225,11 @@ public enum RequestRules {
             forwarded.append(host)
             forwarded.append("\"")
         }
-        kept.append(("Forwarded", forwarded))
+        body("Forwarded", forwarded)
         if upgrade {
-            kept.append(("Connection", "Upgrade"))
-            kept.append(("Upgrade", "websocket"))
+            body("Connection", "Upgrade")
+            body("Upgrade", "websocket")
         }
-        return HTTPRequestHead(version: .http1_1, method: head.method, uri: uri, headers: HTTPHeaders(kept))
     }
 
     /// Writes the backend's response headers for the client: the hop-by-hop ones of the backend's

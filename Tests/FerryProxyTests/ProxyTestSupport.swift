@@ -114,7 +114,11 @@ final class ProxyHarness: @unchecked Sendable {
 }
 
 /// A blocking raw HTTP exchange: sends bytes, reads until the peer closes or `timeout` passes.
-func rawExchange(port: Int, _ request: String, timeout: Double = 3, readUntilClose: Bool = true) throws -> String {
+/// `then` sends more on the same connection once what was received contains the given text.
+func rawExchange(
+    port: Int, _ request: String, timeout: Double = 3, readUntilClose: Bool = true,
+    then followUp: (after: String, send: String)? = nil
+) throws -> String {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     defer { close(fd) }
     var address = sockaddr_in()
@@ -132,10 +136,15 @@ func rawExchange(port: Int, _ request: String, timeout: Double = 3, readUntilClo
     _ = request.withCString { send(fd, $0, strlen($0), 0) }
     var received = [UInt8]()
     var buffer = [UInt8](repeating: 0, count: 65536)
+    var followUp = followUp
     while true {
         let count = recv(fd, &buffer, buffer.count, 0)
         if count <= 0 { break }
         received.append(contentsOf: buffer[0..<count])
+        if let next = followUp, String(decoding: received, as: UTF8.self).contains(next.after) {
+            followUp = nil
+            _ = next.send.withCString { send(fd, $0, strlen($0), 0) }
+        }
         if !readUntilClose, let text = String(bytes: received, encoding: .utf8), text.contains("\r\n\r\n") { break }
     }
     return String(decoding: received, as: UTF8.self)

@@ -47,11 +47,15 @@ import Testing
     }
 
     func withProxy(_ body: (Int) async throws -> Void) async throws {
+        try await withProxyHarness { try await body($0.port) }
+    }
+
+    func withProxyHarness(_ body: (ProxyHarness) async throws -> Void) async throws {
         guard PythonBackend.available else { return }
         let backend = try PythonBackend(script: "framing_backend.py", arguments: [])
         let proxy = try await ProxyHarness(backendPort: backend.port, routes: [route("/", strip: nil)])
         do {
-            try await body(proxy.port)
+            try await body(proxy)
         } catch {
             await proxy.stop()
             throw error
@@ -114,6 +118,54 @@ import Testing
             #expect(raw.components(separatedBy: "HTTP/1.1 ").count == 6, "\(raw.debugDescription)")
             #expect(raw.components(separatedBy: "0\r\n\r\n").count == 3, "two chunked bodies, each terminated")
             #expect(raw.hasSuffix("hello"))
+        }
+    }
+
+    /// Requests are written upstream as bytes too (`RequestRules.writeUpstreamRequest`): the
+    /// backend must get each framing intact, one request after the other on a pooled connection.
+    @Test func requestBodiesReachTheBackendFramedAsTheClientSentThem() async throws {
+        try await withProxy { port in
+            // The echo is the backend's view of the request: head, blank line, raw body.
+            func echoed(_ raw: String) throws -> String { try parse(raw).body }
+            let chunkedRequest =
+                "POST /request HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                + "5\r\nhello\r\n7\r\n, world\r\n0\r\n\r\n"
+            let lengthRequest = "PUT /request HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nabcd"
+            let emptyPost = "POST /request HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            let raw = try rawExchange(port: port, chunkedRequest + lengthRequest + emptyPost)
+            let responses = raw.components(separatedBy: "HTTP/1.1 200 OK").dropFirst().map { "HTTP/1.1 200 OK" + $0 }
+            #expect(responses.count == 3, "\(raw.debugDescription)")
+            guard responses.count == 3 else { return }
+            let chunked = try echoed(responses[0])
+            #expect(chunked.hasPrefix("POST /request HTTP/1.1\r\n"))
+            #expect(chunked.contains("\r\nTransfer-Encoding: chunked\r\n"))
+            #expect(chunked.hasSuffix("\r\n\r\n5\r\nhello\r\n7\r\n, world\r\n0\r\n\r\n"), "\(chunked.debugDescription)")
+            let length = try echoed(responses[1])
+            #expect(length.hasPrefix("PUT /request HTTP/1.1\r\n") && length.contains("\r\nContent-Length: 4\r\n"))
+            #expect(length.hasSuffix("\r\n\r\nabcd") && !length.lowercased().contains("transfer-encoding"))
+            // A POST without a body says so, so that no backend waits for one.
+            let empty = try echoed(responses[2])
+            #expect(empty.contains("\r\nContent-Length: 0\r\n") && empty.hasSuffix("\r\n\r\n"), "\(empty.debugDescription)")
+            #expect(empty.contains("\r\nX-Forwarded-Proto: http\r\n") && !empty.contains("Connection: close"))
+        }
+    }
+
+    /// A backend that answers before reading the request body must not see the rest of that body
+    /// as its next request: the connection is not pooled.
+    @Test func aConnectionWhoseRequestWasNotFullySentIsNotReused() async throws {
+        try await withProxyHarness { proxy in
+            // The response ends while the body is still on its way; the rest of the body follows,
+            // then a second request on the same client connection. Reusing the backend connection
+            // would make the backend read "abc" (all it got of the body) glued to that request.
+            let rest = String(repeating: "z", count: 97)
+            let raw = try rawExchange(
+                port: proxy.port, "POST /early HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc",
+                then: (after: "early", send: rest + "GET /length HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))
+            #expect(raw.hasPrefix("HTTP/1.1 200 OK") && raw.contains("early"), "\(raw.debugDescription)")
+            #expect(raw.hasSuffix("hello"), "\(raw.debugDescription)")
+            let pools = await proxy.server.stats().pools
+            #expect(pools.reduce(0) { $0 + $1.reused } == 0, "\(pools)")
+            #expect(pools.reduce(0) { $0 + $1.opened } == 2, "\(pools)")
         }
     }
 

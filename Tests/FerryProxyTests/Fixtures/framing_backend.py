@@ -2,6 +2,9 @@
 """A backend that answers with each kind of response framing, byte for byte, by path:
 /length (Content-Length), /chunked (three chunks), /eof (no length, ends by closing),
 /304 (with a Content-Length that must not reach the client), /204. Keep-alive except /eof.
+/request answers with the exact bytes of the request it got (head and body, the body read as its
+Content-Length or its chunks say). /early answers at once, reading no body, and keeps the connection (a method it does not know,
+such as body bytes glued to the next request, gets a 400 and the connection closed).
 Prints "listening PORT" once it accepts."""
 import socket
 import threading
@@ -16,6 +19,31 @@ RESPONSES = {
 }
 
 
+def read_body(conn, head, data):
+    """The raw body bytes the head announces (the chunks with their framing), and what follows."""
+    lowered = head.lower()
+    if b"\r\ntransfer-encoding: chunked" in lowered:
+        raw = b""
+        while True:
+            while b"\r\n" not in data:
+                data += conn.recv(65536)
+            line, data = data.split(b"\r\n", 1)
+            size = int(line, 16)
+            while len(data) < size + 2:
+                data += conn.recv(65536)
+            raw += line + b"\r\n" + data[:size + 2]
+            data = data[size + 2:]
+            if size == 0:
+                return raw, data
+    for line in lowered.split(b"\r\n"):
+        if line.startswith(b"content-length:"):
+            length = int(line.split(b":")[1])
+            while len(data) < length:
+                data += conn.recv(65536)
+            return data[:length], data[length:]
+    return b"", data
+
+
 def serve(conn):
     data = b""
     with conn:
@@ -27,6 +55,17 @@ def serve(conn):
                 data += chunk
             head, data = data.split(b"\r\n\r\n", 1)
             method, path = head.split(b" ")[:2]
+            if method not in (b"GET", b"HEAD", b"POST", b"PUT", b"PATCH", b"DELETE", b"OPTIONS"):
+                conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 7\r\n\r\ngarbled")
+                return
+            if path == b"/early":
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nearly")
+                continue
+            if path == b"/request":
+                body, data = read_body(conn, head, data)
+                echoed = head + b"\r\n\r\n" + body
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(echoed) + echoed)
+                continue
             response = RESPONSES.get(path.decode(), b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
             if method == b"HEAD":
                 response = response.split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n"
