@@ -5,6 +5,9 @@ import NIOPosix
 
 /// Receives what happens on a leased upstream HTTP connection during one exchange.
 protocol UpstreamExchangeDelegate: AnyObject {
+    /// The response head, with what one pass over its headers found.
+    func upstream(receivedHead head: HTTPResponseHead, facts: RequestRules.ResponseHeadFacts)
+    /// A body part or the end.
     func upstream(received part: HTTPClientResponsePart)
     /// The end of one read burst from the backend: a good moment to flush to the client.
     func upstreamReadComplete()
@@ -392,11 +395,10 @@ final class UpstreamHTTPHandler: ChannelInboundHandler, RemovableChannelHandler 
                 responseStarted = true
                 outcome.status = Int(head.status.code)
                 outcome.backendKeepAlive = head.isKeepAlive
-                let hasLength = head.headers.contains(name: "content-length")
-                let chunked = RequestRules.lastElementIsChunked(head.headers)
+                let facts = RequestRules.ResponseHeadFacts(head.headers)
                 let noBody = isHEAD || head.status.code == 204 || head.status.code == 304 || head.status.code < 200
-                outcome.responseDelimitedByClose = !hasLength && !chunked && !noBody
-                delegate?.upstream(received: part)
+                outcome.responseDelimitedByClose = !facts.hasContentLength && !facts.chunked && !noBody
+                delegate?.upstream(receivedHead: head, facts: facts)
             case .body:
                 delegate?.upstream(received: part)
             case .end:

@@ -22,6 +22,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     /// copying a struct of this many references cost a retain per field each time (seen in `perf`).
     final class Exchange {
         var head: HTTPRequestHead
+        /// One pass over the request's headers, read by every later decision.
+        let facts: RequestRules.RequestHeadFacts
         var routeIndex: Int?
         var routePath: String?
         var backend: String?
@@ -41,6 +43,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
 
         init(head: HTTPRequestHead, keepAlive: Bool, started: NIODeadline) {
             self.head = head
+            self.facts = RequestRules.RequestHeadFacts(head)
             self.keepAlive = keepAlive
             self.started = started
         }
@@ -221,8 +224,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         let current = Exchange(head: head, keepAlive: head.isKeepAlive, started: .now())
         if loop.draining { current.keepAlive = false }
         exchange = current
-        if let rejection = RequestRules.checkFraming(head, maxBodyBytes: limits.maxBodyBytes)
-            ?? RequestRules.checkLimits(
+        if let rejection = current.facts.framingRejection(head, maxBodyBytes: limits.maxBodyBytes)
+            ?? current.facts.limitsRejection(
                 head, maxHeaderBytes: limits.maxHeaderBytes, maxHeaderCount: limits.maxHeaderCount)
         {
             let message: String
@@ -253,20 +256,21 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
                     status: HTTPResponseStatus(statusCode: status), body: "", close: false, extraHeaders: headers)
             case .proxy(let backendName):
                 exchange?.backend = backendName
-                dispatch(head: head, route: match.route, backendName: backendName, context: context)
+                dispatch(head: head, facts: current.facts, route: match.route, backendName: backendName, context: context)
             }
         }
     }
 
     /// The per-request protocol decision.
     private func dispatch(
-        head: HTTPRequestHead, route: RouteConfiguration, backendName: String, context: ChannelHandlerContext
+        head: HTTPRequestHead, facts: RequestRules.RequestHeadFacts, route: RouteConfiguration, backendName: String,
+        context: ChannelHandlerContext
     ) {
         guard let backend = loop.configuration.backend(named: backendName) else {
             respondLocally(status: .badGateway, body: "ferry: route \(route.path) has no backend\n", close: false)
             return
         }
-        switch (RequestRules.upgradeKind(head), route.protocol) {
+        switch (facts.upgradeKind(head), route.protocol) {
         case (.invalid(let reason), _):
             respondLocally(status: .badRequest, body: "ferry: \(reason)\n", close: true)
         case (.websocket, .http):
@@ -358,8 +362,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         connection.handler.delegate = self
         var head = connection.channel.allocator.buffer(capacity: 512)
         let framing = RequestRules.writeUpstreamRequest(
-            current.head, uri: current.upstreamURI ?? current.head.uri, clientAddress: clientAddress, tls: tls,
-            into: &head)
+            current.head, listing: current.facts.listing, uri: current.upstreamURI ?? current.head.uri,
+            clientAddress: clientAddress, tls: tls, into: &head)
         connection.handler.sendHead(head, method: current.head.method, framing: framing)
         for body in current.bufferedBody { connection.handler.sendBody(body) }
         current.bufferedBody = []
@@ -409,26 +413,31 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         upstream.channel.close(promise: nil)
     }
 
-    func upstream(received part: HTTPClientResponsePart) {
+    func upstream(receivedHead head: HTTPResponseHead, facts: RequestRules.ResponseHeadFacts) {
         guard case .proxying = state, let current = exchange, let context else { return }
+        clearResponseDeadline()
+        current.responseStarted = true
+        current.status = Int(head.status.code)
+        var keepAlive = current.keepAlive && !closeAfterResponse
+        var out = context.channel.allocator.buffer(capacity: 512)
+        let closeDelimited = framer.start(
+            status: head.status, hasContentLength: facts.hasContentLength,
+            method: current.head.method, version: current.head.version, into: &out)
+        if closeDelimited {
+            keepAlive = false
+            closeAfterResponse = true
+        }
+        RequestRules.writeDownstreamHeaders(head.headers, listing: facts.listing, framer: framer, into: &out)
+        framer.finishHead(keepAlive: keepAlive, into: &out)
+        writePending()
+        pendingOut = out
+    }
+
+    func upstream(received part: HTTPClientResponsePart) {
+        guard case .proxying = state, let current = exchange else { return }
         switch part {
-        case .head(let head):
-            clearResponseDeadline()
-            current.responseStarted = true
-            current.status = Int(head.status.code)
-            var keepAlive = current.keepAlive && !closeAfterResponse
-            var out = context.channel.allocator.buffer(capacity: 512)
-            let closeDelimited = framer.start(
-                status: head.status, hasContentLength: head.headers.contains(name: "content-length"),
-                method: current.head.method, version: current.head.version, into: &out)
-            if closeDelimited {
-                keepAlive = false
-                closeAfterResponse = true
-            }
-            RequestRules.writeDownstreamHeaders(head.headers, framer: framer, into: &out)
-            framer.finishHead(keepAlive: keepAlive, into: &out)
-            writePending()
-            pendingOut = out
+        case .head:
+            break  // `upstream(receivedHead:facts:)`
         case .body(let body):
             current.bytesOut += body.readableBytes
             writeBody(body)
@@ -787,7 +796,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             status: response.status, keepAlive: false, bodyLength: body.readableBytes, context: context,
             headers: { out, framer in
                 RequestRules.writeDownstreamHeaders(
-                    response.headers, framer: framer, dropContentLength: true, into: &out)
+                    response.headers, listing: RequestRules.ConnectionListing(response.headers), framer: framer,
+                    dropContentLength: true, into: &out)
             },
             body: { $0.writeImmutableBuffer(body) })
         finishExchange(context: context)

@@ -18,75 +18,126 @@ public enum RequestRules {
         }
     }
 
-    /// Framing checks of RFC 9112 §6: both Content-Length and Transfer-Encoding, several differing
-    /// Content-Length values, a Transfer-Encoding other than a final `chunked`, or an invalid length
-    /// all make the message boundary ambiguous, which is what request smuggling exploits.
-    ///
-    /// One pass over the headers, without allocating (this runs for every request).
-    public static func checkFraming(_ head: HTTPRequestHead, maxBodyBytes: Int) -> Rejection? {
+    /// What a request head's headers say, from one pass over them: every check below and the
+    /// hop-by-hop rules read this instead of scanning the headers again (each pass over
+    /// `HTTPHeaders` costs a retain and a release per stored string, and a browser sends a dozen).
+    public struct RequestHeadFacts: Sendable {
+        var headerCount = 0
+        /// Names and values, plus ": " and CRLF for each.
+        var headerBytes = 0
         var length: Substring?
         var lengthsDiffer = false
         var encodings = 0
         var lastEncodingIsChunked = false
         var hosts = 0
         var hostElements = 0
-        for (name, value) in head.headers {
-            if nameEquals(name, "content-length") {
-                forEachElement(value) { element in
-                    if let length, length != element { lengthsDiffer = true }
-                    if length == nil { length = element }
-                    return true
-                }
-            } else if nameEquals(name, "transfer-encoding") {
-                forEachElement(value) { element in
-                    encodings += 1
-                    lastEncodingIsChunked = nameEquals(element, "chunked")
-                    return true
-                }
-            } else if nameEquals(name, "host") {
-                hosts += 1
-                forEachElement(value) { _ in
-                    hostElements += 1
-                    return true
+        var listing = ConnectionListing()
+        /// The Upgrade header has an element; `upgradeListsWebSocket`: one of them is `websocket`.
+        var upgradePresent = false
+        var upgradeListsWebSocket = false
+
+        public init(_ head: HTTPRequestHead) {
+            for (name, value) in head.headers {
+                headerCount += 1
+                headerBytes += name.utf8.count + value.utf8.count + 4
+                if nameEquals(name, "content-length") {
+                    forEachElement(value) { element in
+                        if let length, length != element { lengthsDiffer = true }
+                        if length == nil { length = element }
+                        return true
+                    }
+                } else if nameEquals(name, "transfer-encoding") {
+                    forEachElement(value) { element in
+                        encodings += 1
+                        lastEncodingIsChunked = nameEquals(element, "chunked")
+                        return true
+                    }
+                } else if nameEquals(name, "host") {
+                    hosts += 1
+                    forEachElement(value) { _ in
+                        hostElements += 1
+                        return true
+                    }
+                } else if nameEquals(name, "connection") {
+                    listing.add(value)
+                } else if nameEquals(name, "upgrade") {
+                    forEachElement(value) { element in
+                        upgradePresent = true
+                        if nameEquals(element, "websocket") { upgradeListsWebSocket = true }
+                        return true
+                    }
                 }
             }
         }
-        if length != nil && encodings > 0 {
-            return .badRequest("both Content-Length and Transfer-Encoding")
+
+        /// Framing checks of RFC 9112 §6: both Content-Length and Transfer-Encoding, several
+        /// differing Content-Length values, a Transfer-Encoding other than a final `chunked`, or an
+        /// invalid length all make the message boundary ambiguous, which is what request smuggling
+        /// exploits.
+        func framingRejection(_ head: HTTPRequestHead, maxBodyBytes: Int) -> Rejection? {
+            if length != nil && encodings > 0 {
+                return .badRequest("both Content-Length and Transfer-Encoding")
+            }
+            if let length {
+                guard !lengthsDiffer else { return .badRequest("differing Content-Length values") }
+                guard length.utf8.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }),
+                    let value = Int(length)
+                else {
+                    return .badRequest("invalid Content-Length")
+                }
+                if value > maxBodyBytes { return .bodyTooLarge }
+            }
+            if encodings > 0 {
+                guard encodings == 1, lastEncodingIsChunked else {
+                    return .badRequest("Transfer-Encoding other than a single final chunked")
+                }
+                if head.version.major == 1 && head.version.minor == 0 {
+                    return .badRequest("Transfer-Encoding in an HTTP/1.0 request")
+                }
+            }
+            if hostElements > 1 { return .badRequest("several Host headers") }
+            if head.version.major == 1 && head.version.minor == 1 && hosts == 0 {
+                return .badRequest("request without Host header")
+            }
+            return nil
         }
-        if let length {
-            guard !lengthsDiffer else { return .badRequest("differing Content-Length values") }
-            guard length.utf8.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }), let value = Int(length)
+
+        func limitsRejection(_ head: HTTPRequestHead, maxHeaderBytes: Int, maxHeaderCount: Int) -> Rejection? {
+            let bytes = head.uri.utf8.count + 16 + headerBytes
+            if headerCount > maxHeaderCount {
+                return .headersTooLarge("\(headerCount) header fields (limit \(maxHeaderCount))")
+            }
+            if bytes > maxHeaderBytes { return .headersTooLarge("\(bytes) bytes of headers (limit \(maxHeaderBytes))") }
+            return nil
+        }
+
+        /// A WebSocket upgrade (RFC 6455 §4.1): `Connection: upgrade`, `Upgrade: websocket`, a
+        /// `Sec-WebSocket-Key` of 16 bytes in base64 and version 13, on a GET.
+        func upgradeKind(_ head: HTTPRequestHead) -> UpgradeKind {
+            guard listing.listsUpgrade || upgradePresent else { return .none }
+            guard listing.listsUpgrade, upgradeListsWebSocket else {
+                return .invalid("only WebSocket upgrades are supported")
+            }
+            guard head.method == .GET else { return .invalid("a WebSocket upgrade must be a GET") }
+            guard let key = head.headers.first(name: "sec-websocket-key"), key.utf8.count == 24, key.hasSuffix("==")
             else {
-                return .badRequest("invalid Content-Length")
+                return .invalid("missing or malformed Sec-WebSocket-Key")
             }
-            if value > maxBodyBytes { return .bodyTooLarge }
-        }
-        if encodings > 0 {
-            guard encodings == 1, lastEncodingIsChunked else {
-                return .badRequest("Transfer-Encoding other than a single final chunked")
+            guard head.headers.first(name: "sec-websocket-version") == "13" else {
+                return .invalid("unsupported Sec-WebSocket-Version (13 is required)")
             }
-            if head.version.major == 1 && head.version.minor == 0 {
-                return .badRequest("Transfer-Encoding in an HTTP/1.0 request")
-            }
+            return .websocket
         }
-        if hostElements > 1 { return .badRequest("several Host headers") }
-        if head.version.major == 1 && head.version.minor == 1 && hosts == 0 {
-            return .badRequest("request without Host header")
-        }
-        return nil
     }
 
+    /// `RequestHeadFacts.framingRejection` in one call.
+    public static func checkFraming(_ head: HTTPRequestHead, maxBodyBytes: Int) -> Rejection? {
+        RequestHeadFacts(head).framingRejection(head, maxBodyBytes: maxBodyBytes)
+    }
+
+    /// `RequestHeadFacts.limitsRejection` in one call.
     public static func checkLimits(_ head: HTTPRequestHead, maxHeaderBytes: Int, maxHeaderCount: Int) -> Rejection? {
-        var count = 0
-        var bytes = head.uri.utf8.count + 16
-        for (name, value) in head.headers {
-            count += 1
-            bytes += name.utf8.count + value.utf8.count + 4
-        }
-        if count > maxHeaderCount { return .headersTooLarge("\(count) header fields (limit \(maxHeaderCount))") }
-        if bytes > maxHeaderBytes { return .headersTooLarge("\(bytes) bytes of headers (limit \(maxHeaderBytes))") }
-        return nil
+        RequestHeadFacts(head).limitsRejection(head, maxHeaderBytes: maxHeaderBytes, maxHeaderCount: maxHeaderCount)
     }
 
     public enum UpgradeKind: Equatable, Sendable {
@@ -96,27 +147,9 @@ public enum RequestRules {
         case invalid(String)
     }
 
-    /// A WebSocket upgrade (RFC 6455 §4.1): `Connection: upgrade`, `Upgrade: websocket`, a
-    /// `Sec-WebSocket-Key` of 16 bytes in base64 and version 13, on a GET.
+    /// `RequestHeadFacts.upgradeKind` in one call.
     public static func upgradeKind(_ head: HTTPRequestHead) -> UpgradeKind {
-        let connectionUpgrade = listContains(head.headers, "connection", "upgrade")
-        var upgrade = false
-        forEachElement(of: head.headers, named: "upgrade") { _ in
-            upgrade = true
-            return false
-        }
-        guard connectionUpgrade || upgrade else { return .none }
-        guard connectionUpgrade, listContains(head.headers, "upgrade", "websocket") else {
-            return .invalid("only WebSocket upgrades are supported")
-        }
-        guard head.method == .GET else { return .invalid("a WebSocket upgrade must be a GET") }
-        guard let key = head.headers.first(name: "sec-websocket-key"), key.utf8.count == 24, key.hasSuffix("==") else {
-            return .invalid("missing or malformed Sec-WebSocket-Key")
-        }
-        guard head.headers.first(name: "sec-websocket-version") == "13" else {
-            return .invalid("unsupported Sec-WebSocket-Version (13 is required)")
-        }
-        return .websocket
+        RequestHeadFacts(head).upgradeKind(head)
     }
 
     /// Headers that describe one hop and must not be forwarded (RFC 9110 §7.6.1), plus the ones the
@@ -133,7 +166,9 @@ public enum RequestRules {
     ) -> HTTPRequestHead {
         var kept: [(String, String)] = []
         kept.reserveCapacity(head.headers.count + 5)
-        forEachUpstreamHeader(head, clientAddress: clientAddress, tls: tls, upgrade: upgrade) { kept.append(($0, $1)) }
+        forEachUpstreamHeader(
+            head, listing: ConnectionListing(head.headers), clientAddress: clientAddress, tls: tls, upgrade: upgrade
+        ) { kept.append(($0, $1)) }
         return HTTPRequestHead(version: .http1_1, method: head.method, uri: uri, headers: HTTPHeaders(kept))
     }
 
@@ -151,7 +186,8 @@ public enum RequestRules {
     /// single final `chunked` (the body is then re-chunked by the caller). A POST, PUT or PATCH
     /// with neither gets `Content-Length: 0`, so that no backend waits for a body.
     static func writeUpstreamRequest(
-        _ head: HTTPRequestHead, uri: String, clientAddress: String?, tls: Bool, into buffer: inout ByteBuffer
+        _ head: HTTPRequestHead, listing: ConnectionListing, uri: String, clientAddress: String?, tls: Bool,
+        into buffer: inout ByteBuffer
     ) -> UpstreamBodyFraming {
         buffer.writeString(head.method.rawValue)
         buffer.writeStaticString(" ")
@@ -159,7 +195,8 @@ public enum RequestRules {
         buffer.writeStaticString(" HTTP/1.1\r\n")
         var framing = UpstreamBodyFraming.asIs
         var hasLength = false
-        forEachUpstreamHeader(head, clientAddress: clientAddress, tls: tls, upgrade: false) { name, value in
+        forEachUpstreamHeader(head, listing: listing, clientAddress: clientAddress, tls: tls, upgrade: false) {
+            name, value in
             if nameEquals(name, "content-length") {
                 hasLength = true
             } else if nameEquals(name, "transfer-encoding") {
@@ -182,13 +219,13 @@ public enum RequestRules {
     /// Runs once per request, so without per-header allocations: names are compared in place
     /// (`nameEquals`).
     static func forEachUpstreamHeader(
-        _ head: HTTPRequestHead, clientAddress: String?, tls: Bool, upgrade: Bool, _ body: (String, String) -> Void
+        _ head: HTTPRequestHead, listing: ConnectionListing, clientAddress: String?, tls: Bool, upgrade: Bool,
+        _ body: (String, String) -> Void
     ) {
-        let named = ConnectionListing(head.headers)
         var host: String?
         var forwardedFor: String?
         for (name, value) in head.headers {
-            if isHopByHop(name, in: head.headers, listing: named) { continue }
+            if isHopByHop(name, in: head.headers, listing: listing) { continue }
             if nameEquals(name, "x-forwarded-proto") || nameEquals(name, "x-forwarded-host")
                 || nameEquals(name, "forwarded")
             {
@@ -237,9 +274,9 @@ public enum RequestRules {
     /// its Content-Length too when the status has no body or `dropContentLength` (Ferry then writes
     /// its own). Ferry's Connection header follows in `ResponseFramer.finishHead`.
     static func writeDownstreamHeaders(
-        _ headers: HTTPHeaders, framer: ResponseFramer, dropContentLength: Bool = false, into buffer: inout ByteBuffer
+        _ headers: HTTPHeaders, listing: ConnectionListing, framer: ResponseFramer, dropContentLength: Bool = false,
+        into buffer: inout ByteBuffer
     ) {
-        let listing = ConnectionListing(headers)
         for (name, value) in headers {
             if isHopByHop(name, in: headers, listing: listing) || nameEquals(name, "transfer-encoding")
                 || framer.dropsFramingHeader(name) || (dropContentLength && nameEquals(name, "content-length"))
@@ -252,20 +289,55 @@ public enum RequestRules {
 
     /// What a head's `Connection` headers list, computed once per head without allocating, so that
     /// the common `keep-alive`/`close`/`upgrade` needs no per-header scan.
-    struct ConnectionListing {
+    struct ConnectionListing: Equatable {
         /// `close` is listed (a header named `close` would be hop-by-hop).
         var listsClose = false
         /// Names other than the standard hop-by-hop ones and `close` are listed.
         var listsOthers = false
+        /// `upgrade` is listed (a WebSocket handshake asks for it).
+        var listsUpgrade = false
+
+        init() {}
 
         init(_ headers: HTTPHeaders) {
-            forEachElement(of: headers, named: "connection") { element in
+            for (name, value) in headers where nameEquals(name, "connection") { add(value) }
+        }
+
+        /// Takes in the elements of one `Connection` header.
+        mutating func add(_ value: String) {
+            forEachElement(value) { element in
                 if nameEquals(element, "close") {
                     listsClose = true
+                } else if nameEquals(element, "upgrade") {
+                    listsUpgrade = true
                 } else if !hopByHop.contains(where: { nameEquals(element, $0) }) {
                     listsOthers = true
                 }
                 return true
+            }
+        }
+    }
+
+    /// What a backend's response head says about its framing and its hop, from one pass over its
+    /// headers (each pass over `HTTPHeaders` costs a retain and a release per stored string).
+    struct ResponseHeadFacts {
+        var hasContentLength = false
+        /// The last Transfer-Encoding element is `chunked`.
+        var chunked = false
+        var listing = ConnectionListing()
+
+        init(_ headers: HTTPHeaders) {
+            for (name, value) in headers {
+                if nameEquals(name, "content-length") {
+                    hasContentLength = true
+                } else if nameEquals(name, "transfer-encoding") {
+                    forEachElement(value) { element in
+                        chunked = nameEquals(element, "chunked")
+                        return true
+                    }
+                } else if nameEquals(name, "connection") {
+                    listing.add(value)
+                }
             }
         }
     }
@@ -281,27 +353,6 @@ public enum RequestRules {
             return !listed
         }
         return listed
-    }
-
-    /// Whether a comma-separated list header (`Connection`, `Upgrade`…) has `lowercase` among its
-    /// elements, compared case-insensitively.
-    static func listContains(_ headers: HTTPHeaders, _ header: String, _ lowercase: String) -> Bool {
-        var found = false
-        forEachElement(of: headers, named: header) { element in
-            found = nameEquals(element, lowercase)
-            return !found
-        }
-        return found
-    }
-
-    /// Whether the last Transfer-Encoding element is `chunked`: the message is chunk-framed.
-    static func lastElementIsChunked(_ headers: HTTPHeaders) -> Bool {
-        var chunked = false
-        forEachElement(of: headers, named: "transfer-encoding") { element in
-            chunked = nameEquals(element, "chunked")
-            return true
-        }
-        return chunked
     }
 
     /// `forEachElement` over every header named `lowercase` (a list may be split over several
