@@ -20,6 +20,10 @@ public enum WorkerToMaster: Codable, Sendable, Equatable {
     case stoppedAccepting
     case drained
     case bootFailed(reason: String)
+    /// The worker itself got SIGTERM or SIGINT (systemd's default KillMode signals every process of
+    /// the unit; a terminal's Ctrl-C signals the whole process group). It keeps serving: the master
+    /// drains it, after starting its replacement unless the master is stopping too.
+    case stopRequested(signal: Int32)
 }
 
 /// A request on the control socket (`ferry status|reload|stop`), one JSON line.

@@ -95,6 +95,9 @@ public final class Master: @unchecked Sendable {
     /// on one socket wake for connections the other took (SwiftNIO's debug builds assert on that
     /// spurious wake-up), so the new worker accepts only once the old one has stopped.
     var acceptingWorker: [Int: pid_t] = [:]
+    /// A worker started to replace one that got SIGTERM/SIGINT itself → that worker, drained once
+    /// its replacement is ready.
+    var replacing: [pid_t: pid_t] = [:]
     var ticketKeys: [UInt8]
     var lastReload: StatusDocument.ReloadResult?
     var pendingReloads: [EventLoopPromise<ControlResponse>] = []
@@ -306,7 +309,9 @@ public final class Master: @unchecked Sendable {
 
     // MARK: - Workers
 
-    func spawnWorker(slot: Int, generation: Int) {
+    /// Starts a worker for `slot`; its pid, or nil when it could not be started (logged).
+    @discardableResult
+    func spawnWorker(slot: Int, generation: Int) -> pid_t? {
         do {
             let (masterEnd, childEnd) = try Spawner.socketPair()
             defer { close(childEnd) }
@@ -348,8 +353,10 @@ public final class Master: @unchecked Sendable {
                     kill(pid, SIGKILL)
                 }
             }
+            return pid
         } catch {
             logger.error("cannot spawn a worker", metadata: ["error": "\(error)"])
+            return nil
         }
     }
 
@@ -382,6 +389,9 @@ public final class Master: @unchecked Sendable {
             logger.info(
                 "worker ready",
                 metadata: ["pid": "\(pid)", "generation": "\(record.generation)", "slot": "\(record.slot)"])
+            if let replaced = replacing.removeValue(forKey: pid), let old = workers[replaced], old.phase != .draining {
+                drainWorker(pid: replaced)
+            }
             grantAccepting(slot: record.slot)
             checkReady()
             checkReloadProgress()
@@ -397,6 +407,31 @@ public final class Master: @unchecked Sendable {
             record.phase = .failed
             workers[pid] = record
             logger.error("worker cannot boot", metadata: ["pid": "\(pid)", "reason": "\(reason)"])
+        case .stopRequested(let signal):
+            workers[pid] = record
+            // Signalled with the master (a whole unit or process group): the master's own signal
+            // arrives at the same moment and drains everyone. Waited for briefly, so that such a
+            // stop does not start replacements.
+            let master = self
+            loop.scheduleTask(in: Self.stopRequestGrace) { master.replaceSignalled(pid: pid, signal: signal) }
+        }
+    }
+
+    static let stopRequestGrace = TimeAmount.milliseconds(250)
+
+    /// A worker got SIGTERM/SIGINT on its own (not the master): a graceful restart of that worker.
+    /// Its replacement starts now; it is drained once the replacement is ready, so its slot always
+    /// has a worker accepting. Nothing to do while stopping, or for a worker already on its way out.
+    func replaceSignalled(pid: pid_t, signal: Int32) {
+        guard !stopping, let record = workers[pid], record.killDeadline == nil,
+            record.phase == .ready || record.phase == .starting, record.generation == generation,
+            !replacing.values.contains(pid)
+        else { return }
+        logger.notice(
+            "worker got a stop signal; draining it once its replacement is ready",
+            metadata: ["pid": "\(pid)", "signal": "\(signal)", "slot": "\(record.slot)"])
+        if let replacement = spawnWorker(slot: record.slot, generation: record.generation) {
+            replacing[replacement] = pid
         }
     }
 
@@ -442,6 +477,8 @@ public final class Master: @unchecked Sendable {
     func childExited(pid: pid_t, exit: Spawner.Exit) {
         if let record = workers.removeValue(forKey: pid) {
             record.channel?.close(promise: nil)
+            // A replacement that died before it was ready leaves the signalled worker serving.
+            replacing.removeValue(forKey: pid)
             let expected = record.phase == .draining || stopping || record.generation != generation
             if expected, case .signaled(let signal) = exit, Self.crashSignals.contains(signal) {
                 // Not respawned (it was on its way out), but a crash all the same: say so. (Killed

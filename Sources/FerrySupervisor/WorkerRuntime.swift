@@ -32,6 +32,10 @@ public protocol WorkerDataPlane: Sendable {
 /// on command, and exit when the master is gone (EOF), since PR_SET_PDEATHSIG only fires when the
 /// master's spawning thread exits.
 public enum WorkerRuntime {
+    /// Signals a worker turns into a request to the master instead of exiting (the worker blocks
+    /// them before its threads start; see `ferry worker`).
+    public static let stopSignals: [Int32] = [SIGTERM, SIGINT]
+
     public static let controlFD: CInt = 3
     public static let firstListenerFD: CInt = 4
 
@@ -72,6 +76,15 @@ public enum WorkerRuntime {
         var drainTask: Task<Void, Never>?
         var logRotation: (any DispatchSourceSignal)?
         defer { logRotation?.cancel() }
+        // SIGTERM/SIGINT sent to the worker itself: ask the master (it drains this worker, after
+        // starting a replacement unless it is stopping too) rather than dying with requests in flight.
+        let stopSources = stopSignals.map { number in
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler { send(.stopRequested(signal: number)) }
+            source.resume()
+            return source
+        }
+        defer { for source in stopSources { source.cancel() } }
         let drained = NIOLockedValueBox(false)
         for await message in stream {
             switch message {

@@ -16,12 +16,13 @@ struct Worker: ParsableCommand {
         abstract: "Proxy worker (spawned by the master).", shouldDisplay: false)
 
     func run() throws {
-        // SIGUSR1 (log rotation, forwarded by the master) must never take the default action (exit):
-        // blocked before any thread starts, it is handled by WorkerRuntime when a log file is set.
-        var rotation = sigset_t()
-        sigemptyset(&rotation)
-        sigaddset(&rotation, SIGUSR1)
-        pthread_sigmask(SIG_BLOCK, &rotation, nil)
+        // SIGUSR1 (log rotation, forwarded by the master), SIGTERM and SIGINT (sent to every process
+        // of the unit or group, not only to the master) must never take the default action (exit):
+        // blocked before any thread starts, they are handled by WorkerRuntime.
+        var handled = sigset_t()
+        sigemptyset(&handled)
+        for number in WorkerRuntime.stopSignals + [SIGUSR1] { sigaddset(&handled, number) }
+        pthread_sigmask(SIG_BLOCK, &handled, nil)
         ParentWatch.exitWhenParentDies()
         OpenFilesLimit.raiseToHardLimit()
         let logger = Process.makeLogger(label: "ferry.worker")

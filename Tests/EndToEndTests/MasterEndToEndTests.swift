@@ -531,6 +531,93 @@ import Testing
         #expect(!log.contains("respawning"), "\(log)")
     }
 
+    /// Starts `hold_websocket.py` and returns once its WebSocket through Ferry is open.
+    func holdWebSocket(_ ferry: FerryInstance, seconds: Int) throws -> (Process, Pipe) {
+        let python = try #require(Tool.path("python3"))
+        let holder = Process()
+        holder.executableURL = URL(fileURLWithPath: python)
+        holder.arguments = [
+            ServeEndToEndTests.scripts.appendingPathComponent("hold_websocket.py").path, String(ferry.httpsPort),
+            ferry.certificatePath, String(seconds),
+        ]
+        let output = Pipe()
+        holder.standardOutput = output
+        try holder.run()
+        var seen = Data()
+        while !String(decoding: seen, as: UTF8.self).contains("open\n") {
+            let chunk = output.fileHandleForReading.availableData
+            if chunk.isEmpty { throw E2EError("the WebSocket did not open\n\(ferry.log())") }
+            seen.append(chunk)
+        }
+        return (holder, output)
+    }
+
+    func closeCode(_ holder: (Process, Pipe)) throws -> Int? {
+        let data = holder.1.fileHandleForReading.readDataToEndOfFile()
+        holder.0.waitUntilExit()
+        struct Held: Decodable { var close_code: Int? }
+        let line = String(decoding: data, as: UTF8.self).split(separator: "\n").last.map(String.init) ?? ""
+        return try JSONDecoder().decode(Held.self, from: Data(line.utf8)).close_code
+    }
+
+    /// systemd's default KillMode (control-group) sends SIGTERM to every process of the unit at
+    /// once, a terminal's Ctrl-C sends SIGINT to the whole group: the workers must drain with the
+    /// master, not die on their own signal (an open WebSocket then ends with 1001, not a dead
+    /// connection), and no worker is respawned or replaced on the way out.
+    @Test func aStopSignalToEveryProcessDrainsLikeOneToTheMaster() throws {
+        guard Tool.path("python3") != nil, Tool.pythonHas("websockets") else {
+            print("skipped: python3 with websockets is not installed")
+            return
+        }
+        for signal in [SIGTERM, SIGINT] {
+            let ferry = try ServeEndToEndTests.startSeed(name: "groupstop", workers: 2)
+            defer { ferry.stop() }
+            let ready = try waitFor(ferry) { $0.workers.filter { $0.state == "ready" }.count == 2 }
+            let holder = try holdWebSocket(ferry, seconds: 15)
+            kill(ferry.process.processIdentifier, signal)
+            for worker in ready.workers { kill(worker.pid, signal) }
+            let code = try closeCode(holder)
+            let deadline = Date().addingTimeInterval(15)
+            while ferry.process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
+            #expect(!ferry.process.isRunning, "Ferry did not stop after signal \(signal)")
+            #expect(code == 1001, "signal \(signal): close code \(String(describing: code))\n\(ferry.log())")
+            let log = ferry.log()
+            #expect(!log.contains("respawning") && !log.contains("replacement"), "\(log)")
+        }
+    }
+
+    /// SIGTERM to one worker (an operator restarting it) is a graceful restart of that worker: its
+    /// replacement starts, takes over the slot, and the old one drains (its WebSocket gets 1001);
+    /// requests keep being answered throughout.
+    @Test func aStopSignalToOneWorkerReplacesItGracefully() throws {
+        guard Tool.path("python3") != nil, Tool.pythonHas("websockets") else {
+            print("skipped: python3 with websockets is not installed")
+            return
+        }
+        let ferry = try ServeEndToEndTests.startSeed(name: "workerstop", workers: 1)
+        defer { ferry.stop() }
+        let before = try waitFor(ferry) { $0.workers.contains { $0.state == "ready" && $0.accepting == true } }
+        let victim = before.workers[0].pid
+        let holder = try holdWebSocket(ferry, seconds: 15)
+        kill(victim, SIGTERM)
+        var answers: [String] = []
+        for _ in 0..<10 {
+            answers.append(try get(ferry))
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+        let after = try waitFor(ferry) { status in
+            !status.workers.contains { $0.pid == victim }
+                && status.workers.contains { $0.pid != victim && $0.state == "ready" && $0.accepting == true }
+        }
+        #expect(after.workers.count == 1)
+        #expect(answers.allSatisfy { $0 == "200" }, "\(answers)")
+        #expect(try closeCode(holder) == 1001)
+        #expect(try get(ferry) == "200")
+        let log = ferry.log()
+        #expect(log.contains("draining it once its replacement is ready"), "\(log)")
+        #expect(!log.contains("respawning"), "\(log)")
+    }
+
     @Test func controlSocketRefusesAnotherUser() throws {
         guard getuid() == 0, let setpriv = Tool.path("setpriv") else {
             print("skipped: needs root and setpriv to act as nobody")

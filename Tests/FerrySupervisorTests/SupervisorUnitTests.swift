@@ -29,6 +29,9 @@ import Testing
         let line = JSONLine.encode(WorkerToMaster.heartbeat(stats: stats))
         #expect(JSONLine.decode(WorkerToMaster.self, from: line) == .heartbeat(stats: stats))
         #expect(JSONLine.decode(WorkerToMaster.self, from: JSONLine.encode(WorkerToMaster.stoppedAccepting)) == .stoppedAccepting)
+        #expect(
+            JSONLine.decode(WorkerToMaster.self, from: JSONLine.encode(WorkerToMaster.stopRequested(signal: SIGTERM)))
+                == .stopRequested(signal: SIGTERM))
     }
 
     @Test func prometheusMetricsNamePoolsAndReasons() {
