@@ -167,8 +167,8 @@ public enum RequestRules {
         var kept: [(String, String)] = []
         kept.reserveCapacity(head.headers.count + 5)
         forEachUpstreamHeader(
-            head, listing: ConnectionListing(head.headers), clientAddress: clientAddress, tls: tls, upgrade: upgrade
-        ) { kept.append(($0, $1)) }
+            head, listing: ConnectionListing(head.headers), clientAddress: clientAddress, tls: tls, upgrade: upgrade,
+            { kept.append(($0, $1)) }, forwarded: { kept.append(("Forwarded", $0.text)) })
         return HTTPRequestHead(version: .http1_1, method: head.method, uri: uri, headers: HTTPHeaders(kept))
     }
 
@@ -195,20 +195,58 @@ public enum RequestRules {
         buffer.writeStaticString(" HTTP/1.1\r\n")
         var framing = UpstreamBodyFraming.asIs
         var hasLength = false
-        forEachUpstreamHeader(head, listing: listing, clientAddress: clientAddress, tls: tls, upgrade: false) {
-            name, value in
-            if nameEquals(name, "content-length") {
-                hasLength = true
-            } else if nameEquals(name, "transfer-encoding") {
-                framing = .chunked
-            }
-            ResponseFramer.writeHeader(name, value, into: &buffer)
-        }
+        forEachUpstreamHeader(
+            head, listing: listing, clientAddress: clientAddress, tls: tls, upgrade: false,
+            { name, value in
+                if nameEquals(name, "content-length") {
+                    hasLength = true
+                } else if nameEquals(name, "transfer-encoding") {
+                    framing = .chunked
+                }
+                ResponseFramer.writeHeader(name, value, into: &buffer)
+            },
+            forwarded: { value in
+                buffer.writeStaticString("Forwarded: ")
+                value.forEachPiece { buffer.writeString($0) }
+                buffer.writeStaticString("\r\n")
+            })
         if !hasLength && framing == .asIs && (head.method == .POST || head.method == .PUT || head.method == .PATCH) {
             buffer.writeStaticString("Content-Length: 0\r\n")
         }
         buffer.writeStaticString("\r\n")
         return framing
+    }
+
+    /// The value of the `Forwarded` header Ferry sends upstream (RFC 7239), as pieces, so that the
+    /// byte writer copies them without building a string.
+    struct ForwardedValue {
+        let clientAddress: String?
+        let proto: String
+        let host: String?
+
+        func forEachPiece(_ piece: (String) -> Void) {
+            if let clientAddress {
+                let v6 = clientAddress.utf8.contains(UInt8(ascii: ":"))
+                piece(v6 ? "for=\"[" : "for=")
+                piece(clientAddress)
+                piece(v6 ? "]\";" : ";")
+            }
+            piece("proto=")
+            piece(proto)
+            if let host, !host.utf8.contains(UInt8(ascii: "\"")) {
+                piece(";host=\"")
+                piece(host)
+                piece("\"")
+            }
+        }
+
+        /// Built in place in one allocation (string interpolation and `+` reallocate at each step).
+        var text: String {
+            var text = ""
+            text.reserveCapacity(32 + (clientAddress?.utf8.count ?? 0) + (host?.utf8.count ?? 0))
+            forEachPiece { text.append($0) }
+            return text
+        }
     }
 
     /// The headers of the request Ferry sends upstream, in order: the client's, without hop-by-hop
@@ -220,7 +258,7 @@ public enum RequestRules {
     /// (`nameEquals`).
     static func forEachUpstreamHeader(
         _ head: HTTPRequestHead, listing: ConnectionListing, clientAddress: String?, tls: Bool, upgrade: Bool,
-        _ body: (String, String) -> Void
+        _ body: (String, String) -> Void, forwarded: (ForwardedValue) -> Void
     ) {
         var host: String?
         var forwardedFor: String?
@@ -246,23 +284,7 @@ public enum RequestRules {
         }
         body("X-Forwarded-Proto", proto)
         if let host { body("X-Forwarded-Host", host) }
-        // Built in place in one allocation (string interpolation and `+` reallocate at each step).
-        var forwarded = ""
-        forwarded.reserveCapacity(32 + (clientAddress?.utf8.count ?? 0) + (host?.utf8.count ?? 0))
-        if let clientAddress {
-            let v6 = clientAddress.utf8.contains(UInt8(ascii: ":"))
-            forwarded.append(v6 ? "for=\"[" : "for=")
-            forwarded.append(clientAddress)
-            forwarded.append(v6 ? "]\";" : ";")
-        }
-        forwarded.append("proto=")
-        forwarded.append(proto)
-        if let host, !host.utf8.contains(UInt8(ascii: "\"")) {
-            forwarded.append(";host=\"")
-            forwarded.append(host)
-            forwarded.append("\"")
-        }
-        body("Forwarded", forwarded)
+        forwarded(ForwardedValue(clientAddress: clientAddress, proto: proto, host: host))
         if upgrade {
             body("Connection", "Upgrade")
             body("Upgrade", "websocket")

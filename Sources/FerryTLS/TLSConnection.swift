@@ -197,6 +197,10 @@ final class TLSConnection {
     /// Whether the peer's ciphertext is still waiting to be processed.
     var hasBufferedInput: Bool { ferry_BIO_pending(readBIO) > 0 || SSL_pending(ssl) > 0 }
 
+    /// Whether a read could produce anything: bytes in the read BIO, or a record (processed or
+    /// not) inside OpenSSL. False means SSL_read would only say "want read".
+    var mayHaveInput: Bool { ferry_BIO_pending(readBIO) > 0 || SSL_has_pending(ssl) == 1 }
+
     var negotiatedALPN: String? {
         var data: UnsafePointer<UInt8>?
         var length: UInt32 = 0

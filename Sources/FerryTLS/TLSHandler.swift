@@ -256,7 +256,13 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     private func readPlaintext(context: ChannelHandlerContext) {
         while case .active = state {
-            // Sized to what can come out now (at most one 16 KiB record's worth per read).
+            // Sized to what can come out now (at most one 16 KiB record's worth per read). With
+            // nothing buffered there is nothing to read: no buffer for SSL_read to refuse.
+            if !connection.mayHaveInput {
+                flushOutput(context: context)
+                connection.trimBuffers()
+                return
+            }
             let capacity = min(16384, max(64, connection.readableBound))
             var buffer = context.channel.allocator.buffer(capacity: capacity)
             switch connection.read(into: &buffer) {
