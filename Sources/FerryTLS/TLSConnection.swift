@@ -144,7 +144,7 @@ final class TLSConnection {
     static let retainedBufferLimit = 1024
 
     /// Replaces empty BIOs that hold more than `retainedBufferLimit` bytes. Cheap when there is
-    /// nothing to do (two `BIO_ctrl` calls per BIO); meant to run whenever both directions are drained.
+    /// nothing to do (two `BIO_ctrl` calls per BIO); `TLSHandler` runs it shortly after a burst.
     func trimBuffers() {
         if ferry_BIO_pending(readBIO) == 0, ferry_BIO_mem_capacity(readBIO) > Self.retainedBufferLimit,
             let fresh = Self.makeMemoryBIO()
@@ -158,6 +158,12 @@ final class TLSConnection {
             SSL_set0_wbio(ssl, fresh)
             writeBIO = fresh
         }
+    }
+
+    /// Whether either memory BIO holds more than `retainedBufferLimit` (two `BIO_ctrl` calls).
+    var holdsLargeBuffers: Bool {
+        ferry_BIO_mem_capacity(readBIO) > Self.retainedBufferLimit
+            || ferry_BIO_mem_capacity(writeBIO) > Self.retainedBufferLimit
     }
 
     /// Bytes both memory BIOs keep allocated (for tests of `trimBuffers`).
