@@ -130,7 +130,8 @@ final class HTTPConnectionPool: @unchecked Sendable {
                     // Requests are written as bytes by the handler (no HTTPRequestEncoder); the
                     // response decoder is told each request's method directly (see
                     // `UpstreamResponseDecoder`).
-                    let decoder = HTTPResponseDecoder(leftOverBytesStrategy: .dropBytes, informationalResponseStrategy: .drop)
+                    let decoder = HTTPResponseDecoder(
+                        leftOverBytesStrategy: .dropBytes, informationalResponseStrategy: .drop)
                     try channel.pipeline.syncOperations.addHandler(
                         ByteToMessageHandler(UpstreamResponseDecoder(decoder: decoder)))
                     let handler = UpstreamHTTPHandler(pool: pool, decoder: decoder)

@@ -256,7 +256,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
                     status: HTTPResponseStatus(statusCode: status), body: "", close: false, extraHeaders: headers)
             case .proxy(let backendName):
                 exchange?.backend = backendName
-                dispatch(head: head, facts: current.facts, route: match.route, backendName: backendName, context: context)
+                dispatch(
+                    head: head, facts: current.facts, route: match.route, backendName: backendName, context: context)
             }
         }
     }
@@ -324,7 +325,6 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             upstream.handler.sendEnd()
         }
     }
-
 
     // MARK: - HTTP forwarding
 
@@ -705,8 +705,10 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         if let parserError = error as? HTTPParserError {
             let rejection: (status: HTTPResponseStatus, reason: String) =
                 if case .headerOverflow = parserError {
-                    (HTTPResponseStatus(statusCode: 431, reasonPhrase: "Request Header Fields Too Large"),
-                     "request head too large")
+                    (
+                        HTTPResponseStatus(statusCode: 431, reasonPhrase: "Request Header Fields Too Large"),
+                        "request head too large"
+                    )
                 } else {
                     (.badRequest, "malformed request (\(parserError))")
                 }

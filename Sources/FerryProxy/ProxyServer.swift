@@ -208,7 +208,8 @@ public final class ProxyServer: Sendable {
                 let loop = states[ObjectIdentifier(channel.eventLoop)]!
                 // Past the descriptor budget (an accept burst beyond the pause): refuse rather than
                 // fail somewhere worse (no descriptor left for the backend connection).
-                if loop.draining || loop.descriptorsInUse + 2 > loop.descriptorBudget + ProxyServer.reservedDescriptors / 2
+                if loop.draining
+                    || loop.descriptorsInUse + 2 > loop.descriptorBudget + ProxyServer.reservedDescriptors / 2
                 {
                     channel.close(promise: nil)
                     return

@@ -266,7 +266,9 @@ import Testing
         #expect(parsed.failures == 0, "\(report)")
         #expect(parsed.requests > 50)
         #expect(parsed.ws_messages > 3)
-        #expect(parsed.ws_close_code == 1001, "\(report)\n\(ferry.log().split(separator: "\n").suffix(40).joined(separator: "\n"))")
+        #expect(
+            parsed.ws_close_code == 1001,
+            "\(report)\n\(ferry.log().split(separator: "\n").suffix(40).joined(separator: "\n"))")
         // No worker of any generation may crash: before the accept handover, old and new workers
         // accepted on one socket and debug builds died on SwiftNIO's spurious-wake-up assertion
         // (7–11 crashes and 18–20 lost connections per 40 reloads under connection churn).
@@ -449,14 +451,18 @@ import Testing
         #expect(ferry.log().contains("max_connections_per_worker lowered"), "\(ferry.log())")
         let result = try Tool.run(
             python,
-            [ServeEndToEndTests.scripts.appendingPathComponent("connection_limit.py").path, String(ferry.httpsPort), "70", "12"],
+            [
+                ServeEndToEndTests.scripts.appendingPathComponent("connection_limit.py").path, String(ferry.httpsPort),
+                "70", "12",
+            ],
             timeout: 60)
         #expect(result.status == 0, "\(result.stderr)")
         let report = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any] ?? [:]
         print("descriptor limit: \(result.stdout)")
         let first = report["first"] as? Int ?? -1
         #expect((40...50).contains(first), "accepted before pausing: \(report)")
-        #expect(report["failed_first"] as? Int == 0, "connections beyond the limit wait, they are not dropped: \(report)")
+        #expect(
+            report["failed_first"] as? Int == 0, "connections beyond the limit wait, they are not dropped: \(report)")
         #expect((report["served_while_full"] as? String)?.hasPrefix("HTTP/1.1 200") == true, "\(report)")
         #expect((report["second"] as? Int ?? 0) >= 10, "accepting resumes after closes: \(report)")
         #expect(report["failed_second"] as? Int == 0, "\(report)")
@@ -465,7 +471,8 @@ import Testing
         let document = try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any] ?? [:]
         let workers = document["workers"] as? [[String: Any]] ?? []
         let stats = workers.compactMap { $0["stats"] as? [String: Any] }
-        #expect(stats.contains { ($0["acceptPauses"] as? Int ?? 0) >= 1 && $0["connectionLimit"] as? Int == 44 }, "\(json)")
+        #expect(
+            stats.contains { ($0["acceptPauses"] as? Int ?? 0) >= 1 && $0["connectionLimit"] as? Int == 44 }, "\(json)")
         // The worker is still the same one, alive and serving.
         #expect(try get(ferry) == "200")
     }

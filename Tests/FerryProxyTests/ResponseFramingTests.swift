@@ -145,7 +145,8 @@ import Testing
             #expect(length.hasSuffix("\r\n\r\nabcd") && !length.lowercased().contains("transfer-encoding"))
             // A POST without a body says so, so that no backend waits for one.
             let empty = try echoed(responses[2])
-            #expect(empty.contains("\r\nContent-Length: 0\r\n") && empty.hasSuffix("\r\n\r\n"), "\(empty.debugDescription)")
+            #expect(
+                empty.contains("\r\nContent-Length: 0\r\n") && empty.hasSuffix("\r\n\r\n"), "\(empty.debugDescription)")
             #expect(empty.contains("\r\nX-Forwarded-Proto: http\r\n") && !empty.contains("Connection: close"))
         }
     }

@@ -28,7 +28,9 @@ import Testing
             connectionsOpen: 3, requests: 10, pools: [PoolStats(backend: "tts", protocol: "http", opened: 1)])
         let line = JSONLine.encode(WorkerToMaster.heartbeat(stats: stats))
         #expect(JSONLine.decode(WorkerToMaster.self, from: line) == .heartbeat(stats: stats))
-        #expect(JSONLine.decode(WorkerToMaster.self, from: JSONLine.encode(WorkerToMaster.stoppedAccepting)) == .stoppedAccepting)
+        #expect(
+            JSONLine.decode(WorkerToMaster.self, from: JSONLine.encode(WorkerToMaster.stoppedAccepting))
+                == .stoppedAccepting)
         #expect(
             JSONLine.decode(WorkerToMaster.self, from: JSONLine.encode(WorkerToMaster.stopRequested(signal: SIGTERM)))
                 == .stopRequested(signal: SIGTERM))
