@@ -86,13 +86,14 @@ final class ProxyHarness: @unchecked Sendable {
     init(
         backendPort: Int, backendAddress: BackendAddress? = nil, routes: [RouteConfiguration],
         limits: LimitSettings = LimitSettings(),
-        pool: PoolSettings = PoolSettings(), reuseMode: ProxyServer.ReuseMode = .strict
+        pool: PoolSettings = PoolSettings(), reuseMode: ProxyServer.ReuseMode = .strict,
+        listenHost: String = "127.0.0.1"
     ) async throws {
         var master = MasterSettings()
         master.accessLog = .off
         let configuration = FerryConfiguration(
             master: master,
-            listeners: [ListenerConfiguration(name: "http", address: .inet(host: "127.0.0.1", port: 0))],
+            listeners: [ListenerConfiguration(name: "http", address: .inet(host: listenHost, port: 0))],
             backends: [
                 BackendConfiguration(
                     name: "app", address: backendAddress ?? .inet(host: "127.0.0.1", port: backendPort))
@@ -102,7 +103,7 @@ final class ProxyHarness: @unchecked Sendable {
         logger.logLevel = .critical
         server = ProxyServer(configuration: configuration, group: group, logger: logger, reuseMode: reuseMode)
         let addresses = try await server.start(listeners: [
-            ProxyListener(configuration: configuration.listeners[0], socket: .bind(host: "127.0.0.1", port: 0))
+            ProxyListener(configuration: configuration.listeners[0], socket: .bind(host: listenHost, port: 0))
         ])
         port = addresses.first?.port ?? 0
     }
@@ -117,17 +118,30 @@ final class ProxyHarness: @unchecked Sendable {
 /// `then` sends more on the same connection once what was received contains the given text.
 func rawExchange(
     port: Int, _ request: String, timeout: Double = 3, readUntilClose: Bool = true,
-    then followUp: (after: String, send: String)? = nil
+    then followUp: (after: String, send: String)? = nil, ipv6: Bool = false
 ) throws -> String {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    let fd = socket(ipv6 ? AF_INET6 : AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     defer { close(fd) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_port = UInt16(port).bigEndian
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    let connected = withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-            connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+    let connected: Int32
+    if ipv6 {
+        var address = sockaddr_in6()
+        address.sin6_family = sa_family_t(AF_INET6)
+        address.sin6_port = UInt16(port).bigEndian
+        address.sin6_addr = in6addr_loopback
+        connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in6>.size))
+            }
+        }
+    } else {
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = UInt16(port).bigEndian
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         }
     }
     guard connected == 0 else { throw TestFailure("connect failed") }

@@ -170,6 +170,29 @@ import Testing
         }
     }
 
+    /// IPv6 end to end: a client on ::1, a backend on ::1; the client's address reaches the
+    /// backend in X-Forwarded-For and, bracketed and quoted (RFC 7239), in Forwarded.
+    @Test func anIPv6ClientReachesAnIPv6Backend() async throws {
+        guard PythonBackend.available else { return }
+        let backend = try PythonBackend(script: "framing_backend.py", arguments: ["::1"])
+        let proxy = try await ProxyHarness(
+            backendPort: backend.port, backendAddress: .inet(host: "::1", port: backend.port),
+            routes: [route("/", strip: nil)], listenHost: "::1")
+        do {
+            let raw = try rawExchange(
+                port: proxy.port, "GET /request HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", ipv6: true)
+            let echoed = try parse(raw).body
+            #expect(raw.hasPrefix("HTTP/1.1 200 OK"), "\(raw.debugDescription)")
+            #expect(echoed.contains("\r\nX-Forwarded-For: ::1\r\n"), "\(echoed.debugDescription)")
+            #expect(
+                echoed.contains("\r\nForwarded: for=\"[::1]\";proto=http;host=\"x\"\r\n"), "\(echoed.debugDescription)")
+        } catch {
+            await proxy.stop()
+            throw error
+        }
+        await proxy.stop()
+    }
+
     @Test func framerDecisions() {
         var buffer = ByteBuffer()
         var framer = ResponseFramer()

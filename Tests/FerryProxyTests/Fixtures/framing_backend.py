@@ -5,8 +5,10 @@
 /request answers with the exact bytes of the request it got (head and body, the body read as its
 Content-Length or its chunks say). /early answers at once, reading no body, and keeps the connection (a method it does not know,
 such as body bytes glued to the next request, gets a 400 and the connection closed).
+Listens on 127.0.0.1, or on the address given as the first argument (::1 for IPv6).
 Prints "listening PORT" once it accepts."""
 import socket
+import sys
 import threading
 
 RESPONSES = {
@@ -74,9 +76,10 @@ def serve(conn):
                 return
 
 
-listener = socket.socket()
+host = sys.argv[1] if len(sys.argv) > 1 else "127.0.0.1"
+listener = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
 listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-listener.bind(("127.0.0.1", 0))
+listener.bind((host, 0))
 listener.listen(64)
 print("listening", listener.getsockname()[1], flush=True)
 while True:
