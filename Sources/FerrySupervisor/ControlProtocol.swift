@@ -70,6 +70,14 @@ public struct StatusDocument: Codable, Sendable {
         public var stats: WorkerStats?
     }
 
+    /// A slot left without a worker because its worker could not boot (not respawned until a
+    /// reload, which starts every slot again).
+    public struct UnservedSlot: Codable, Sendable, Equatable {
+        public var slot: Int
+        public var reason: String
+        public var at: Double
+    }
+
     public struct Backend: Codable, Sendable {
         public var name: String
         public var address: String
@@ -84,6 +92,8 @@ public struct StatusDocument: Codable, Sendable {
     public var generation: Int
     public var configFile: String
     public var lastReload: ReloadResult?
+    /// Absent from older masters.
+    public var unservedSlots: [UnservedSlot]?
     public var workers: [Worker]
     public var backends: [Backend]
     /// Pool counters summed over the workers of the current generation.

@@ -100,6 +100,10 @@ public final class Master: @unchecked Sendable {
     var replacing: [pid_t: pid_t] = [:]
     var ticketKeys: [UInt8]
     var lastReload: StatusDocument.ReloadResult?
+    /// Slot → why its worker could not boot; cleared when a worker of the slot is ready.
+    var unservedSlots: [Int: StatusDocument.UnservedSlot] = [:]
+    /// Worker pid → the reason it gave for not booting (`bootFailed`), until it exits.
+    var bootFailures: [pid_t: String] = [:]
     var pendingReloads: [EventLoopPromise<ControlResponse>] = []
     var reloadInProgress: (generation: Int, started: NIODeadline)?
     var stopping = false
@@ -385,6 +389,7 @@ public final class Master: @unchecked Sendable {
         case .ready:
             if record.phase == .starting { record.phase = .ready }
             workerRestarts[record.slot] = 0
+            unservedSlots.removeValue(forKey: record.slot)
             workers[pid] = record
             logger.info(
                 "worker ready",
@@ -406,6 +411,7 @@ public final class Master: @unchecked Sendable {
         case .bootFailed(let reason):
             record.phase = .failed
             workers[pid] = record
+            bootFailures[pid] = reason
             logger.error("worker cannot boot", metadata: ["pid": "\(pid)", "reason": "\(reason)"])
         case .stopRequested(let signal):
             workers[pid] = record
@@ -479,6 +485,7 @@ public final class Master: @unchecked Sendable {
             record.channel?.close(promise: nil)
             // A replacement that died before it was ready leaves the signalled worker serving.
             replacing.removeValue(forKey: pid)
+            defer { bootFailures.removeValue(forKey: pid) }
             let expected = record.phase == .draining || stopping || record.generation != generation
             if expected, case .signaled(let signal) = exit, Self.crashSignals.contains(signal) {
                 // Not respawned (it was on its way out), but a crash all the same: say so. (Killed
@@ -492,8 +499,9 @@ public final class Master: @unchecked Sendable {
                 logger.error(
                     "worker could not boot; not respawning until the configuration is fixed and reloaded",
                     metadata: ["pid": "\(pid)", "slot": "\(record.slot)"])
-                lastReload = .init(
-                    ok: false, message: "worker could not boot (see log)", at: Date().timeIntervalSince1970)
+                unservedSlots[record.slot] = .init(
+                    slot: record.slot, reason: bootFailures[pid] ?? "worker could not boot (\(exit))",
+                    at: Date().timeIntervalSince1970)
             } else {
                 let restarts = workerRestarts[record.slot, default: 0] + 1
                 workerRestarts[record.slot] = restarts
@@ -855,7 +863,9 @@ public final class Master: @unchecked Sendable {
             workers.values.filter { $0.generation == generation }.flatMap { $0.stats?.pools ?? [] })
         return StatusDocument(
             masterPID: getpid(), uptimeSeconds: Date().timeIntervalSince(started), generation: generation,
-            configFile: loaded.fileName, lastReload: lastReload, workers: workerRows, backends: backendRows,
+            configFile: loaded.fileName, lastReload: lastReload,
+            unservedSlots: unservedSlots.isEmpty ? nil : unservedSlots.values.sorted { $0.slot < $1.slot },
+            workers: workerRows, backends: backendRows,
             pools: pools)
     }
 }

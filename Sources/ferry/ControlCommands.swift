@@ -106,9 +106,17 @@ enum StatusTable {
             lines.append(
                 "last reload: \(reload.ok ? "ok" : "FAILED") — \(reload.message.split(separator: "\n").first ?? "")")
         }
+        for unserved in status.unservedSlots ?? [] {
+            lines.append(
+                "slot \(unserved.slot): NO WORKER — it could not boot: "
+                    + "\(unserved.reason.split(separator: "\n").first ?? ""); fix the configuration and reload")
+        }
         lines.append("")
         lines += table(
-            ["WORKER PID", "GEN", "SLOT", "STATE", "CONNS", "TUNNELS", "LIMIT", "ACCEPT PAUSES", "REQUESTS", "TLS ERRORS"],
+            [
+                "WORKER PID", "GEN", "SLOT", "STATE", "CONNS", "TUNNELS", "LIMIT", "ACCEPT PAUSES", "REQUESTS",
+                "TLS ERRORS",
+            ],
             status.workers.map { worker in
                 let stats = worker.stats
                 return [

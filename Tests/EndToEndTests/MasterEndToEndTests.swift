@@ -33,7 +33,13 @@ import Testing
         var generation: Int
         var workers: [Worker]
         var backends: [Backend]
+        struct UnservedSlot: Decodable {
+            var slot: Int
+            var reason: String
+        }
+
         var lastReload: Reload?
+        var unservedSlots: [UnservedSlot]?
     }
 
     func status(_ ferry: FerryInstance) throws -> StatusJSON {
@@ -121,12 +127,24 @@ import Testing
         try "garbage".write(toFile: ferry.certificatePath, atomically: true, encoding: .utf8)
         kill(before.workers[0].pid, SIGKILL)
         let after = try waitFor(ferry, timeout: 15) { status in
-            status.workers.isEmpty && status.lastReload?.message.contains("could not boot") == true
+            status.workers.isEmpty && status.unservedSlots?.first?.slot == 0
         }
-        #expect(after.lastReload?.ok == false)
+        // Said as what it is, with the worker's reason, not as a failed reload (none happened).
+        #expect(after.lastReload == nil)
+        let reason = try #require(after.unservedSlots?.first?.reason)
+        #expect(reason.lowercased().contains("certificate"), "\(reason)")
+        let table = try FerryBinary.run(["status", "--socket", ferry.controlSocket]).stdout
+        #expect(table.contains("slot 0: NO WORKER"), "\(table)")
         Thread.sleep(forTimeInterval: 1.5)
         #expect(try status(ferry).workers.isEmpty, "no respawn loop")
         #expect(ferry.log().contains("worker could not boot"))
+        // Fixed and reloaded: the slot is served again and no longer reported.
+        try FileManager.default.removeItem(atPath: ferry.certificatePath)
+        kill(ferry.process.processIdentifier, SIGHUP)
+        let fixed = try waitFor(ferry, timeout: 20) { status in
+            status.workers.contains { $0.state == "ready" } && status.unservedSlots == nil
+        }
+        #expect(fixed.lastReload?.ok == true)
     }
 
     @Test func killedBackendIsRestartedAndServesAgain() throws {
