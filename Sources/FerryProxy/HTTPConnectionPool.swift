@@ -7,8 +7,9 @@ import NIOPosix
 protocol UpstreamExchangeDelegate: AnyObject {
     /// The response head, with what one pass over its headers found.
     func upstream(receivedHead head: HTTPResponseHead, facts: RequestRules.ResponseHeadFacts)
-    /// A body part or the end.
-    func upstream(received part: HTTPClientResponsePart)
+    func upstream(receivedBody body: ByteBuffer)
+    /// The response's end was read (the connection goes back to the pool at the end of the burst).
+    func upstreamResponseEnded()
     /// The end of one read burst from the backend: a good moment to flush to the client.
     func upstreamReadComplete()
     /// The response ended and the connection has been returned to the pool (or closed): the next
@@ -129,11 +130,11 @@ final class HTTPConnectionPool: @unchecked Sendable {
                 channel.eventLoop.makeCompletedFuture {
                     // Requests are written as bytes by the handler (no HTTPRequestEncoder); the
                     // response decoder is told each request's method directly (see
-                    // `UpstreamResponseDecoder`).
+                    // `WrappedHTTPDecoder`).
                     let decoder = HTTPResponseDecoder(
                         leftOverBytesStrategy: .dropBytes, informationalResponseStrategy: .drop)
                     try channel.pipeline.syncOperations.addHandler(
-                        ByteToMessageHandler(UpstreamResponseDecoder(decoder: decoder)))
+                        ByteToMessageHandler(WrappedHTTPDecoder(decoder)))
                     let handler = UpstreamHTTPHandler(pool: pool, decoder: decoder)
                     try channel.pipeline.syncOperations.addHandler(handler)
                 }
@@ -225,30 +226,6 @@ final class HTTPConnectionPool: @unchecked Sendable {
         var copy = stats
         copy.idle = idle.count
         return copy
-    }
-}
-
-/// NIO's HTTP response decoder without the write-observing side of its `ByteToMessageHandler`.
-///
-/// The decoder must know each request's method (a response to HEAD has no body whatever its
-/// headers say). NIO's client pipeline tells it by passing every request part through the decoder's
-/// handler on the way to `HTTPRequestEncoder`: three pipeline hops and an `HTTPRequestHead` per
-/// request. Ferry writes requests as bytes (`RequestRules.writeUpstreamRequest`) straight from
-/// `UpstreamHTTPHandler`'s context and gives the decoder the method itself (`HTTPDecoder.write(data:)`).
-/// Wrapped, the decoder's handler is inbound-only, so those byte writes never pass through it.
-struct UpstreamResponseDecoder: ByteToMessageDecoder {
-    typealias InboundOut = HTTPClientResponsePart
-    let decoder: HTTPResponseDecoder
-
-    func decoderAdded(context: ChannelHandlerContext) { decoder.decoderAdded(context: context) }
-    func decoderRemoved(context: ChannelHandlerContext) { decoder.decoderRemoved(context: context) }
-
-    func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
-        try decoder.decode(context: context, buffer: &buffer)
-    }
-
-    func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws -> DecodingState {
-        try decoder.decodeLast(context: context, buffer: &buffer, seenEOF: seenEOF)
     }
 }
 
@@ -400,13 +377,13 @@ final class UpstreamHTTPHandler: ChannelInboundHandler, RemovableChannelHandler 
                 let noBody = isHEAD || head.status.code == 204 || head.status.code == 304 || head.status.code < 200
                 outcome.responseDelimitedByClose = !facts.hasContentLength && !facts.chunked && !noBody
                 delegate?.upstream(receivedHead: head, facts: facts)
-            case .body:
-                delegate?.upstream(received: part)
+            case .body(let body):
+                delegate?.upstream(receivedBody: body)
             case .end:
                 outcome.responseComplete = true
                 outcome.requestFullySent = requestFullySent
                 state = .ending
-                delegate?.upstream(received: part)
+                delegate?.upstreamResponseEnded()
             }
         case .ending:
             // A second response (or anything) behind the first: this connection is not in sync.

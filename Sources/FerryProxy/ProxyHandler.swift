@@ -433,19 +433,17 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         pendingOut = out
     }
 
-    func upstream(received part: HTTPClientResponsePart) {
+    func upstream(receivedBody body: ByteBuffer) {
         guard case .proxying = state, let current = exchange else { return }
-        switch part {
-        case .head:
-            break  // `upstream(receivedHead:facts:)`
-        case .body(let body):
-            current.bytesOut += body.readableBytes
-            writeBody(body)
-        case .end:
-            // Written in upstreamExchangeFinished, once the pool has the connection back.
-            if !current.requestEnded { discardingBody = true }
-            current.upstream = nil
-        }
+        current.bytesOut += body.readableBytes
+        writeBody(body)
+    }
+
+    func upstreamResponseEnded() {
+        guard case .proxying = state, let current = exchange else { return }
+        // Written in upstreamExchangeFinished, once the pool has the connection back.
+        if !current.requestEnded { discardingBody = true }
+        current.upstream = nil
     }
 
     func upstreamReadComplete() {
@@ -928,19 +926,32 @@ final class ConnectionActivity {
     }
 }
 
-/// NIO's HTTP request decoder, telling `ConnectionActivity` when bytes arrive (for the header
-/// timeout). Done inside the decoder rather than by a handler in front of it: a handler of its own
-/// cost one more pipeline hop on every read.
-struct ActivityTrackingRequestDecoder: ByteToMessageDecoder {
-    typealias InboundOut = HTTPServerRequestPart
-    let decoder: HTTPRequestDecoder
-    let activity: ConnectionActivity
+/// One of NIO's HTTP decoders (`HTTPDecoder`), as a `ByteToMessageDecoder` of Ferry's.
+///
+/// - Client side: it tells `ConnectionActivity` when bytes arrive (for the header timeout), inside
+///   the decoder rather than from a handler in front of it, which cost one more pipeline hop on
+///   every read.
+/// - Upstream side: NIO's `ByteToMessageHandler` of a response decoder also observes writes (the
+///   decoder must know each request's method: a response to HEAD has no body), which passes every
+///   request part through it on the way to `HTTPRequestEncoder`. Ferry writes requests as bytes
+///   from `UpstreamHTTPHandler`'s context and tells the decoder the method itself
+///   (`HTTPDecoder.write(data:)`); wrapped, the decoder's handler is inbound-only, so those byte
+///   writes never pass through it.
+struct WrappedHTTPDecoder<In, Out>: ByteToMessageDecoder {
+    typealias InboundOut = In
+    let decoder: HTTPDecoder<In, Out>
+    let activity: ConnectionActivity?
+
+    init(_ decoder: HTTPDecoder<In, Out>, activity: ConnectionActivity? = nil) {
+        self.decoder = decoder
+        self.activity = activity
+    }
 
     func decoderAdded(context: ChannelHandlerContext) { decoder.decoderAdded(context: context) }
     func decoderRemoved(context: ChannelHandlerContext) { decoder.decoderRemoved(context: context) }
 
     func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
-        if buffer.readableBytes > 0 { activity.sawBytes() }
+        if let activity, buffer.readableBytes > 0 { activity.sawBytes() }
         return try decoder.decode(context: context, buffer: &buffer)
     }
 

@@ -220,7 +220,7 @@ public final class ProxyServer: Sendable {
                 let operations = channel.pipeline.syncOperations
                 let decoder = HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes)
                 try operations.addHandler(
-                    ByteToMessageHandler(ActivityTrackingRequestDecoder(decoder: decoder, activity: activity)),
+                    ByteToMessageHandler(WrappedHTTPDecoder(decoder, activity: activity)),
                     name: ProxyServer.decoderName)
                 try operations.addHandler(ProxyHandler(loop: loop, tls: tls, activity: activity))
             }

@@ -200,9 +200,6 @@ final class TLSConnection {
         return buffer
     }
 
-    /// Whether the peer's ciphertext is still waiting to be processed.
-    var hasBufferedInput: Bool { ferry_BIO_pending(readBIO) > 0 || SSL_pending(ssl) > 0 }
-
     /// Whether a read could produce anything: bytes in the read BIO, or a record (processed or
     /// not) inside OpenSSL. False means SSL_read would only say "want read".
     var mayHaveInput: Bool { ferry_BIO_pending(readBIO) > 0 || SSL_has_pending(ssl) == 1 }

@@ -65,8 +65,10 @@ final class FerryInstance: @unchecked Sendable {
                 sys.exit(child.wait())
                 """
             launcher =
-                [python, "-c", forwarding, activate, "-l", "127.0.0.1:\(httpsPort)", "--fdname=https", "-E", "PATH",
-                 "-E", "HOME"] + launcher
+                [
+                    python, "-c", forwarding, activate, "-l", "127.0.0.1:\(httpsPort)", "--fdname=https", "-E", "PATH",
+                    "-E", "HOME",
+                ] + launcher
         }
         if let first = launcher.first {
             process.executableURL = URL(fileURLWithPath: first)
@@ -170,6 +172,15 @@ enum Tool {
             if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
         }
         return nil
+    }
+
+    /// Whether python3 with the `websockets` client library is here; says "skipped" when not.
+    static func pythonWebSocketsAvailable() -> Bool {
+        guard path("python3") != nil, pythonHas("websockets") else {
+            print("skipped: python3 with websockets is not installed")
+            return false
+        }
+        return true
     }
 
     static func pythonHas(_ module: String) -> Bool {

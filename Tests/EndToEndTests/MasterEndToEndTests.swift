@@ -206,10 +206,7 @@ import Testing
     /// twenty SIGHUPs (one with a broken config). Zero failed requests; the WebSocket of the old
     /// generation is closed with 1001 when its graceful timeout runs out.
     @Test func reloadsUnderLoadLoseNoRequest() throws {
-        guard Tool.path("python3") != nil, Tool.pythonHas("websockets") else {
-            print("skipped: python3 with websockets is not installed")
-            return
-        }
+        guard Tool.pythonWebSocketsAvailable() else { return }
         let ferry = try ServeEndToEndTests.startSeed(name: "reloadload", workers: 2)
         defer { ferry.stop() }
         try reloadUnderLoad(ferry)
@@ -590,10 +587,7 @@ import Testing
     /// master, not die on their own signal (an open WebSocket then ends with 1001, not a dead
     /// connection), and no worker is respawned or replaced on the way out.
     @Test func aStopSignalToEveryProcessDrainsLikeOneToTheMaster() throws {
-        guard Tool.path("python3") != nil, Tool.pythonHas("websockets") else {
-            print("skipped: python3 with websockets is not installed")
-            return
-        }
+        guard Tool.pythonWebSocketsAvailable() else { return }
         for signal in [SIGTERM, SIGINT] {
             let ferry = try ServeEndToEndTests.startSeed(name: "groupstop", workers: 2)
             defer { ferry.stop() }
@@ -615,10 +609,7 @@ import Testing
     /// replacement starts, takes over the slot, and the old one drains (its WebSocket gets 1001);
     /// requests keep being answered throughout.
     @Test func aStopSignalToOneWorkerReplacesItGracefully() throws {
-        guard Tool.path("python3") != nil, Tool.pythonHas("websockets") else {
-            print("skipped: python3 with websockets is not installed")
-            return
-        }
+        guard Tool.pythonWebSocketsAvailable() else { return }
         let ferry = try ServeEndToEndTests.startSeed(name: "workerstop", workers: 1)
         defer { ferry.stop() }
         let before = try waitFor(ferry) { $0.workers.contains { $0.state == "ready" && $0.accepting == true } }
