@@ -362,7 +362,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         connection.handler.delegate = self
         var head = connection.channel.allocator.buffer(capacity: 512)
         let framing = RequestRules.writeUpstreamRequest(
-            current.head, listing: current.facts.listing, uri: current.upstreamURI ?? current.head.uri,
+            current.head, facts: current.facts, uri: current.upstreamURI ?? current.head.uri,
             clientAddress: clientAddress, tls: tls, into: &head)
         connection.handler.sendHead(head, method: current.head.method, framing: framing)
         for body in current.bufferedBody { connection.handler.sendBody(body) }

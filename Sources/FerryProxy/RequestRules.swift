@@ -182,27 +182,23 @@ public enum RequestRules {
     /// Writes the request Ferry sends over a pooled connection, request line to blank line, into
     /// `buffer` (no `HTTPRequestHead`, no headers array: this runs once per proxied request).
     ///
-    /// The framing is the client's, which `checkFraming` has validated: its Content-Length, or its
-    /// single final `chunked` (the body is then re-chunked by the caller). A POST, PUT or PATCH
-    /// with neither gets `Content-Length: 0`, so that no backend waits for a body.
+    /// Ferry writes the framing header itself from what `facts` validated (as `ResponseFramer`
+    /// does for responses), never the client's own lines: a `Connection` header listing them would
+    /// otherwise drop them as hop-by-hop and leave the body unframed. That is the one Content-Length
+    /// value, or `Transfer-Encoding: chunked` (the body is then re-chunked by the caller); a POST,
+    /// PUT or PATCH with neither gets `Content-Length: 0`, so that no backend waits for a body.
     static func writeUpstreamRequest(
-        _ head: HTTPRequestHead, listing: ConnectionListing, uri: String, clientAddress: String?, tls: Bool,
+        _ head: HTTPRequestHead, facts: RequestHeadFacts, uri: String, clientAddress: String?, tls: Bool,
         into buffer: inout ByteBuffer
     ) -> UpstreamBodyFraming {
         buffer.writeString(head.method.rawValue)
         buffer.writeStaticString(" ")
         buffer.writeString(uri)
         buffer.writeStaticString(" HTTP/1.1\r\n")
-        var framing = UpstreamBodyFraming.asIs
-        var hasLength = false
         forEachUpstreamHeader(
-            head, listing: listing, clientAddress: clientAddress, tls: tls, upgrade: false,
+            head, listing: facts.listing, clientAddress: clientAddress, tls: tls, upgrade: false,
             { name, value in
-                if nameEquals(name, "content-length") {
-                    hasLength = true
-                } else if nameEquals(name, "transfer-encoding") {
-                    framing = .chunked
-                }
+                guard !nameEquals(name, "content-length") && !nameEquals(name, "transfer-encoding") else { return }
                 ResponseFramer.writeHeader(name, value, into: &buffer)
             },
             forwarded: { value in
@@ -210,11 +206,19 @@ public enum RequestRules {
                 value.forEachPiece { buffer.writeString($0) }
                 buffer.writeStaticString("\r\n")
             })
-        if !hasLength && framing == .asIs && (head.method == .POST || head.method == .PUT || head.method == .PATCH) {
+        if facts.encodings > 0 {
+            buffer.writeStaticString("Transfer-Encoding: chunked\r\n\r\n")
+            return .chunked
+        }
+        if let length = facts.length {
+            buffer.writeStaticString("Content-Length: ")
+            buffer.writeSubstring(length)
+            buffer.writeStaticString("\r\n")
+        } else if head.method == .POST || head.method == .PUT || head.method == .PATCH {
             buffer.writeStaticString("Content-Length: 0\r\n")
         }
         buffer.writeStaticString("\r\n")
-        return framing
+        return .asIs
     }
 
     /// The value of the `Forwarded` header Ferry sends upstream (RFC 7239), as pieces, so that the

@@ -151,6 +151,29 @@ import Testing
         }
     }
 
+    /// A client may list Content-Length or Transfer-Encoding in its Connection header. They are
+    /// still what delimits the body Ferry forwards: dropping them as hop-by-hop would send the body
+    /// unframed, and the backend would read it as the start of the next request.
+    @Test func framingHeadersListedInConnectionStillFrameTheBodyUpstream() async throws {
+        try await withProxy { port in
+            let raw = try rawExchange(
+                port: port,
+                "POST /request HTTP/1.1\r\nHost: x\r\nConnection: transfer-encoding\r\n"
+                    + "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+                    + "PUT /request HTTP/1.1\r\nHost: x\r\nConnection: content-length\r\nContent-Length: 4\r\n\r\nabcd"
+                    + "GET /length HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            let responses = raw.components(separatedBy: "HTTP/1.1 200 OK").dropFirst().map { "HTTP/1.1 200 OK" + $0 }
+            #expect(responses.count == 3, "\(raw.debugDescription)")
+            guard responses.count == 3 else { return }
+            let chunked = try parse(responses[0]).body
+            #expect(chunked.contains("\r\nTransfer-Encoding: chunked\r\n"), "\(chunked.debugDescription)")
+            #expect(chunked.hasSuffix("\r\n\r\n5\r\nhello\r\n0\r\n\r\n"), "\(chunked.debugDescription)")
+            let length = try parse(responses[1]).body
+            #expect(length.contains("\r\nContent-Length: 4\r\n") && length.hasSuffix("\r\n\r\nabcd"))
+            #expect(responses[2].hasSuffix("hello"))
+        }
+    }
+
     /// A backend that answers before reading the request body must not see the rest of that body
     /// as its next request: the connection is not pooled.
     @Test func aConnectionWhoseRequestWasNotFullySentIsNotReused() async throws {
