@@ -81,6 +81,10 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     /// The request body still arriving after a local or early response is dropped.
     private var discardingBody = false
     private var closeAfterResponse = false
+    /// The client will send nothing more (see `clientFinishedSending`).
+    private var clientInputClosed = false
+    /// The connection closes once the response in flight is out.
+    private var endsAfterThisResponse: Bool { closeAfterResponse || (clientInputClosed && pipelined.isEmpty) }
     private var context: ChannelHandlerContext?
     /// Read by `ProxyLoopState.sweepDeadlines()`; arming or disarming it is an assignment, not a
     /// scheduled task (see `ProxyLoopState.sweepInterval`).
@@ -144,6 +148,44 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         exchange = nil
         state = .closed
         context.fireChannelInactive()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let event = event as? ChannelEvent, case .inputClosed = event {
+            clientFinishedSending(context: context)
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    /// The client sent FIN (it closed its socket, or shut down its sending side; over TLS, an EOF
+    /// without close_notify). Its connection used to stay open until the keep-alive timeout, in
+    /// CLOSE_WAIT, with its descriptor and memory. What was fully received is still answered, as
+    /// HAProxy does (`nginx` instead aborts with 499; a client may shut down its sending side right
+    /// after a request), then the connection closes. A request cut short by the FIN has already been
+    /// dropped: the decoder reports `invalidEOFState` first (see `errorCaught`).
+    private func clientFinishedSending(context: ChannelHandlerContext) {
+        clientInputClosed = true
+        dropIncompletePipelinedRequest()
+        switch state {
+        case .idle:
+            if pipelined.isEmpty {
+                state = .closed
+                context.close(promise: nil)
+            }
+        case .proxying, .respondingLocally:
+            // `finishExchange` closes after the last response.
+            break
+        case .awaitingTunnel, .tunneling, .closed:
+            // Reads are off while a tunnel is set up; the tunnel passes the FIN on (`GlueHandler`).
+            break
+        }
+    }
+
+    /// Parts of a pipelined request whose end never came: a request cut by the client's FIN.
+    private func dropIncompletePipelinedRequest() {
+        guard let lastHead = pipelined.lastIndex(where: { if case .head = $0 { true } else { false } }) else { return }
+        if pipelined[lastHead...].contains(where: { if case .end = $0 { true } else { false } }) { return }
+        pipelined.removeSubrange(lastHead..<pipelined.endIndex)
     }
 
     /// Between requests: keep-alive idle timeout, until the first byte of the next request arrives.
@@ -418,7 +460,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         clearResponseDeadline()
         current.responseStarted = true
         current.status = Int(head.status.code)
-        var keepAlive = current.keepAlive && !closeAfterResponse
+        var keepAlive = current.keepAlive && !endsAfterThisResponse
         var out = context.channel.allocator.buffer(capacity: 512)
         let closeDelimited = framer.start(
             status: head.status, hasContentLength: facts.hasContentLength,
@@ -575,7 +617,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         guard let context, let current = exchange else { return }
         state = .respondingLocally
         if !current.requestEnded { discardingBody = true }
-        let keepAlive = current.keepAlive && !close && !closeAfterResponse
+        let keepAlive = current.keepAlive && !close && !endsAfterThisResponse
         if !keepAlive { closeAfterResponse = true }
         current.status = Int(status.code)
         current.responseStarted = true
@@ -616,7 +658,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         clearResponseDeadline()
         exchange = nil
         requestsCompleted += 1
-        let close = closeAfterResponse || !current.keepAlive
+        let close = endsAfterThisResponse || !current.keepAlive
         let status = current.status ?? 0
         loop.recordResponse(
             route: current.routeIndex, status: status, bytesIn: current.bodyBytesIn, bytesOut: current.bytesOut)
@@ -700,6 +742,10 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if let parserError = error as? HTTPParserError, parserError == .invalidEOFState {
+            requestCutByFIN(context: context)
+            return
+        }
         if let parserError = error as? HTTPParserError {
             let rejection: (status: HTTPResponseStatus, reason: String) =
                 if case .headerOverflow = parserError {
@@ -724,6 +770,23 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             return
         }
         context.close(promise: nil)
+    }
+
+    /// The client's FIN came in the middle of a request (its head, or its body): nobody is left to
+    /// read an answer to it. An exchange already in flight for it is aborted: closing the
+    /// connection closes its upstream connection, which is never pooled (`channelInactive`). A
+    /// complete request ahead of it, still being answered, is not: the cut one was pipelined.
+    private func requestCutByFIN(context: ChannelHandlerContext) {
+        clientInputClosed = true
+        dropIncompletePipelinedRequest()
+        let answering = exchange?.requestEnded == true && !discardingBody
+        switch state {
+        case .proxying where answering, .respondingLocally where answering, .closed:
+            break
+        case .idle, .proxying, .respondingLocally, .awaitingTunnel, .tunneling:
+            state = .closed
+            context.close(promise: nil)
+        }
     }
 
     // MARK: - Drain

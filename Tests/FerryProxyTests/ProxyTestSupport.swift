@@ -114,12 +114,45 @@ final class ProxyHarness: @unchecked Sendable {
     }
 }
 
+/// A proxy with every path routed to `framing_backend.py` (skipped without python3).
+func withFramingBackendProxy(_ body: (ProxyHarness) async throws -> Void) async throws {
+    guard PythonBackend.available else { return }
+    let backend = try PythonBackend(script: "framing_backend.py", arguments: [])
+    let proxy = try await ProxyHarness(backendPort: backend.port, routes: [route("/", strip: nil)])
+    do {
+        try await body(proxy)
+    } catch {
+        await proxy.stop()
+        throw error
+    }
+    await proxy.stop()
+}
+
 /// A blocking raw HTTP exchange: sends bytes, reads until the peer closes or `timeout` passes.
 /// `then` sends more on the same connection once what was received contains the given text.
 func rawExchange(
     port: Int, _ request: String, timeout: Double = 3, readUntilClose: Bool = true,
     then followUp: (after: String, send: String)? = nil, ipv6: Bool = false
 ) throws -> String {
+    try rawConversation(
+        port: port, request, timeout: timeout, readUntilClose: readUntilClose, then: followUp, ipv6: ipv6
+    ).received
+}
+
+/// When the client of `rawConversation` shuts down its sending side (TCP FIN, what a client that
+/// closes its socket sends).
+enum HalfClose {
+    /// Right after the request is sent.
+    case afterSending
+    /// Once what was received contains this text.
+    case after(String)
+}
+
+/// `rawExchange`, and whether the peer closed the connection (rather than `timeout` passing).
+func rawConversation(
+    port: Int, _ request: String, timeout: Double = 3, readUntilClose: Bool = true,
+    then followUp: (after: String, send: String)? = nil, ipv6: Bool = false, halfClose: HalfClose? = nil
+) throws -> (received: String, closedByPeer: Bool) {
     let fd = socket(ipv6 ? AF_INET6 : AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     defer { close(fd) }
     let connected: Int32
@@ -148,20 +181,33 @@ func rawExchange(
     var tv = timeval(tv_sec: Int(timeout), tv_usec: Int((timeout - Double(Int(timeout))) * 1_000_000))
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
     _ = request.withCString { send(fd, $0, strlen($0), 0) }
+    var halfClose = halfClose
+    if case .afterSending? = halfClose {
+        shutdown(fd, Int32(SHUT_WR))
+        halfClose = nil
+    }
     var received = [UInt8]()
     var buffer = [UInt8](repeating: 0, count: 65536)
     var followUp = followUp
+    var closedByPeer = false
     while true {
         let count = recv(fd, &buffer, buffer.count, 0)
-        if count <= 0 { break }
+        if count <= 0 {
+            closedByPeer = count == 0
+            break
+        }
         received.append(contentsOf: buffer[0..<count])
         if let next = followUp, String(decoding: received, as: UTF8.self).contains(next.after) {
             followUp = nil
             _ = next.send.withCString { send(fd, $0, strlen($0), 0) }
         }
+        if case .after(let text)? = halfClose, String(decoding: received, as: UTF8.self).contains(text) {
+            shutdown(fd, Int32(SHUT_WR))
+            halfClose = nil
+        }
         if !readUntilClose, let text = String(bytes: received, encoding: .utf8), text.contains("\r\n\r\n") { break }
     }
-    return String(decoding: received, as: UTF8.self)
+    return (String(decoding: received, as: UTF8.self), closedByPeer)
 }
 
 @discardableResult

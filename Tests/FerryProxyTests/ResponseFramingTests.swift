@@ -51,16 +51,7 @@ import Testing
     }
 
     func withProxyHarness(_ body: (ProxyHarness) async throws -> Void) async throws {
-        guard PythonBackend.available else { return }
-        let backend = try PythonBackend(script: "framing_backend.py", arguments: [])
-        let proxy = try await ProxyHarness(backendPort: backend.port, routes: [route("/", strip: nil)])
-        do {
-            try await body(proxy)
-        } catch {
-            await proxy.stop()
-            throw error
-        }
-        await proxy.stop()
+        try await withFramingBackendProxy(body)
     }
 
     @Test func eachBackendFramingReachesAnHTTP11Client() async throws {
