@@ -145,19 +145,25 @@ final class TLSConnection {
 
     /// Replaces empty BIOs that hold more than `retainedBufferLimit` bytes. Cheap when there is
     /// nothing to do (two `BIO_ctrl` calls per BIO); `TLSHandler` runs it shortly after a burst.
-    func trimBuffers() {
+    /// Returns the bytes given back.
+    @discardableResult
+    func trimBuffers() -> Int {
+        var released = 0
         if ferry_BIO_pending(readBIO) == 0, ferry_BIO_mem_capacity(readBIO) > Self.retainedBufferLimit,
             let fresh = Self.makeMemoryBIO()
         {
+            released += Int(ferry_BIO_mem_capacity(readBIO))
             SSL_set0_rbio(ssl, fresh)  // frees the old one
             readBIO = fresh
         }
         if ferry_BIO_pending(writeBIO) == 0, ferry_BIO_mem_capacity(writeBIO) > Self.retainedBufferLimit,
             let fresh = Self.makeMemoryBIO()
         {
+            released += Int(ferry_BIO_mem_capacity(writeBIO))
             SSL_set0_wbio(ssl, fresh)
             writeBIO = fresh
         }
+        return released
     }
 
     /// Whether either memory BIO holds more than `retainedBufferLimit` (two `BIO_ctrl` calls).

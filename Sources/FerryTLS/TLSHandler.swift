@@ -94,6 +94,8 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
         if case .handshaking = state { wasHandshaking = true } else { wasHandshaking = false }
         state = .closed
         failPendingWrites(ChannelError.ioOnClosedChannel)
+        // Freed once the channel lets go of this handler; counted now, trimmed a tick later.
+        counters?.recordReleased(bytes: TLSCounters.closedConnectionFootprint + connection.retainedBufferBytes)
         if wasHandshaking { counters?.record(failure: "handshake_eof") }
         context.fireChannelInactive()
     }
@@ -313,7 +315,10 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
         trimTask = context.eventLoop.scheduleTask(in: Self.trimDelay) {
             let (handler, context) = bound.value
             handler.trimTask = nil
-            if !handler.activeSinceTrimCheck { handler.connection.trimBuffers() }
+            if !handler.activeSinceTrimCheck {
+                let released = handler.connection.trimBuffers()
+                if released > 0 { handler.counters?.recordReleased(bytes: released) }
+            }
             // Busy since (or a BIO still holding bytes): look again later.
             handler.scheduleTrim(context: context)
         }

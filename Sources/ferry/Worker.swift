@@ -75,7 +75,32 @@ final class ProxyDataPlane: WorkerDataPlane, @unchecked Sendable {
         }
         _ = try await proxy.start(listeners: listeners, acceptImmediately: false)
         server.withLockedValue { $0 = proxy }
+        startHeapTrimming(logger: logger)
         try Privileges.drop(user: configuration.master.user, group: configuration.master.group)
+    }
+
+    /// Once a second, gives freed heap back to the kernel if the connections released enough of
+    /// it since the last trim (see `HeapTrimmer`). On the event loop: the trim holds the malloc
+    /// arenas' locks anyway, so the loop could not allocate meanwhile wherever it ran.
+    private func startHeapTrimming(logger: Logger) {
+        let counters = self.counters
+        let trimmer = NIOLockedValueBox(HeapTrimmer())
+        _ = group.next().scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { _ in
+            let released = counters.takeReleasedBytes()
+            guard trimmer.withLockedValue({ $0.tick(released: released) }) else { return }
+            let before = HeapTrimmer.residentBytes() ?? 0
+            let started = ContinuousClock.now
+            guard HeapTrimmer.trim() else { return }
+            let took = ContinuousClock.now - started
+            let after = HeapTrimmer.residentBytes() ?? 0
+            logger.debug(
+                "gave freed heap back to the kernel",
+                metadata: [
+                    "rss_before_mib": "\(before >> 20)", "rss_after_mib": "\(after >> 20)",
+                    "took_us":
+                        "\(took.components.seconds * 1_000_000 + took.components.attoseconds / 1_000_000_000_000)",
+                ])
+        }
     }
 
     func stats() async -> WorkerStats {

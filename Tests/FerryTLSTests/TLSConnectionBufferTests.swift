@@ -69,11 +69,17 @@ import Testing
         // The first check finds the traffic above and looks again; the second finds none.
         pair.server.embeddedEventLoop.advanceTime(by: TLSHandler.trimDelay)
         #expect(handler.retainedBufferBytes > 64 * 1024, "busy within the last trimDelay")
+        _ = pair.counters.takeReleasedBytes()  // the handshake's buffers, trimmed on the way
         pair.server.embeddedEventLoop.advanceTime(by: TLSHandler.trimDelay)
         #expect(handler.retainedBufferBytes <= 2 * TLSConnection.retainedBufferLimit)
+        // What was given back is counted for the worker's heap trimmer.
+        #expect(pair.counters.takeReleasedBytes() > 64 * 1024)
         // And the connection still works.
         pair.server.writeAndFlush(ByteBuffer(string: "after"), promise: nil)
         try pair.shuttle()
         #expect(pair.clientCollector.received.readableBytes == 3 * 64 * 1024 + 5)
+        // A closed connection counts as released too.
+        try pair.server.close().wait()
+        #expect(pair.counters.takeReleasedBytes() >= TLSCounters.closedConnectionFootprint)
     }
 }
