@@ -40,6 +40,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         var status: Int?
         var responseStarted = false
         var timedOut = false
+        /// `100 Continue` was sent for an `Expect: 100-continue` request.
+        var continueSent = false
 
         init(head: HTTPRequestHead, keepAlive: Bool, started: NIODeadline) {
             self.head = head
@@ -373,6 +375,16 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     private func startHTTP(backend: BackendConfiguration, route: RouteConfiguration, context: ChannelHandlerContext) {
         guard let pool = loop.pool(for: backend.name) else { return }
         state = .proxying
+        if let current = exchange, current.facts.expectsContinue, current.facts.announcesBody, !current.requestEnded {
+            // As nginx does: the request is accepted (routed, within limits), so the client may
+            // send its body now, whatever the backend (its own 100 would be one more round trip,
+            // and an HTTP/1.0 backend sends none: the client then waits out its own timeout, 1 s
+            // for curl). The upstream request carries no Expect (`writeUpstreamRequest`).
+            current.continueSent = true
+            gather { $0.writeStaticString("HTTP/1.1 100 Continue\r\n\r\n") }
+            writePending()
+            context.flush()
+        }
         if !loop.unavailableBackends.contains(backend.name), let connection = pool.leaseIdle() {
             attach(connection, reused: true, route: route)
             return
@@ -617,7 +629,12 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         guard let context, let current = exchange else { return }
         state = .respondingLocally
         if !current.requestEnded { discardingBody = true }
-        let keepAlive = current.keepAlive && !close && !endsAfterThisResponse
+        // A client waiting for 100 Continue that gets a final response instead may or may not send
+        // its body; reading on could take its next request for that body. Close instead.
+        let bodyMayNotCome =
+            !current.requestEnded && current.facts.expectsContinue && current.facts.announcesBody
+            && !current.continueSent
+        let keepAlive = current.keepAlive && !close && !bodyMayNotCome && !endsAfterThisResponse
         if !keepAlive { closeAfterResponse = true }
         current.status = Int(status.code)
         current.responseStarted = true

@@ -35,6 +35,9 @@ public enum RequestRules {
         /// The Upgrade header has an element; `upgradeListsWebSocket`: one of them is `websocket`.
         var upgradePresent = false
         var upgradeListsWebSocket = false
+        /// `Expect: 100-continue` (RFC 9110 §10.1.1): the client waits for `100 Continue` before it
+        /// sends the body. Ferry answers it itself and does not send it upstream.
+        var expectsContinue = false
 
         public init(_ head: HTTPRequestHead) {
             for (name, value) in head.headers {
@@ -66,8 +69,22 @@ public enum RequestRules {
                         if nameEquals(element, "websocket") { upgradeListsWebSocket = true }
                         return true
                     }
+                } else if nameEquals(name, "expect") {
+                    forEachElement(value) { element in
+                        if nameEquals(element, "100-continue") { expectsContinue = true }
+                        return true
+                    }
                 }
             }
+            // An HTTP/1.0 client cannot be sent a 1xx response (RFC 9110 §15.2).
+            if head.version.major == 1 && head.version.minor == 0 { expectsContinue = false }
+        }
+
+        /// A body follows the head: a chunked one, or a Content-Length above 0.
+        var announcesBody: Bool {
+            if encodings > 0 { return true }
+            guard let length else { return false }
+            return length.utf8.contains { $0 != UInt8(ascii: "0") }
         }
 
         /// Framing checks of RFC 9112 §6: both Content-Length and Transfer-Encoding, several
@@ -199,6 +216,8 @@ public enum RequestRules {
             head, listing: facts.listing, clientAddress: clientAddress, tls: tls, upgrade: false,
             { name, value in
                 guard !nameEquals(name, "content-length") && !nameEquals(name, "transfer-encoding") else { return }
+                // Answered by Ferry (`ProxyHandler`); the body follows the head without waiting.
+                if facts.expectsContinue && nameEquals(name, "expect") { return }
                 ResponseFramer.writeHeader(name, value, into: &buffer)
             },
             forwarded: { value in
