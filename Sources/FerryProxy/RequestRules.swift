@@ -32,8 +32,7 @@ public enum RequestRules {
         var hosts = 0
         var hostElements = 0
         var listing = ConnectionListing()
-        /// The Upgrade header has an element; `upgradeListsWebSocket`: one of them is `websocket`.
-        var upgradePresent = false
+        /// One of the Upgrade header's elements is `websocket`.
         var upgradeListsWebSocket = false
         /// `Expect: 100-continue` (RFC 9110 §10.1.1): the client waits for `100 Continue` before it
         /// sends the body. Ferry answers it itself and does not send it upstream.
@@ -65,7 +64,6 @@ public enum RequestRules {
                     listing.add(value)
                 } else if nameEquals(name, "upgrade") {
                     forEachElement(value) { element in
-                        upgradePresent = true
                         if nameEquals(element, "websocket") { upgradeListsWebSocket = true }
                         return true
                     }
@@ -130,11 +128,14 @@ public enum RequestRules {
 
         /// A WebSocket upgrade (RFC 6455 §4.1): `Connection: upgrade`, `Upgrade: websocket`, a
         /// `Sec-WebSocket-Key` of 16 bytes in base64 and version 13, on a GET.
+        ///
+        /// An upgrade to anything else (`h2c`, which `curl --http2` asks for on `http://` URLs) is
+        /// ignored, as RFC 9110 §7.8 allows and nginx does: the request is served as HTTP/1.1, and
+        /// its Upgrade header, hop-by-hop, never reaches the backend (which also rules out "h2c
+        /// smuggling" through Ferry). It used to be refused with 400.
         func upgradeKind(_ head: HTTPRequestHead) -> UpgradeKind {
-            guard listing.listsUpgrade || upgradePresent else { return .none }
-            guard listing.listsUpgrade, upgradeListsWebSocket else {
-                return .invalid("only WebSocket upgrades are supported")
-            }
+            guard upgradeListsWebSocket else { return .none }
+            guard listing.listsUpgrade else { return .invalid("a WebSocket upgrade needs Connection: upgrade") }
             guard head.method == .GET else { return .invalid("a WebSocket upgrade must be a GET") }
             guard let key = head.headers.first(name: "sec-websocket-key"), key.utf8.count == 24, key.hasSuffix("==")
             else {
@@ -160,7 +161,8 @@ public enum RequestRules {
     public enum UpgradeKind: Equatable, Sendable {
         case none
         case websocket
-        /// Asked for an upgrade, but not a valid WebSocket one (other protocol, missing key or version).
+        /// Asked for a WebSocket upgrade, but not a valid one (no Connection: upgrade, not a GET,
+        /// missing key or version).
         case invalid(String)
     }
 

@@ -57,3 +57,23 @@ import Testing
         #expect(result.closedByPeer)
     }
 }
+
+/// `curl --http2 http://…` asks to upgrade to `h2c` (RFC 7540 §3.2). Ferry does not speak HTTP/2
+/// and used to refuse the request with 400; RFC 9110 §7.8 lets a server ignore an Upgrade, which
+/// nginx does: the request is served as HTTP/1.1, and the backend never sees the Upgrade (nor the
+/// HTTP2-Settings header its Connection header lists).
+@Suite struct IgnoredUpgradeTests {
+    @Test func anH2CUpgradeRequestIsServedAsHTTP11() async throws {
+        try await withFramingBackendProxy { proxy in
+            let response = try rawExchange(
+                port: proxy.port,
+                "GET /request HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings, close\r\nUpgrade: h2c\r\n"
+                    + "HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n")
+            #expect(response.hasPrefix("HTTP/1.1 200 OK"), "\(response.debugDescription)")
+            // The body is the request as the backend received it.
+            #expect(response.contains("\r\n\r\nGET /request HTTP/1.1\r\n"), "\(response.debugDescription)")
+            let lowered = response.lowercased()
+            #expect(!lowered.contains("upgrade") && !lowered.contains("http2-settings"), "\(response.debugDescription)")
+        }
+    }
+}

@@ -38,10 +38,10 @@ import Testing
             return nil
         }
 
-        static func connectionUpgradeAndUpgrade(_ head: HTTPRequestHead) -> (Bool, Bool, Bool) {
+        static func connectionUpgradeAndUpgrade(_ head: HTTPRequestHead) -> (Bool, Bool) {
             let tokens = head.headers[canonicalForm: "connection"].map { $0.lowercased() }
             let upgrade = head.headers[canonicalForm: "upgrade"].map { $0.lowercased() }
-            return (tokens.contains("upgrade"), !upgrade.isEmpty, upgrade.contains("websocket"))
+            return (tokens.contains("upgrade"), upgrade.contains("websocket"))
         }
 
         static func hopByHop(_ headers: HTTPHeaders) -> Set<String> {
@@ -83,12 +83,11 @@ import Testing
             #expect(
                 RequestRules.checkFraming(head, maxBodyBytes: 5) == Reference.checkFraming(head, maxBodyBytes: 5),
                 "\(context)")
-            let (connectionUpgrade, upgradePresent, websocket) = Reference.connectionUpgradeAndUpgrade(head)
+            let (connectionUpgrade, websocket) = Reference.connectionUpgradeAndUpgrade(head)
             let facts = RequestRules.RequestHeadFacts(head)
             #expect(facts.listing.listsUpgrade == connectionUpgrade, "\(context)")
-            #expect(facts.upgradePresent == upgradePresent, "\(context)")
             #expect(facts.upgradeListsWebSocket == websocket, "\(context)")
-            if !connectionUpgrade && !upgradePresent {
+            if !websocket {
                 #expect(RequestRules.upgradeKind(head) == .none, "\(context)")
             } else {
                 #expect(RequestRules.upgradeKind(head) != .none, "\(context)")

@@ -70,7 +70,10 @@ import Testing
         #expect(RequestRules.upgradeKind(head(.GET, valid)) == .websocket)
         #expect(RequestRules.upgradeKind(head(.GET, [])) == .none)
         #expect(RequestRules.upgradeKind(head(.POST, valid)) != .websocket)
-        #expect(RequestRules.upgradeKind(head(.GET, [("Connection", "Upgrade"), ("Upgrade", "h2c")])) != .websocket)
+        // Other protocols are ignored (served as HTTP/1.1), a WebSocket one without Connection: upgrade is not.
+        #expect(RequestRules.upgradeKind(head(.GET, [("Connection", "Upgrade"), ("Upgrade", "h2c")])) == .none)
+        #expect(RequestRules.upgradeKind(head(.GET, [("Upgrade", "websocket")])) != .websocket)
+        #expect(RequestRules.upgradeKind(head(.GET, [("Upgrade", "websocket")])) != .none)
         let noKey = valid.filter { $0.0 != "Sec-WebSocket-Key" }
         #expect(RequestRules.upgradeKind(head(.GET, noKey)) != .websocket)
         let badVersion = valid.map { $0.0 == "Sec-WebSocket-Version" ? ($0.0, "8") : $0 }
