@@ -280,6 +280,15 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             respondLocally(status: rejection.status, body: "ferry: \(message)\n", close: true)
             return
         }
+        // Absolute-form (RFC 9112 §3.2.2): routed and sent upstream in origin-form, with the
+        // target's authority as Host (the server MUST use it over a received Host). The checks above
+        // ran on the request as received, so an HTTP/1.1 request without Host is still refused.
+        var head = head
+        if let absolute = RequestRules.absoluteTarget(head.uri) {
+            head.uri = absolute.originForm
+            head.headers.replaceOrAdd(name: "Host", value: absolute.authority)
+            current.head = head
+        }
         switch loop.router.route(uri: head.uri) {
         case .badRequest:
             respondLocally(status: .badRequest, body: "ferry: malformed request target\n", close: true)

@@ -158,6 +158,38 @@ public enum RequestRules {
         RequestHeadFacts(head).limitsRejection(head, maxHeaderBytes: maxHeaderBytes, maxHeaderCount: maxHeaderCount)
     }
 
+    /// A request target in absolute-form (`GET http://example.com/a?b HTTP/1.1`), split into its
+    /// authority and the origin-form target Ferry routes on and sends upstream.
+    public struct AbsoluteTarget: Equatable, Sendable {
+        public var authority: String
+        public var originForm: String
+    }
+
+    /// Reads an absolute-form request target, which RFC 9112 §3.2.2 says a server MUST accept
+    /// (clients send it to proxies, and some send it everywhere). Nil when the target is not an
+    /// `http` or `https` URI with a non-empty authority without userinfo: origin-form targets take
+    /// this path after one byte, and anything else is left to the router, which refuses what does
+    /// not start with `/` with 400.
+    public static func absoluteTarget(_ uri: String) -> AbsoluteTarget? {
+        guard let first = uri.utf8.first, first != UInt8(ascii: "/"), first != UInt8(ascii: "*") else { return nil }
+        guard let colon = uri.utf8.firstIndex(of: UInt8(ascii: ":")) else { return nil }
+        let scheme = uri[..<colon]
+        guard caseInsensitiveEquals(scheme, "http") || caseInsensitiveEquals(scheme, "https") else { return nil }
+        let afterColon = uri[colon...].dropFirst()
+        guard afterColon.hasPrefix("//") else { return nil }
+        let rest = afterColon.dropFirst(2)
+        let authorityEnd =
+            rest.utf8.firstIndex { $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: "?") || $0 == UInt8(ascii: "#") }
+            ?? rest.endIndex
+        let authority = rest[..<authorityEnd]
+        guard !authority.isEmpty,
+            authority.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F && $0 != UInt8(ascii: "@") })
+        else { return nil }
+        let target = rest[authorityEnd...]
+        let originForm = target.hasPrefix("/") ? String(target) : "/" + target
+        return AbsoluteTarget(authority: String(authority), originForm: originForm)
+    }
+
     public enum UpgradeKind: Equatable, Sendable {
         case none
         case websocket
