@@ -788,6 +788,12 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
                 // its answer after that exchange's response, then the connection closes.
                 deferredRejection = rejection
                 setClientReads(paused: true)
+            case .proxying where exchange?.responseStarted == true:
+                // The request's own body went bad while its response is being relayed: a 400 now
+                // would land inside that response's body. Closing aborts the exchange (its
+                // upstream connection is closed, never pooled); the client sees a cut response.
+                state = .closed
+                context.close(promise: nil)
             case .idle, .respondingLocally, .proxying:
                 writeRawAndClose(status: rejection.status, reason: rejection.reason)
             case .awaitingTunnel, .tunneling, .closed:

@@ -42,6 +42,21 @@ import Testing
         await proxy.stop()
     }
 
+    /// A request body that turns malformed while its response is already on its way cannot be
+    /// answered with 400: the status line would land in the middle of the response body. The
+    /// connection closes instead (the client sees a response cut short, as from nginx).
+    @Test func aBodyThatTurnsMalformedAfterTheResponseStartedClosesWithoutA400() async throws {
+        try await withFramingBackendProxy { proxy in
+            let response = try rawExchange(
+                port: proxy.port,
+                "POST /partial HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
+                then: (after: "\r\n\r\nhello", send: "zz\r\n"))
+            #expect(response.hasPrefix("HTTP/1.1 200 OK"), "\(response.debugDescription)")
+            #expect(response.hasSuffix("\r\n\r\nhello"), "\(response.debugDescription)")
+            #expect(!response.contains("400"), "\(response.debugDescription)")
+        }
+    }
+
     @Test func ferryAnswers404ItselfWhenNoRouteMatches() async throws {
         let proxy = try await ProxyHarness(backendPort: 9, routes: [route("/tts-ws")])
         let response = try rawExchange(
