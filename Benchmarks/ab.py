@@ -1,0 +1,59 @@
+#!/usr/bin/env python3
+"""A/B of two Ferry binaries against nginx, on the bench's setup (bench.Env: same certificate,
+backends, pinning): figure (a) with wrk and (c) with wsload, the binaries and nginx alternated in
+every repetition so that the machine's drift hits all three alike; prints each repetition and the
+medians, with the proxy's CPU time per operation.
+
+Usage: python3 Benchmarks/ab.py BINARY_A BINARY_B [REPS] [SECONDS]
+(build the older one in a worktree: git worktree add /tmp/old COMMIT && cd /tmp/old && swift build -c release)
+"""
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench  # noqa: E402
+
+
+def main():
+    if len(sys.argv) < 3:
+        sys.exit(__doc__)
+    a, b = sys.argv[1], sys.argv[2]
+    reps = int(sys.argv[3]) if len(sys.argv) > 3 else 4
+    secs = int(sys.argv[4]) if len(sys.argv) > 4 else 5
+    env = bench.Env(Path(tempfile.mkdtemp(prefix="ferry-ab-")), Path(a))
+    env.prepare()
+    env.start_backends()
+    env.start_nginx()
+    results = {}
+    try:
+        for rep in range(reps):
+            for name, binary in (("A", a), ("B", b), ("nginx", None)):
+                if binary:
+                    env.ferry_bin = Path(binary)
+                    if "ferry" in env.procs:
+                        env.restart("ferry")
+                    else:
+                        env.start_ferry()
+                    time.sleep(1)
+                    target = "ferry"
+                else:
+                    target = "nginx"
+                port = bench.PORTS[target]
+                bench.wrk(env, port, "/tts-ws/tts/wav/1k.bin", 64, 2)  # warm-up
+                fa = bench.with_cpu(env, target, secs, lambda: bench.wrk(env, port, "/tts-ws/tts/wav/1k.bin", 64, secs))
+                fc = bench.with_cpu(env, target, secs, lambda: bench.wsload(env, port, 64, secs))
+                row = (fa["rps"], fa["cpu_us"], fc["rps"], fc["cpu_us"])
+                results.setdefault(name, []).append(row)
+                print(rep, name, "a %.0f req/s %.1f us/req | c %.0f msg/s %.1f us/msg" % row, flush=True)
+    finally:
+        env.stop_all()
+    for name, rows in results.items():
+        medians = [statistics.median(row[i] for row in rows) for i in range(4)]
+        print(f"{name} medians: a %.0f req/s %.1f us/req | c %.0f msg/s %.1f us/msg" % tuple(medians))
+
+
+if __name__ == "__main__":
+    main()
