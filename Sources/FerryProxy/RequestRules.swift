@@ -127,7 +127,7 @@ public enum RequestRules {
         }
 
         /// A WebSocket upgrade (RFC 6455 §4.1): `Connection: upgrade`, `Upgrade: websocket`, a
-        /// `Sec-WebSocket-Key` of 16 bytes in base64 and version 13, on a GET.
+        /// `Sec-WebSocket-Key` of 16 bytes in base64 and version 13, on a GET without a body.
         ///
         /// An upgrade to anything else (`h2c`, which `curl --http2` asks for on `http://` URLs) is
         /// ignored, as RFC 9110 §7.8 allows and nginx does: the request is served as HTTP/1.1, and
@@ -137,6 +137,11 @@ public enum RequestRules {
             guard upgradeListsWebSocket else { return .none }
             guard listing.listsUpgrade else { return .invalid("a WebSocket upgrade needs Connection: upgrade") }
             guard head.method == .GET else { return .invalid("a WebSocket upgrade must be a GET") }
+            // After the head come WebSocket frames: a body would be read as frames by one side and
+            // as the request's content by the other (a backend answered 101 only once it had the
+            // announced Content-Length bytes, which never came: a 60 s wait for the response
+            // timeout, then 504).
+            guard !announcesBody else { return .invalid("a WebSocket upgrade must not have a body") }
             guard let key = head.headers.first(name: "sec-websocket-key"), key.utf8.count == 24, key.hasSuffix("==")
             else {
                 return .invalid("missing or malformed Sec-WebSocket-Key")

@@ -76,4 +76,25 @@ import Testing
             #expect(!lowered.contains("upgrade") && !lowered.contains("http2-settings"), "\(response.debugDescription)")
         }
     }
+
+    /// A WebSocket upgrade with a body: the bytes after its head would be WebSocket frames to one
+    /// side and the request's content to the other. A backend waited for the announced bytes
+    /// before answering 101, Ferry for the 101 before relaying them: 60 s, then 504. Now 400 at once.
+    @Test func aWebSocketUpgradeWithABodyIsRefused() async throws {
+        try await withFramingBackendProxy { proxy in
+            for (framing, body) in [
+                ("Content-Length: 5", "hello"), ("Transfer-Encoding: chunked", "5\r\nhello\r\n0\r\n\r\n"),
+            ] {
+                let started = Date()
+                let response = try rawExchange(
+                    port: proxy.port,
+                    "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+                        + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\(framing)\r\n\r\n\(body)"
+                )
+                #expect(response.hasPrefix("HTTP/1.1 400"), "\(response.debugDescription)")
+                #expect(response.contains("must not have a body"), "\(response.debugDescription)")
+                #expect(Date().timeIntervalSince(started) < 5)
+            }
+        }
+    }
 }

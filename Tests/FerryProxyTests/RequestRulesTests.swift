@@ -78,6 +78,10 @@ import Testing
         #expect(RequestRules.upgradeKind(head(.GET, noKey)) != .websocket)
         let badVersion = valid.map { $0.0 == "Sec-WebSocket-Version" ? ($0.0, "8") : $0 }
         #expect(RequestRules.upgradeKind(head(.GET, badVersion)) != .websocket)
+        // A body would be frames to one side and content to the other.
+        #expect(RequestRules.upgradeKind(head(.GET, valid + [("Content-Length", "5")])) != .websocket)
+        #expect(RequestRules.upgradeKind(head(.GET, valid + [("Transfer-Encoding", "chunked")])) != .websocket)
+        #expect(RequestRules.upgradeKind(head(.GET, valid + [("Content-Length", "0")])) == .websocket)
     }
 
     @Test func upstreamHeadDropsHopByHopAndAddsForwarding() {
