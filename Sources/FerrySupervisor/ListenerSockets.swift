@@ -29,10 +29,13 @@ public struct ListenerSockets {
 
     public private(set) var listeners: [Listener] = []
 
-    /// Binds or adopts every listener of `configuration` for `slots` workers.
-    public static func open(_ configuration: FerryConfiguration, slots: Int, systemd: [String: CInt]) throws
-        -> ListenerSockets
-    {
+    /// Binds or adopts every listener of `configuration` for `slots` workers. An address that
+    /// something else already listens on is refused (see `ensureNobodyListens`), except those in
+    /// `held`: the addresses this master listens on itself (a reload that reopens its listeners
+    /// binds them again while the old sockets still serve).
+    public static func open(
+        _ configuration: FerryConfiguration, slots: Int, systemd: [String: CInt], held: [ListenAddress] = []
+    ) throws -> ListenerSockets {
         var result = ListenerSockets()
         for listener in configuration.listeners {
             switch listener.address {
@@ -49,6 +52,7 @@ public struct ListenerSockets {
             case .inet(let host, let port):
                 var fds: [CInt] = []
                 var boundPort = port
+                if port != 0 && !held.contains(listener.address) { try ensureNobodyListens(host: host, port: port) }
                 do {
                     for _ in 0..<max(1, slots) {
                         let fd = try bind(host: host, port: boundPort, backlog: listener.backlog)
@@ -94,16 +98,50 @@ public struct ListenerSockets {
         }
     }
 
-    static func bind(host: String, port: Int, backlog: Int) throws -> CInt {
+    /// Fails when a socket already listens on `host:port`. The per-slot sockets share their port
+    /// through `SO_REUSEPORT`, which also lets any other process of the same user that sets it (a
+    /// second `ferry serve` started by mistake, with another config) bind the same address without
+    /// an error and silently take a share of the connections. A socket without `SO_REUSEPORT`
+    /// cannot join a listening group, so binding one first tells whether the address is taken.
+    static func ensureNobodyListens(host: String, port: Int) throws {
+        let fd = try socket(host: host, reusePort: false)
+        defer { close(fd) }
+        guard bindAddress(fd, host: host, port: port) == 0 else {
+            let reason =
+                errno == EADDRINUSE
+                ? "something else already listens there (another ferry?)" : String(cString: strerror(errno))
+            throw Failure(description: "cannot listen on \(display(host)):\(port): \(reason)")
+        }
+    }
+
+    private static func display(_ host: String) -> String { host.contains(":") ? "[\(host)]" : host }
+
+    private static func socket(host: String, reusePort: Bool) throws -> CInt {
         let isV6 = host.contains(":")
-        let fd = socket(isV6 ? AF_INET6 : AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        let fd = Glibc.socket(
+            isV6 ? AF_INET6 : AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw Failure(description: "socket: \(String(cString: strerror(errno)))") }
         var one: CInt = 1
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<CInt>.size))
-        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, socklen_t(MemoryLayout<CInt>.size))
+        if reusePort { setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, socklen_t(MemoryLayout<CInt>.size)) }
+        if isV6 { setsockopt(fd, CInt(IPPROTO_IPV6), IPV6_V6ONLY, &one, socklen_t(MemoryLayout<CInt>.size)) }
+        return fd
+    }
+
+    static func bind(host: String, port: Int, backlog: Int) throws -> CInt {
+        let fd = try socket(host: host, reusePort: true)
+        guard bindAddress(fd, host: host, port: port) == 0, listen(fd, CInt(backlog)) == 0 else {
+            let reason = String(cString: strerror(errno))
+            close(fd)
+            throw Failure(description: "cannot listen on \(display(host)):\(port): \(reason)")
+        }
+        return fd
+    }
+
+    /// `bind(2)` of `fd` to `host:port`; 0 or -1 with `errno` set.
+    private static func bindAddress(_ fd: CInt, host: String, port: Int) -> CInt {
         var result: CInt
-        if isV6 {
-            setsockopt(fd, CInt(IPPROTO_IPV6), IPV6_V6ONLY, &one, socklen_t(MemoryLayout<CInt>.size))
+        if host.contains(":") {
             var address = sockaddr_in6()
             address.sin6_family = sa_family_t(AF_INET6)
             address.sin6_port = UInt16(port).bigEndian
@@ -124,12 +162,7 @@ public struct ListenerSockets {
                 }
             }
         }
-        guard result == 0, listen(fd, CInt(backlog)) == 0 else {
-            let reason = String(cString: strerror(errno))
-            close(fd)
-            throw Failure(description: "cannot listen on \(host.contains(":") ? "[\(host)]" : host):\(port): \(reason)")
-        }
-        return fd
+        return result
     }
 
     static func localPort(_ fd: CInt) -> Int {

@@ -702,7 +702,9 @@ public final class Master: @unchecked Sendable {
         if candidate.configuration.listeners != configuration.listeners {
             do {
                 let systemd = SystemdSockets.take()
-                let reopened = try ListenerSockets.open(candidate.configuration, slots: workerCount, systemd: systemd)
+                let reopened = try ListenerSockets.open(
+                    candidate.configuration, slots: workerCount, systemd: systemd,
+                    held: listeners.listeners.map(\.configuration.address))
                 listeners.closeAll()
                 listeners = reopened
             } catch {

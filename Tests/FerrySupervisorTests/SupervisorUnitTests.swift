@@ -117,6 +117,28 @@ import Testing
         #expect(listener.fds.allSatisfy { ListenerSockets.localPort($0) == port })
     }
 
+    /// The slots' SO_REUSEPORT sockets would let a second `ferry serve` (same user) bind the same
+    /// address without an error and take a share of its connections; it is refused instead. A
+    /// reload that reopens the master's own listeners is not.
+    @Test func anAddressSomeoneAlreadyListensOnIsRefusedUnlessItIsOurs() throws {
+        let first = try ListenerSockets.open(
+            FerryConfiguration(listeners: [
+                ListenerConfiguration(name: "https", address: .inet(host: "127.0.0.1", port: 0))
+            ]),
+            slots: 2, systemd: [:])
+        defer { first.closeAll() }
+        let port = try #require(first.listeners.first?.port)
+        let address = ListenAddress.inet(host: "127.0.0.1", port: port)
+        let configuration = FerryConfiguration(listeners: [ListenerConfiguration(name: "https", address: address)])
+        #expect {
+            _ = try ListenerSockets.open(configuration, slots: 2, systemd: [:])
+        } throws: { error in
+            "\(error)".contains("127.0.0.1:\(port)") && "\(error)".contains("already listens")
+        }
+        let reopened = try ListenerSockets.open(configuration, slots: 2, systemd: [:], held: [address])
+        reopened.closeAll()
+    }
+
     @Test func closingSurplusSlotsClosesTheirSockets() throws {
         let configuration = FerryConfiguration(listeners: [
             ListenerConfiguration(name: "https", address: .inet(host: "127.0.0.1", port: 0))
