@@ -183,7 +183,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         }
     }
 
-    /// Parts of a pipelined request whose end never came: a request cut by the client's FIN.
+    /// Parts of a pipelined request whose end never came: a request cut by the client's FIN, or
+    /// one whose body turned out malformed.
     private func dropIncompletePipelinedRequest() {
         guard let lastHead = pipelined.lastIndex(where: { if case .head = $0 { true } else { false } }) else { return }
         if pipelined[lastHead...].contains(where: { if case .end = $0 { true } else { false } }) { return }
@@ -785,7 +786,10 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             switch state {
             case .proxying where exchange?.requestEnded == true || !pipelined.isEmpty:
                 // The malformed request is a pipelined one behind the exchange in flight: it gets
-                // its answer after that exchange's response, then the connection closes.
+                // its answer after that exchange's response, then the connection closes. If the
+                // error came inside its body, its head is queued: it must not be sent upstream
+                // (its body will never come: the backend waited for it until the response timeout).
+                dropIncompletePipelinedRequest()
                 deferredRejection = rejection
                 setClientReads(paused: true)
             case .proxying where exchange?.responseStarted == true:

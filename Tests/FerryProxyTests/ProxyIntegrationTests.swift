@@ -42,6 +42,23 @@ import Testing
         await proxy.stop()
     }
 
+    /// A pipelined request whose body turns out malformed is answered with 400 after the request
+    /// before it, and never sent upstream: it was, with a head promising chunks that never came,
+    /// and the backend waited for them until the response timeout (504 after 60 s; found by fuzzing).
+    @Test func aPipelinedRequestWithAMalformedBodyIsNotSentUpstream() async throws {
+        try await withFramingBackendProxy { proxy in
+            let started = Date()
+            let response = try rawExchange(
+                port: proxy.port,
+                "GET /length HTTP/1.1\r\nHost: x\r\n\r\n"
+                    + "POST /request HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n")
+            #expect(response.hasPrefix("HTTP/1.1 200 OK"), "\(response.debugDescription)")
+            #expect(response.contains("hello" + "HTTP/1.1 400 Bad Request"), "\(response.debugDescription)")
+            #expect(!response.contains("POST /request"), "the backend got the request: \(response.debugDescription)")
+            #expect(Date().timeIntervalSince(started) < 5)
+        }
+    }
+
     /// A request body that turns malformed while its response is already on its way cannot be
     /// answered with 400: the status line would land in the middle of the response body. The
     /// connection closes instead (the client sees a response cut short, as from nginx).
