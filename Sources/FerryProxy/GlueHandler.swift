@@ -106,13 +106,17 @@ final class GlueHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         onClose?()
+        // What this side read last (in the read burst that ended with a reset) is written out
+        // before the partner closes: a full close drops writes not yet flushed.
+        partner?.partnerFlush()
         partner?.partnerClose()
         context.fireChannelInactive()
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if let event = event as? ChannelEvent, case .inputClosed = event {
-            // Half-close: the peer will send nothing more; tell the other side the same.
+            // Half-close: the peer will send nothing more; tell the other side the same (NIO
+            // shuts the output down once the writes queued before it, flushed or not, are out).
             partner?.partnerCloseOutput()
         }
         context.fireUserInboundEventTriggered(event)

@@ -178,7 +178,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             // `finishExchange` closes after the last response.
             break
         case .awaitingTunnel, .tunneling, .closed:
-            // Reads are off while a tunnel is set up; the tunnel passes the FIN on (`GlueHandler`).
+            // The tunnel passes the FIN on (`GlueHandler`); one read with the upgrade request is
+            // handed to it once it is in place (end of `startTunnel`'s setup).
             break
         }
     }
@@ -974,6 +975,19 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         context.channel.setOption(.autoRead, value: true).whenComplete { _ in }
         context.channel.read()
         upstream.read()
+        // Removing a decoder hands its leftover bytes (a client's first frame sent with its
+        // request, a server's greeting sent with its 101) to the glue from a task of its own, with
+        // no read-complete event after them: nothing flushed them, and a peer waiting for that very
+        // message waited for ever. A client FIN read together with the request reached this
+        // handler, not the glue, and was lost the same way (the tunnel stayed open, the client's
+        // socket in CLOSE_WAIT). This task runs after the decoders' (tasks run in order).
+        let client = context.channel
+        let clientFinished = clientInputClosed
+        context.eventLoop.execute {
+            upstream.flush()
+            client.flush()
+            if clientFinished { client.pipeline.fireUserInboundEventTriggered(ChannelEvent.inputClosed) }
+        }
     }
 }
 

@@ -9,6 +9,8 @@
   /never             reads the request and never answers
   /wav/<name>        the file <name> from FILES_DIR, keep-alive (for the hazard test)
   /tts               a WebSocket echo (minimal RFC 6455, text and binary, small frames)
+  /tts-greet         the same, sending a text frame "welcome" in the same write as its 101
+  /tts-bye           a WebSocket that sends a text frame "bye" 0.3 s after its 101 and closes at once
   /flaky             answers the first request of a connection; closes without answering any later one
 
 Usage: misbehaving_backend.py FILES_DIR [--unix PATH] — prints "PORT <n>" (or "PORT 0" on a Unix socket).
@@ -41,11 +43,11 @@ def response(status, body, extra=""):
     return (f"HTTP/1.1 {status}\r\nContent-Length: {len(body)}\r\n{extra}\r\n").encode() + body
 
 
-async def websocket(reader, writer, headers):
+async def websocket(reader, writer, headers, greeting=b""):
     key = headers.get("sec-websocket-key", "")
     accept = base64.b64encode(hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest())
     writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                 b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n")
+                 b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n" + greeting)
     await writer.drain()
     while True:
         head = await reader.readexactly(2)
@@ -73,6 +75,17 @@ async def websocket(reader, writer, headers):
         await writer.drain()
 
 
+async def websocket_bye(writer, headers):
+    key = headers.get("sec-websocket-key", "")
+    accept = base64.b64encode(hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest())
+    writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                 b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n")
+    await writer.drain()
+    await asyncio.sleep(0.3)
+    writer.write(b"\x81\x03bye")
+    writer.close()
+
+
 async def handle(reader, writer):
     served = 0
     try:
@@ -87,7 +100,11 @@ async def handle(reader, writer):
                     writer.write(response("200 OK", b"not a websocket"))
                     await writer.drain()
                     continue
-                await websocket(reader, writer, headers)
+                if path.startswith("/tts-bye"):
+                    await websocket_bye(writer, headers)
+                    return
+                greeting = b"\x81\x07welcome" if "/tts-greet" in path else b""
+                await websocket(reader, writer, headers, greeting)
                 return
             if path.startswith("/flaky"):
                 writer.write(response("200 OK", b"flaky ok"))
