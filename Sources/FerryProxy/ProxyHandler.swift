@@ -86,7 +86,11 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     /// The client will send nothing more (see `clientFinishedSending`).
     private var clientInputClosed = false
     /// The connection closes once the response in flight is out.
-    private var endsAfterThisResponse: Bool { closeAfterResponse || (clientInputClosed && pipelined.isEmpty) }
+    private var endsAfterThisResponse: Bool {
+        // `pipelined` may still hold the end of the request being answered (a replayed request
+        // answered locally is answered from its head): only another request's head keeps it open.
+        closeAfterResponse || (clientInputClosed && !pipelined.contains { if case .head = $0 { true } else { false } })
+    }
     private var context: ChannelHandlerContext?
     /// Read by `ProxyLoopState.sweepDeadlines()`; arming or disarming it is an assignment, not a
     /// scheduled task (see `ProxyLoopState.sweepInterval`).

@@ -27,6 +27,24 @@ import Testing
         }
     }
 
+    /// The last pipelined request answered by Ferry itself (here: no route) is answered from its
+    /// head, while its end is still queued: the connection stayed open (found by fuzzing).
+    @Test func aPipelinedRequestAnsweredLocallyAfterTheFINClosesTheConnection() async throws {
+        guard PythonBackend.available else { return }
+        let backend = try PythonBackend(script: "framing_backend.py", arguments: [])
+        let proxy = try await ProxyHarness(backendPort: backend.port, routes: [route("/length", strip: nil)])
+        let result = try rawConversation(
+            port: proxy.port,
+            "GET /length HTTP/1.1\r\nHost: x\r\n\r\nGET /elsewhere HTTP/1.1\r\nHost: x\r\n\r\n",
+            halfClose: .afterSending)
+        await proxy.stop()
+        #expect(result.closedByPeer, "still open after the client's FIN: \(result.received.debugDescription)")
+        #expect(result.received.hasPrefix("HTTP/1.1 200 OK"), "\(result.received.debugDescription)")
+        #expect(result.received.contains("hello" + "HTTP/1.1 404"), "\(result.received.debugDescription)")
+        #expect(result.received.hasSuffix("ferry: no route for this path\n"))
+        #expect(result.received.components(separatedBy: "Connection: close").count == 2, "the 404 says close")
+    }
+
     @Test func pipelinedRequestsBeforeTheFINAreAllAnswered() async throws {
         try await withFramingBackendProxy { proxy in
             let result = try rawConversation(
