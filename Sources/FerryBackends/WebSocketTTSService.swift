@@ -86,7 +86,21 @@ public final class WebSocketTTSService: Sendable {
     }
 
     func register(_ channel: any Channel) {
-        connections.withLockedValue { $0[ObjectIdentifier(channel)] = channel }
+        // NIO sends the 101 before it installs the WebSocket handlers: a WebSocket whose client
+        // already saw its 101 may register only after `drain` took its list, and would then never
+        // be told to go away. Both take the `draining` lock first, so exactly one of them does.
+        let lateForDrain = draining.withLockedValue { draining in
+            connections.withLockedValue { $0[ObjectIdentifier(channel)] = channel }
+            return draining
+        }
+        if lateForDrain { sendGoingAway(channel) }
+    }
+
+    private func sendGoingAway(_ channel: any Channel) {
+        var payload = channel.allocator.buffer(capacity: 2)
+        payload.write(webSocketErrorCode: .goingAway)
+        let frame = WebSocketFrame(fin: true, opcode: .connectionClose, data: payload)
+        channel.writeAndFlush(frame).whenComplete { _ in channel.close(promise: nil) }
     }
 
     func unregister(_ channel: any Channel) {
@@ -95,14 +109,11 @@ public final class WebSocketTTSService: Sendable {
 
     /// Graceful drain (SIGTERM): refuse new upgrades, close every WebSocket with 1001, wait (bounded).
     public func drain(timeout: Duration = .seconds(5)) async {
-        draining.withLockedValue { $0 = true }
-        let channels = connections.withLockedValue { Array($0.values) }
-        for channel in channels {
-            var payload = channel.allocator.buffer(capacity: 2)
-            payload.write(webSocketErrorCode: .goingAway)
-            let frame = WebSocketFrame(fin: true, opcode: .connectionClose, data: payload)
-            channel.writeAndFlush(frame).whenComplete { _ in channel.close(promise: nil) }
+        let channels = draining.withLockedValue { draining in
+            draining = true
+            return connections.withLockedValue { Array($0.values) }
         }
+        for channel in channels { sendGoingAway(channel) }
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline, connections.withLockedValue({ !$0.isEmpty }) {
             try? await Task.sleep(for: .milliseconds(20))
