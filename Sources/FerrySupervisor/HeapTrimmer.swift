@@ -14,10 +14,10 @@ import Foundation
 /// `MemoryMax=`), so after a spike it must come down.
 ///
 /// The worker tallies what its connections release (an estimate, see `TLSCounters`) and calls
-/// `tick(released:)` once a second; when it says so, the worker calls `trim()`. A closed
+/// `tick(released:)` four times a second; when it says so, the worker calls `trim()`. A closed
 /// connection is counted when it goes inactive, but its memory is freed a little later, once NIO
-/// lets go of the channel, so the trim waits for a quiet tick (less than a quarter of `threshold`
-/// released in it) after the tally passed `threshold`: trimming in the same tick found nothing to
+/// lets go of the channel, so the trim waits for a quiet tick (less than `quietBelow` released in
+/// it) after the tally passed `threshold`: trimming in the same tick found nothing to
 /// give back. Trimming is not free (it walks the free lists and madvises whole free pages away,
 /// which the next allocations fault back in: 4 ms for 42 MB here), hence the threshold; a worker
 /// that keeps churning connections reuses what it frees and is trimmed only every
@@ -25,10 +25,15 @@ import Foundation
 public struct HeapTrimmer: Sendable {
     /// Released bytes (estimated) after which the next quiet tick trims.
     public let threshold: Int
+    /// A tick that released less than this is quiet.
+    public let quietBelow: Int
     private var released = 0
 
-    public init(threshold: Int = 8 << 20) {
+    /// `quietBelow` defaults to a quarter of `threshold` (2 MiB for a one-second tick); a shorter
+    /// tick takes a proportionally smaller one.
+    public init(threshold: Int = 8 << 20, quietBelow: Int? = nil) {
         self.threshold = threshold
+        self.quietBelow = quietBelow ?? threshold / 4
     }
 
     /// Adds what was released since the last tick; true when the heap should be trimmed now (the
@@ -36,7 +41,7 @@ public struct HeapTrimmer: Sendable {
     public mutating func tick(released bytes: Int) -> Bool {
         let now = max(0, bytes)
         released += now
-        let quiet = now < threshold / 4
+        let quiet = now < quietBelow
         guard released >= threshold && quiet || released >= 8 * threshold else { return false }
         released = 0
         return true

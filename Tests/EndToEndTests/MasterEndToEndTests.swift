@@ -627,7 +627,7 @@ import Testing
             open = workers.compactMap { ($0["stats"] as? [String: Any])?["connectionsOpen"] as? Int }.reduce(0, +)
         }
         #expect(open == 0, "connections the client closed are still open in the worker")
-        // The trim runs on a one-second tick after the connections' release was counted.
+        // The trim runs on the first quiet 250 ms tick after the connections' release was counted.
         var now = try residentBytes(worker)
         deadline = Date().addingTimeInterval(5)
         while now - base > (peak - base) / 3 && Date() < deadline {

@@ -12,6 +12,13 @@ import Testing
         #expect(ticks == [false, false, false, true, false, false])
     }
 
+    @Test func whatCountsAsQuietIsSetForTheTick() {
+        // The worker ticks four times a second: quiet is under a sixteenth of the threshold.
+        var trimmer = HeapTrimmer(threshold: 1600, quietBelow: 100)
+        let ticks = [1600, 150, 100, 99].map { trimmer.tick(released: $0) }
+        #expect(ticks == [false, false, false, true])
+    }
+
     @Test func aWorkerThatKeepsReleasingIsTrimmedEveryEightThresholds() {
         var trimmer = HeapTrimmer(threshold: 1000)
         let trims = (0..<32).filter { _ in trimmer.tick(released: 1000) }
