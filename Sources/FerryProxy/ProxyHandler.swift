@@ -89,7 +89,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     private var endsAfterThisResponse: Bool {
         // `pipelined` may still hold the end of the request being answered (a replayed request
         // answered locally is answered from its head): only another request's head keeps it open.
-        closeAfterResponse || (clientInputClosed && !pipelined.contains { if case .head = $0 { true } else { false } })
+        closeAfterResponse || (clientInputClosed && !pipelined.contains(where: Self.isHead))
     }
     private var context: ChannelHandlerContext?
     /// Read by `ProxyLoopState.sweepDeadlines()`; arming or disarming it is an assignment, not a
@@ -182,16 +182,20 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             // `finishExchange` closes after the last response.
             break
         case .awaitingTunnel, .tunneling, .closed:
-            // The tunnel passes the FIN on (`GlueHandler`); one read with the upgrade request is
+            // The tunnel passes the FIN on (`GlueHandler`); a FIN read with the upgrade request is
             // handed to it once it is in place (end of `startTunnel`'s setup).
             break
         }
     }
 
+    private static func isHead(_ part: HTTPServerRequestPart) -> Bool {
+        if case .head = part { true } else { false }
+    }
+
     /// Parts of a pipelined request whose end never came: a request cut by the client's FIN, or
     /// one whose body turned out malformed.
     private func dropIncompletePipelinedRequest() {
-        guard let lastHead = pipelined.lastIndex(where: { if case .head = $0 { true } else { false } }) else { return }
+        guard let lastHead = pipelined.lastIndex(where: Self.isHead) else { return }
         if pipelined[lastHead...].contains(where: { if case .end = $0 { true } else { false } }) { return }
         pipelined.removeSubrange(lastHead..<pipelined.endIndex)
     }

@@ -42,7 +42,8 @@ import Testing
         #expect(result.received.hasPrefix("HTTP/1.1 200 OK"), "\(result.received.debugDescription)")
         #expect(result.received.contains("hello" + "HTTP/1.1 404"), "\(result.received.debugDescription)")
         #expect(result.received.hasSuffix("ferry: no route for this path\n"))
-        #expect(result.received.components(separatedBy: "Connection: close").count == 2, "the 404 says close")
+        // Whether the 404 itself says `Connection: close` depends on whether the FIN came in the
+        // same read as the requests (reads pause while a pipelined request waits), so not checked.
     }
 
     @Test func pipelinedRequestsBeforeTheFINAreAllAnswered() async throws {

@@ -1,6 +1,9 @@
 import Foundation
 import Testing
 
+/// The body "hello", framed each way a request can frame it.
+let helloBodies = [("Content-Length: 5", "hello"), ("Transfer-Encoding: chunked", "5\r\nhello\r\n0\r\n\r\n")]
+
 /// `Expect: 100-continue` (RFC 9110 §10.1.1): the client sends the head and waits for `100
 /// Continue` before its body (curl does so for large uploads, and gives up waiting after 1 s).
 /// Ferry forwarded the Expect header and dropped the backend's 100, so every such upload stalled
@@ -10,9 +13,7 @@ import Testing
 
     @Test func ferrySendsContinueAndTheBodyGoesUpstreamWithoutTheExpectation() async throws {
         try await withFramingBackendProxy { proxy in
-            for (framing, body) in [
-                ("Content-Length: 5", "hello"), ("Transfer-Encoding: chunked", "5\r\nhello\r\n0\r\n\r\n"),
-            ] {
+            for (framing, body) in helloBodies {
                 let started = Date()
                 let response = try rawExchange(
                     port: proxy.port,
@@ -82,9 +83,7 @@ import Testing
     /// before answering 101, Ferry for the 101 before relaying them: 60 s, then 504. Now 400 at once.
     @Test func aWebSocketUpgradeWithABodyIsRefused() async throws {
         try await withFramingBackendProxy { proxy in
-            for (framing, body) in [
-                ("Content-Length: 5", "hello"), ("Transfer-Encoding: chunked", "5\r\nhello\r\n0\r\n\r\n"),
-            ] {
+            for (framing, body) in helloBodies {
                 let started = Date()
                 let response = try rawExchange(
                     port: proxy.port,

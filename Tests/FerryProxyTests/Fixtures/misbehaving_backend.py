@@ -43,11 +43,15 @@ def response(status, body, extra=""):
     return (f"HTTP/1.1 {status}\r\nContent-Length: {len(body)}\r\n{extra}\r\n").encode() + body
 
 
-async def websocket(reader, writer, headers, greeting=b""):
+def switching_protocols(headers):
     key = headers.get("sec-websocket-key", "")
     accept = base64.b64encode(hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest())
-    writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                 b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n" + greeting)
+    return (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n")
+
+
+async def websocket(reader, writer, headers, greeting=b""):
+    writer.write(switching_protocols(headers) + greeting)
     await writer.drain()
     while True:
         head = await reader.readexactly(2)
@@ -76,10 +80,7 @@ async def websocket(reader, writer, headers, greeting=b""):
 
 
 async def websocket_bye(writer, headers):
-    key = headers.get("sec-websocket-key", "")
-    accept = base64.b64encode(hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest())
-    writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                 b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n")
+    writer.write(switching_protocols(headers))
     await writer.drain()
     await asyncio.sleep(0.3)
     writer.write(b"\x81\x03bye")
