@@ -380,6 +380,9 @@ public struct RouteConfiguration: Sendable, Equatable {
     /// Replaces the matched prefix before forwarding (applied after strip_prefix is not allowed: one or the other).
     public var rewrite: String?
     public var timeouts: RouteTimeouts
+    /// `%2F` (and `%5C`, or a `\`) may appear in paths of this route; off by default, since a
+    /// backend that decodes them would see other path segments than Ferry routed on.
+    public var allowEncodedSlashes: Bool
 
     public init(
         path: String,
@@ -387,7 +390,8 @@ public struct RouteConfiguration: Sendable, Equatable {
         protocol: RouteProtocol = .auto,
         stripPrefix: String? = nil,
         rewrite: String? = nil,
-        timeouts: RouteTimeouts = RouteTimeouts()
+        timeouts: RouteTimeouts = RouteTimeouts(),
+        allowEncodedSlashes: Bool = false
     ) {
         self.path = path
         self.action = action
@@ -395,6 +399,7 @@ public struct RouteConfiguration: Sendable, Equatable {
         self.stripPrefix = stripPrefix
         self.rewrite = rewrite
         self.timeouts = timeouts
+        self.allowEncodedSlashes = allowEncodedSlashes
     }
 
     /// The backend name when this route proxies.

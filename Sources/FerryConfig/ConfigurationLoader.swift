@@ -382,6 +382,7 @@ struct SectionParser {
         let rewrite = table.string("rewrite")
         let connectTimeout = table.duration("connect_timeout", minimum: .milliseconds(1))
         let responseTimeout = table.duration("response_timeout", minimum: .milliseconds(1))
+        let allowEncodedSlashes = table.bool("allow_encoded_slashes")
         let actions = [table.has("backend"), table.has("respond"), table.has("redirect")].filter { $0 }.count
         table.finish()
 
@@ -435,7 +436,7 @@ struct SectionParser {
         if let responseTimeout { timeouts.response = responseTimeout }
         return RouteConfiguration(
             path: path, action: action, protocol: routeProtocol ?? .auto, stripPrefix: stripPrefix, rewrite: rewrite,
-            timeouts: timeouts)
+            timeouts: timeouts, allowEncodedSlashes: allowEncodedSlashes ?? false)
     }
 
     // MARK: [pool], [limits]

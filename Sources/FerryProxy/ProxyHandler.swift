@@ -302,6 +302,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         switch loop.router.route(uri: head.uri) {
         case .badRequest:
             respondLocally(status: .badRequest, body: "ferry: malformed request target\n", close: true)
+        case .unsafePath(let reason):
+            respondLocally(status: .badRequest, body: "ferry: \(reason)\n", close: true)
         case .notFound:
             respondLocally(status: .notFound, body: "ferry: no route for this path\n", close: false)
         case .matched(let match):

@@ -18,6 +18,9 @@ public struct Router: Sendable {
         case notFound
         /// The request target is not an origin-form path that can be normalized safely.
         case badRequest
+        /// The path is well-formed but would mean something else to a backend that percent-decodes
+        /// it (see `DecodedPathCheck`): answered 400 with the reason.
+        case unsafePath(String)
     }
 
     /// Routes sorted by descending path length, so the first prefix that matches is the longest.
@@ -34,18 +37,34 @@ public struct Router: Sendable {
         guard let path = Self.isNormalized(rawPath) ? String(rawPath) : Self.normalize(rawPath) else {
             return .badRequest
         }
-        for (index, route) in routes where path.utf8.starts(with: route.path.utf8) {
-            var upstreamPath = path
-            if let strip = route.stripPrefix, path.hasPrefix(strip) {
-                upstreamPath = String(path.dropFirst(strip.utf8.count))
-            } else if let rewrite = route.rewrite {
-                upstreamPath = rewrite + String(path.dropFirst(route.path.utf8.count))
+        guard let (index, route) = longestMatch(path.utf8) else { return .notFound }
+        if DecodedPathCheck.needsCheck(path) {
+            // Encoded separators, dot segments and overlong forms that a decoding backend would act
+            // on: refused, unless the route allows encoded slashes and the decoded path routes to
+            // the same route (else `/public%2F..%2Fadmin`-like paths could leave their prefix).
+            let check = DecodedPathCheck(normalizedPath: path)
+            if case .refused(let reason) = check.verdict { return .unsafePath(reason) }
+            if check.hasEncodedSeparator && !route.allowEncodedSlashes {
+                return .unsafePath("encoded '/' or '\\' in the path (allow_encoded_slashes = true on the route permits it)")
             }
-            if !upstreamPath.hasPrefix("/") { upstreamPath = "/" + upstreamPath }
-            let upstreamURI = query.map { "\(upstreamPath)?\($0)" } ?? upstreamPath
-            return .matched(Match(route: route, index: index, upstreamURI: upstreamURI))
+            if longestMatch(check.decodedPath)?.index != index {
+                return .unsafePath("path routes elsewhere once percent-decoded")
+            }
         }
-        return .notFound
+        var upstreamPath = path
+        if let strip = route.stripPrefix, path.hasPrefix(strip) {
+            upstreamPath = String(path.dropFirst(strip.utf8.count))
+        } else if let rewrite = route.rewrite {
+            upstreamPath = rewrite + String(path.dropFirst(route.path.utf8.count))
+        }
+        if !upstreamPath.hasPrefix("/") { upstreamPath = "/" + upstreamPath }
+        let upstreamURI = query.map { "\(upstreamPath)?\($0)" } ?? upstreamPath
+        return .matched(Match(route: route, index: index, upstreamURI: upstreamURI))
+    }
+
+    /// The longest route prefix of `path` (byte-wise, as nginx and Apache match prefixes).
+    private func longestMatch(_ path: some Collection<UInt8>) -> (index: Int, route: RouteConfiguration)? {
+        routes.first { path.starts(with: $0.route.path.utf8) }
     }
 
     static func split(_ uri: String) -> (path: Substring, query: Substring?) {
@@ -54,13 +73,13 @@ public struct Router: Sendable {
         return (target[..<mark], target[target.utf8.index(after: mark)...])
     }
 
-    /// True when `normalize` would return the path unchanged: it starts with `/` and has no escape,
-    /// no control character, no empty segment and no segment starting with a dot. Most requests
-    /// take this path, which costs one scan and no allocation.
+    /// True when `normalize` would return the path unchanged and no decoding could change it: it
+    /// starts with `/` and has no escape, no `\`, no control character, no empty segment and no
+    /// segment starting with a dot. Most requests take this path: one scan, no allocation.
     static func isNormalized(_ rawPath: Substring) -> Bool {
         var previous: UInt8 = 0
         for byte in rawPath.utf8 {
-            if byte < 0x20 || byte >= 0x7F || byte == UInt8(ascii: "%") { return false }
+            if byte < 0x20 || byte >= 0x7F || byte == UInt8(ascii: "%") || byte == UInt8(ascii: "\\") { return false }
             if previous == UInt8(ascii: "/") && (byte == UInt8(ascii: "/") || byte == UInt8(ascii: ".")) { return false }
             if previous == 0 && byte != UInt8(ascii: "/") { return false }
             previous = byte
@@ -128,7 +147,7 @@ public struct Router: Sendable {
         }
     }
 
-    private static func hexValue(_ byte: UInt8) -> UInt8? {
+    static func hexValue(_ byte: UInt8) -> UInt8? {
         switch byte {
         case UInt8(ascii: "0")...UInt8(ascii: "9"): byte - UInt8(ascii: "0")
         case UInt8(ascii: "a")...UInt8(ascii: "f"): byte - UInt8(ascii: "a") + 10

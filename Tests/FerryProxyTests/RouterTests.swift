@@ -108,3 +108,71 @@ import Testing
         #expect(found.upstreamURI == "/tts/wav/x.wav?v=2")
     }
 }
+
+/// Paths that a percent-decoding backend would read differently from Ferry (issue 21, item 1):
+/// `/forbidden` is answered 403 by Ferry, `/` and `/files/` are proxied, `/raw/` allows `%2F`.
+@Suite struct EncodedPathTests {
+    let router = Router(routes: [
+        RouteConfiguration(path: "/", action: .proxy(backend: "app")),
+        RouteConfiguration(path: "/forbidden", action: .respond(status: 403, body: nil)),
+        RouteConfiguration(path: "/files/", action: .proxy(backend: "files")),
+        RouteConfiguration(path: "/raw/", action: .proxy(backend: "app"), allowEncodedSlashes: true),
+        RouteConfiguration(path: "/raw/private", action: .respond(status: 403, body: nil)),
+    ])
+
+    func isRefused(_ uri: String) -> Bool {
+        if case .unsafePath = router.route(uri: uri) { return true }
+        return false
+    }
+
+    /// Each of these climbs above the root or past `/forbidden` once decoded: 400 on every route.
+    @Test(arguments: [
+        "/a/..%2F..%2Fetc/passwd", "/a/..%2f..%2fetc/passwd", "/x/..%2Fforbidden", "/x/%2e%2e%2fforbidden",
+        "/x/%2E%2E%2Fforbidden", "/x/..%5Cforbidden", "/x/..%5cforbidden", "/x/..\\forbidden",
+        "/x/..%252Fforbidden", "/x/%252e%252e%252fforbidden", "/x/%25252e%25252e/forbidden",
+        "/x/%C0%AE%C0%AE/forbidden", "/x/%C0%AE%C0%AE%C0%AFforbidden", "/x/%E0%80%AE%E0%80%AE/forbidden",
+        "/x/.%2e%2Fforbidden", "/files/..%2F..%2Fsecret", "/raw/..%2F..%2Fforbidden", "/raw/a%2F..%2F..%2Fforbidden",
+        "/raw/%2e%2e%2Fforbidden", "/raw/x%2500y",
+    ])
+    func climbingPathsAreRefused(uri: String) {
+        #expect(isRefused(uri), "\(uri) was \(router.route(uri: uri))")
+    }
+
+    /// An encoded slash is refused by default, wherever it is and however it is spelled.
+    @Test(arguments: ["/a%2Fb", "/forbidden%2Fx", "/x%2fforbidden", "/files/a%5Cb", "/files/a\\b", "/a%252Fb"])
+    func encodedSlashesAreRefusedByDefault(uri: String) {
+        #expect(isRefused(uri), "\(uri) was \(router.route(uri: uri))")
+    }
+
+    @Test func aRouteCanAllowEncodedSlashes() {
+        guard case .matched(let match) = router.route(uri: "/raw/a%2Fb%5Cc?x=1") else {
+            Issue.record("refused: \(router.route(uri: "/raw/a%2Fb%5Cc?x=1"))")
+            return
+        }
+        #expect(match.route.path == "/raw/")
+        #expect(match.upstreamURI == "/raw/a%2Fb%5Cc?x=1")
+    }
+
+    /// `/raw/private` (403) stays unreachable through the route that allows encoded slashes.
+    @Test func anAllowedEncodedSlashCannotLeaveItsRoute() {
+        // Routed as sent to /raw/private, which does not allow %2F.
+        #expect(isRefused("/raw/%70rivate%2Fx"))
+        // Routed as sent to /raw/, but to /raw/private once decoded twice.
+        #expect(isRefused("/raw/privat%2565%2Fx"))
+        #expect(isRefused("/raw%2Fprivate"))
+        guard case .matched(let match) = router.route(uri: "/raw/public%2Fx") else {
+            Issue.record("refused: \(router.route(uri: "/raw/public%2Fx"))")
+            return
+        }
+        #expect(match.route.path == "/raw/")
+    }
+
+    /// Escapes that decode to nothing dangerous still pass, and most paths never reach the check.
+    @Test(arguments: ["/a%20b", "/caf%C3%A9", "/a%3Bb", "/files/x%2B%2B.wav", "/a/b..c/%2e%2e%2e", "/%E9t%E9"])
+    func harmlessEscapesPass(uri: String) {
+        guard case .matched = router.route(uri: uri) else {
+            Issue.record("\(uri) was \(router.route(uri: uri))")
+            return
+        }
+    }
+}
