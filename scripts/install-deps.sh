@@ -21,6 +21,7 @@ need_deb libsystemd-dev /usr/include/systemd/sd-daemon.h
 
 if [ "$mode" = test ] || [ "$mode" = bench ]; then
     need_deb curl curl
+    need_deb procps pgrep
     need_deb openssl openssl
     need_deb systemd systemd-socket-activate
     need_deb python3 python3

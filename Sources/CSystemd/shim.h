@@ -15,6 +15,9 @@
 
 static inline int ferry_set_parent_death_signal(int signal) { return prctl(PR_SET_PDEATHSIG, signal); }
 
+/* The thread's (and, from the main thread, the process's) `comm`, as ps -C and pgrep match it. */
+static inline int ferry_set_process_name(const char *name) { return prctl(PR_SET_NAME, name, 0, 0, 0); }
+
 static inline int ferry_WIFEXITED(int status) { return WIFEXITED(status); }
 static inline int ferry_WEXITSTATUS(int status) { return WEXITSTATUS(status); }
 static inline int ferry_WIFSIGNALED(int status) { return WIFSIGNALED(status); }

@@ -83,7 +83,8 @@ public final class Master: @unchecked Sendable {
     let group: any EventLoopGroup
     var logger: Logger
     let source: ConfigurationSource
-    let executable: String
+    /// Checked at each spawn, not once: the file on disk may be replaced while the master runs.
+    var executable: String { Spawner.executablePath }
     var loaded: LoadedConfiguration
     var generation = 1
     var listeners: ListenerSockets
@@ -125,7 +126,7 @@ public final class Master: @unchecked Sendable {
 
     init(
         loaded: LoadedConfiguration, source: ConfigurationSource, listeners: ListenerSockets, group: any EventLoopGroup,
-        logger: Logger, executable: String
+        logger: Logger
     ) {
         self.loaded = loaded
         self.source = source
@@ -133,7 +134,6 @@ public final class Master: @unchecked Sendable {
         self.group = group
         self.loop = group.next()
         self.logger = logger
-        self.executable = executable
         self.ticketKeys = Self.randomKeys()
         self.finished = loop.makePromise(of: Int32.self)
     }
@@ -180,8 +180,7 @@ public final class Master: @unchecked Sendable {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         defer { try? group.syncShutdownGracefully() }
         let master = Master(
-            loaded: loaded, source: source, listeners: listeners, group: group, logger: logger,
-            executable: "/proc/self/exe")
+            loaded: loaded, source: source, listeners: listeners, group: group, logger: logger)
         master.loop.execute { master.boot() }
         let code = (try? master.finished.futureResult.wait()) ?? 1
         listeners.closeAll()
@@ -330,7 +329,8 @@ public final class Master: @unchecked Sendable {
                 separator: ",")
             let pid = try Spawner.spawn(
                 executable: executable, arguments: ["worker"], environment: environment, descriptors: descriptors,
-                displayName: Spawner.selfPath)
+                // The title as argv[0] reserves room for it: the worker writes it over its arguments.
+                displayName: "ferry: worker g\(generation)/s\(slot)")
             workers[pid] = WorkerRecord(
                 pid: pid, generation: generation, slot: slot, phase: .starting, channel: nil,
                 lastHeartbeat: .now(), stats: nil, restarts: workerRestarts[slot, default: 0], killDeadline: nil)
@@ -558,6 +558,7 @@ public final class Master: @unchecked Sendable {
                 // Built-in backends drop to [master].user/group themselves once they listen.
                 if let user = configuration.master.user { environment["FERRY_DROP_USER"] = user }
                 if let group = configuration.master.group { environment["FERRY_DROP_GROUP"] = group }
+                environment["FERRY_BACKEND_NAME"] = backend.name
                 pid = try Spawner.spawn(
                     executable: executable, arguments: arguments, environment: environment, descriptors: [],
                     output: writeEnd, displayName: Spawner.selfPath)

@@ -117,13 +117,26 @@ enum Spawner {
     }
 
     /// The real path of the running executable, so `ps` shows `/usr/local/bin/ferry worker` rather
-    /// than `/proc/self/exe worker` (which is still what is executed: it survives a replaced binary).
+    /// than `/proc/self/exe worker`.
     static let selfPath: String = {
         var buffer = [CChar](repeating: 0, count: 4096)
         let count = readlink("/proc/self/exe", &buffer, buffer.count - 1)
         guard count > 0 else { return "ferry" }
         return String(decoding: buffer.prefix(count).map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }()
+
+    /// What children are spawned from: the executable's real path, so their `comm` is its name
+    /// ("ferry") and `pgrep ferry` finds them, not "exe"; but `/proc/self/exe` when that path no
+    /// longer holds this very binary (replaced by a package upgrade, or deleted), so a master never
+    /// starts workers of another version than its own. Workers set `comm` themselves as well.
+    static var executablePath: String {
+        var running = stat()
+        var onDisk = stat()
+        guard stat("/proc/self/exe", &running) == 0, stat(selfPath, &onDisk) == 0,
+            running.st_dev == onDisk.st_dev, running.st_ino == onDisk.st_ino
+        else { return "/proc/self/exe" }
+        return selfPath
+    }
 
     /// A pipe for a child's output: (read end, write end), both CLOEXEC.
     static func pipe() throws -> (CInt, CInt) {

@@ -103,6 +103,34 @@ enum ParentWatch {
     nonisolated(unsafe) private static var retainedTimer: (any DispatchSourceTimer)?
 }
 
+/// What `ps`, `top` and `pgrep` show for a child of the master: `comm` "ferry" (whatever the file
+/// is called, and even when it was spawned through `/proc/self/exe`) and a title in place of the
+/// arguments, as nginx shows "nginx: worker process".
+///
+/// The title overwrites the process's original argument area (what `/proc/PID/cmdline` reads),
+/// padded with NULs; it is cut to that area's size. Swift's `CommandLine.arguments` is a copy made
+/// before, so nothing in the process depends on the old bytes.
+enum ProcessTitle {
+    static func set(_ title: String) {
+        // Before the first read of either, the copies would be made from the overwritten bytes.
+        _ = CommandLine.arguments
+        _ = ProcessInfo.processInfo.arguments
+        _ = ferry_set_process_name("ferry")
+        let argv = CommandLine.unsafeArgv
+        guard CommandLine.argc > 0, let first = argv[0] else { return }
+        // The strings are laid out one after the other; stop where that is no longer so.
+        var end = first + strlen(first) + 1
+        for index in 1..<Int(CommandLine.argc) {
+            guard let argument = argv[index], argument == end else { break }
+            end = argument + strlen(argument) + 1
+        }
+        let capacity = end - first
+        let bytes = Array(title.utf8.prefix(capacity - 1))
+        memset(first, 0, capacity)
+        for (offset, byte) in bytes.enumerated() { first[offset] = CChar(bitPattern: byte) }
+    }
+}
+
 /// Drops root to the configured user and group after the sockets are adopted.
 enum Privileges {
     struct Failure: Error, CustomStringConvertible {

@@ -24,6 +24,9 @@ struct Worker: ParsableCommand {
         for number in WorkerRuntime.stopSignals + [SIGUSR1] { sigaddset(&handled, number) }
         pthread_sigmask(SIG_BLOCK, &handled, nil)
         ParentWatch.exitWhenParentDies()
+        let environment = ProcessInfo.processInfo.environment
+        ProcessTitle.set(
+            "ferry: worker g\(environment["FERRY_WORKER_GENERATION"] ?? "?")/s\(environment["FERRY_WORKER_SLOT"] ?? "?")")
         OpenFilesLimit.raiseToHardLimit()
         let logger = Process.makeLogger(label: "ferry.worker")
         let dataPlane = ProxyDataPlane(logger: logger)

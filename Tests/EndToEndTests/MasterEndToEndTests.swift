@@ -93,6 +93,30 @@ import Testing
         #expect(metrics.stdout.contains("ferry_generation 1"))
     }
 
+    /// Issue 21, item 2: workers were spawned through /proc/self/exe, so `ps` and `pgrep` saw
+    /// "exe". Every child of the master is now "ferry" with a title saying what it is.
+    @Test func childrenShowUpAsFerryWithATitle() throws {
+        guard let ps = Tool.path("ps"), let pgrep = Tool.path("pgrep") else {
+            throw E2EError("ps/pgrep are not installed (procps)")
+        }
+        let ferry = try ServeEndToEndTests.startSeed(name: "names", workers: 2)
+        defer { ferry.stop() }
+        _ = try waitFor(ferry) { status in
+            status.workers.filter { $0.state == "ready" }.count == 2 && status.backends.allSatisfy { $0.state == "ready" }
+        }
+        let master = "\(ferry.process.processIdentifier)"
+        let listing = try Tool.run(ps, ["-o", "comm=,args=", "--ppid", master]).stdout
+        let lines = listing.split(separator: "\n").map { $0.split(separator: " ", omittingEmptySubsequences: true) }
+        let comms = lines.compactMap { $0.first.map(String.init) }
+        let titles = Set(lines.map { $0.dropFirst().joined(separator: " ") })
+        #expect(comms == Array(repeating: "ferry", count: 4), "\(listing)")
+        #expect(
+            titles == ["ferry: worker g1/s0", "ferry: worker g1/s1", "ferry: backend tts", "ferry: backend files"],
+            "\(listing)")
+        let found = try Tool.run(pgrep, ["-x", "-P", master, "ferry"]).stdout
+        #expect(found.split(separator: "\n").count == 4, "pgrep -x -P \(master) ferry: \(found)")
+    }
+
     @Test func killedWorkerIsRespawned() throws {
         let ferry = try ServeEndToEndTests.startSeed(name: "killworker", workers: 1)
         defer { ferry.stop() }
