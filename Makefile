@@ -2,9 +2,10 @@
 SWIFT ?= swift
 CONFIG ?=
 
-.PHONY: run test build release deps test-deps bench format lint clean
+.PHONY: run test build release deps run-deps test-deps bench format lint clean
 
-run: deps release
+run: run-deps
+	$(SWIFT) build -c release
 	.build/release/ferry serve $(if $(CONFIG),--config $(CONFIG),)
 
 test: test-deps
@@ -19,6 +20,9 @@ release: deps
 
 deps:
 	@scripts/install-deps.sh build
+
+run-deps:
+	@scripts/install-deps.sh run
 
 test-deps:
 	@scripts/install-deps.sh test

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs what a fresh machine lacks. Usage: install-deps.sh build|test|bench
+# Installs what a fresh machine lacks. Usage: install-deps.sh build|run|test|bench
+# (run: the demo's speech engine too, espeak-ng; test and bench: every test peer as well)
 # Only missing pieces are installed; `apt-get update` runs once, and only when needed.
 set -euo pipefail
 mode=${1:-build}
@@ -19,6 +20,9 @@ need_deb pkg-config pkg-config
 need_deb libssl-dev /usr/include/openssl/ssl.h
 need_deb libsystemd-dev /usr/include/systemd/sd-daemon.h
 
+if [ "$mode" = run ]; then
+    need_deb espeak-ng espeak-ng
+fi
 if [ "$mode" = test ] || [ "$mode" = bench ]; then
     need_deb curl curl
     need_deb procps pgrep
@@ -36,6 +40,10 @@ if [ "$mode" = bench ]; then
     need_deb curl curl
 fi
 
+if [ -n "${FERRY_DEPS_DRY_RUN:-}" ]; then # tests: what would be installed, nothing done
+    echo "would install: ${apt_packages[*]}"
+    exit 0
+fi
 if [ ${#apt_packages[@]} -gt 0 ]; then
     echo "install-deps: installing ${apt_packages[*]}"
     if [ "$(id -u)" -ne 0 ]; then sudo=sudo; else sudo=; fi

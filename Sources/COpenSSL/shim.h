@@ -19,6 +19,8 @@
 #include <unistd.h>
 #include <openssl/bn.h>
 
+static inline const char *ferry_openssl_build_version_text(void) { return OPENSSL_VERSION_TEXT; }
+
 static inline long ferry_SSL_CTX_set_min_proto_version(SSL_CTX *ctx, int version) {
     return SSL_CTX_set_min_proto_version(ctx, version);
 }

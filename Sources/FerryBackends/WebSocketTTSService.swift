@@ -48,6 +48,11 @@ public final class WebSocketTTSService: Sendable {
         logger.info(
             "speech engine",
             metadata: ["engine": "\(synthesizer.engine)", "mp3": "\(synthesizer.lame != nil ? "lame" : "unavailable")"])
+        if synthesizer.espeak == nil {
+            logger.notice(
+                "espeak-ng is not installed: the demo speaks in tones, one per character; for real speech install it (apt-get install espeak-ng; make run does) and restart"
+            )
+        }
     }
 
     public var engine: String { synthesizer.engine }
