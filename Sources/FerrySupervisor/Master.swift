@@ -505,7 +505,9 @@ public final class Master: @unchecked Sendable {
             } else {
                 let restarts = workerRestarts[record.slot, default: 0] + 1
                 workerRestarts[record.slot] = restarts
-                let delay = min(5_000, 100 << min(restarts - 1, 6))
+                // The first death is replaced at once (as nginx does); a slot whose replacements keep
+                // dying before they are ready backs off: 100 ms, 200 ms, … up to 5 s.
+                let delay = restarts == 1 ? 0 : min(5_000, 100 << min(restarts - 2, 6))
                 logger.error(
                     "worker died; respawning",
                     metadata: ["pid": "\(pid)", "how": "\(exit)", "slot": "\(record.slot)", "in_ms": "\(delay)"])

@@ -1,0 +1,132 @@
+#!/usr/bin/env python3
+"""Worker replacement time under load: `kill -9` of the only worker while wrk keeps 16 keep-alive
+HTTPS connections busy, then the time to a new worker process and to the first new connection
+accepted and answered (TLS handshake + a 1 KiB GET). Ferry and nginx on the bench's setup
+(bench.Env: same certificate, backends, one worker each, pinning); wrk loads only the target measured.
+
+Usage: python3 Benchmarks/respawn.py [FERRY_BINARY] [KILLS]   (default .build/release/ferry, 10)
+Prints one line per kill and the medians; bounded: KILLS x 2 kills, each waited for at most 5 s.
+"""
+import os
+import signal
+import socket
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench  # noqa: E402
+
+
+def children(pid):
+    found = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            found |= {int(c) for c in (task / "children").read_text().split()}
+        except OSError:
+            pass
+    return found
+
+
+def cmdline(pid):
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def workers(master):
+    return {c for c in children(master) if "worker" in cmdline(c)}
+
+
+def one_request(port, deadline):
+    """A new connection, handshake and GET; True once answered with 200 before the deadline."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=max(0.05, deadline - time.monotonic())) as raw:
+            with context.wrap_socket(raw, server_hostname="localhost") as tls:
+                tls.sendall(b"GET /tts-ws/tts/wav/1k.bin HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                return tls.recv(12).startswith(b"HTTP/1.1 200")
+    except OSError:
+        return False
+
+
+def measure(master, port):
+    """kill -9 the worker; (seconds to a new worker process, seconds to the first answered request)."""
+    before = workers(master)
+    victim = min(before)
+    spawned = {}
+
+    def watch():
+        while time.monotonic() < start + 5:
+            new = workers(master) - before
+            if new:
+                spawned["t"] = time.monotonic() - start
+                return
+            time.sleep(0.0005)
+
+    start = time.monotonic()
+    os.kill(victim, signal.SIGKILL)
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    answered = None
+    while time.monotonic() < start + 5:
+        # Each attempt is a connection made after the kill: it waits in the listen queue until a
+        # worker accepts it, so the first success is the moment a worker accepts again.
+        if one_request(port, start + 5):
+            answered = time.monotonic() - start
+            break
+    watcher.join()
+    return spawned.get("t"), answered
+
+
+def main():
+    ferry = Path(sys.argv[1] if len(sys.argv) > 1 else bench.ROOT / ".build/release/ferry").resolve()
+    kills = int(sys.argv[2]) if len(sys.argv) > 2 else 10
+    work = Path(tempfile.mkdtemp(prefix="ferry-respawn-"))
+    work.chmod(0o755)  # nginx workers run unprivileged and must read the files
+    env = bench.Env(work, ferry)
+    env.prepare()
+    env.start_backends()
+    env.start_nginx()
+    env.start_ferry()
+    results = {"ferry": [], "nginx": []}
+    try:
+        for target in ("ferry", "nginx"):
+            # Load on the measured target only: both proxies share CPU 0.
+            load = subprocess.Popen(
+                ["taskset", "-c", bench.LOAD_CPU, "wrk", "-t1", "-c16", f"-d{kills * 2 + 10}s",
+                 f"https://127.0.0.1:{bench.PORTS[target]}/tts-ws/tts/wav/1k.bin"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                time.sleep(1)
+                for index in range(kills):
+                    spawn, accept = measure(env.procs[target].pid, bench.PORTS[target])
+                    results[target].append((spawn, accept))
+                    print(f"{index} {target}: new process after {spawn * 1000 if spawn else float('nan'):.1f} ms, "
+                          f"first new connection answered after {accept * 1000 if accept else float('nan'):.1f} ms",
+                          flush=True)
+                    time.sleep(1.5)
+            finally:
+                load.kill()
+                load.wait()
+    finally:
+        env.stop_all()
+    for target, rows in results.items():
+        spawns = [s for s, _ in rows if s is not None]
+        accepts = [a for _, a in rows if a is not None]
+        if spawns and accepts:
+            print(f"{target}: median new process {statistics.median(spawns) * 1000:.1f} ms, median first answered "
+                  f"{statistics.median(accepts) * 1000:.1f} ms (max {max(accepts) * 1000:.1f}), "
+                  f"{len(rows) - len(accepts)} of {len(rows)} never answered within 5 s")
+
+
+if __name__ == "__main__":
+    main()
