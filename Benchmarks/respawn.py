@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
-"""Worker replacement time under load: `kill -9` of the only worker while wrk keeps 16 keep-alive
-HTTPS connections busy, then the time to a new worker process and to the first new connection
-accepted and answered (TLS handshake + a 1 KiB GET). Ferry and nginx on the bench's setup
-(bench.Env: same certificate, backends, one worker each, pinning); wrk loads only the target measured.
+"""Worker replacement time: `kill -9` of the only worker, idle and while wrk keeps 16 keep-alive
+HTTPS connections busy, then the time to a new worker process (with Ferry's standby worker, that
+is the *next* standby: the slot is taken over by the existing one) and to the first new connection
+accepted and answered (TLS handshake + a 1 KiB GET; under load it queues behind wrk's 16
+reconnections and their handshakes). Ferry and nginx on the bench's setup (bench.Env: same
+certificate, backends, one worker each, pinning); wrk loads only the target measured.
 
 Usage: python3 Benchmarks/respawn.py [FERRY_BINARY] [KILLS]   (default .build/release/ferry, 10)
 Prints one line per kill and the medians; bounded: KILLS x 2 kills, each waited for at most 5 s.
@@ -44,11 +46,15 @@ def workers(master):
     return {c for c in children(master) if "worker" in cmdline(c)}
 
 
+# Made once: building a default context loads the CA store (tens of ms), which would be counted.
+CONTEXT = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+CONTEXT.check_hostname = False
+CONTEXT.verify_mode = ssl.CERT_NONE
+
+
 def one_request(port, deadline):
     """A new connection, handshake and GET; True once answered with 200 before the deadline."""
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
+    context = CONTEXT
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=max(0.05, deadline - time.monotonic())) as raw:
             with context.wrap_socket(raw, server_hostname="localhost") as tls:
@@ -97,36 +103,42 @@ def main():
     env.start_backends()
     env.start_nginx()
     env.start_ferry()
-    results = {"ferry": [], "nginx": []}
+    results = {}
     try:
-        for target in ("ferry", "nginx"):
-            # Load on the measured target only: both proxies share CPU 0.
-            load = subprocess.Popen(
-                ["taskset", "-c", bench.LOAD_CPU, "wrk", "-t1", "-c16", f"-d{kills * 2 + 10}s",
-                 f"https://127.0.0.1:{bench.PORTS[target]}/tts-ws/tts/wav/1k.bin"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            try:
-                time.sleep(1)
-                for index in range(kills):
-                    spawn, accept = measure(env.procs[target].pid, bench.PORTS[target])
-                    results[target].append((spawn, accept))
-                    print(f"{index} {target}: new process after {spawn * 1000 if spawn else float('nan'):.1f} ms, "
-                          f"first new connection answered after {accept * 1000 if accept else float('nan'):.1f} ms",
-                          flush=True)
-                    time.sleep(1.5)
-            finally:
-                load.kill()
-                load.wait()
+        for loaded in (False, True):
+            for target in ("ferry", "nginx"):
+                # Load on the measured target only: both proxies share CPU 0.
+                load = subprocess.Popen(
+                    ["taskset", "-c", bench.LOAD_CPU, "wrk", "-t1", "-c16", f"-d{kills * 2 + 10}s",
+                     f"https://127.0.0.1:{bench.PORTS[target]}/tts-ws/tts/wav/1k.bin"],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) if loaded else None
+                key = f"{target} {'under load' if loaded else 'idle'}"
+                results[key] = []
+                try:
+                    time.sleep(1)
+                    for index in range(kills):
+                        spawn, accept = measure(env.procs[target].pid, bench.PORTS[target])
+                        results[key].append((spawn, accept))
+                        print(f"{index} {key}: new worker process after {ms(spawn)} ms, "
+                              f"first new connection answered after {ms(accept)} ms", flush=True)
+                        time.sleep(1.5)
+                finally:
+                    if load:
+                        load.kill()
+                        load.wait()
     finally:
         env.stop_all()
-    for target, rows in results.items():
+    for key, rows in results.items():
         spawns = [s for s, _ in rows if s is not None]
         accepts = [a for _, a in rows if a is not None]
         if spawns and accepts:
-            print(f"{target}: median new process {statistics.median(spawns) * 1000:.1f} ms, median first answered "
-                  f"{statistics.median(accepts) * 1000:.1f} ms (max {max(accepts) * 1000:.1f}), "
+            print(f"{key}: median new worker process {statistics.median(spawns) * 1000:.1f} ms, median first "
+                  f"answered {statistics.median(accepts) * 1000:.1f} ms (max {max(accepts) * 1000:.1f}), "
                   f"{len(rows) - len(accepts)} of {len(rows)} never answered within 5 s")
 
+
+def ms(seconds):
+    return f"{seconds * 1000:.1f}" if seconds is not None else "-"
 
 if __name__ == "__main__":
     main()

@@ -70,6 +70,8 @@ public struct MasterSettings: Sendable, Equatable {
     /// How often workers report to the master; a worker silent for three
     /// intervals is killed.
     public var heartbeatInterval: Duration
+    /// One booted, idle worker kept ready to take over the slot of a worker that dies.
+    public var standbyWorker: Bool
     public var logLevel: LogLevel
     public var logFormat: LogFormat
     public var accessLog: AccessLogFormat
@@ -86,6 +88,7 @@ public struct MasterSettings: Sendable, Equatable {
         stateDirectory: String = "/var/lib/ferry",
         gracefulTimeout: Duration = .seconds(30),
         heartbeatInterval: Duration = .seconds(1),
+        standbyWorker: Bool = true,
         logLevel: LogLevel = .info,
         logFormat: LogFormat = .text,
         accessLog: AccessLogFormat = .combined,
@@ -100,6 +103,7 @@ public struct MasterSettings: Sendable, Equatable {
         self.stateDirectory = stateDirectory
         self.gracefulTimeout = gracefulTimeout
         self.heartbeatInterval = heartbeatInterval
+        self.standbyWorker = standbyWorker
         self.logLevel = logLevel
         self.logFormat = logFormat
         self.accessLog = accessLog

@@ -174,6 +174,7 @@ struct SectionParser {
         if let interval = table.duration("heartbeat_interval", minimum: .milliseconds(100)) {
             master.heartbeatInterval = interval
         }
+        if let standby = table.bool("standby_worker") { master.standbyWorker = standby }
         if let level = table.choice("log_level", MasterSettings.LogLevel.self) { master.logLevel = level }
         if let format = table.choice("log_format", MasterSettings.LogFormat.self) { master.logFormat = format }
         if let access = table.choice("access_log", MasterSettings.AccessLogFormat.self) { master.accessLog = access }

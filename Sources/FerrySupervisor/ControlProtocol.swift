@@ -11,6 +11,9 @@ public enum MasterToWorker: Codable, Sendable, Equatable {
     case accept
     /// Stop accepting (answered with `stoppedAccepting`), then finish what is open and exit.
     case drain(gracefulMilliseconds: Int)
+    /// To a booted standby worker: serve `slot` (its listeners are among the standby's fds),
+    /// answered with `ready` as a new worker's boot is.
+    case adopt(slot: Int)
 }
 
 public enum WorkerToMaster: Codable, Sendable, Equatable {
@@ -95,6 +98,9 @@ public struct StatusDocument: Codable, Sendable {
     /// Absent from older masters.
     public var unservedSlots: [UnservedSlot]?
     public var workers: [Worker]
+    /// Booted idle workers waiting to take over the slot of one that dies (slot -1); absent from
+    /// older masters.
+    public var standby: [Worker]?
     public var backends: [Backend]
     /// Pool counters summed over the workers of the current generation.
     public var pools: [PoolStats]

@@ -49,6 +49,8 @@ public final class Master: @unchecked Sendable {
     struct WorkerRecord {
         enum Phase: String {
             case starting, ready, draining
+            /// A booted standby worker (slot `Master.standbySlot`), serving nothing yet.
+            case standby
             /// Could not boot: not respawned until a reload.
             case failed
         }
@@ -91,6 +93,10 @@ public final class Master: @unchecked Sendable {
     var workers: [pid_t: WorkerRecord] = [:]
     var backends: [String: BackendRecord] = [:]
     var workerRestarts: [Int: Int] = [:]
+    /// Standby workers that died in a row before they were ready (their backoff).
+    var standbyRestarts = 0
+    /// The slot number of the standby worker in `workers` and the status document.
+    static let standbySlot = -1
     /// Slot → the one worker accepting on that slot's sockets. During a reload the old and the new
     /// generation's workers of a slot hold the same SO_REUSEPORT sockets; two processes accepting
     /// on one socket wake for connections the other took (SwiftNIO's debug builds assert on that
@@ -236,6 +242,7 @@ public final class Master: @unchecked Sendable {
         }
         for backend in configuration.backends { startBackend(backend) }
         for slot in 0..<workerCount { spawnWorker(slot: slot, generation: generation) }
+        spawnStandbyIfWanted()
         loop.scheduleRepeatedTask(initialDelay: .milliseconds(250), delay: .milliseconds(250)) { _ in
             master.handle(.tick)
         }
@@ -405,6 +412,7 @@ public final class Master: @unchecked Sendable {
         }
         for name in backends.keys where configuration.backend(named: name) == nil { stopBackend(name) }
         for slot in 0..<workerCount { spawnWorker(slot: slot, generation: generation) }
+        spawnStandbyIfWanted()
     }
 
     func checkReloadProgress() {
@@ -522,7 +530,7 @@ public final class Master: @unchecked Sendable {
     }
 
     func statusDocument() -> StatusDocument {
-        let workerRows = workers.values.sorted { ($0.generation, $0.slot) < ($1.generation, $1.slot) }.map {
+        let rows = workers.values.sorted { ($0.generation, $0.slot) < ($1.generation, $1.slot) }.map {
             StatusDocument.Worker(
                 pid: $0.pid, generation: $0.generation, slot: $0.slot, state: $0.phase.rawValue, restarts: $0.restarts,
                 accepting: acceptingWorker[$0.slot] == $0.pid, stats: $0.stats)
@@ -539,7 +547,9 @@ public final class Master: @unchecked Sendable {
             masterPID: getpid(), uptimeSeconds: Date().timeIntervalSince(started), generation: generation,
             configFile: loaded.fileName, lastReload: lastReload,
             unservedSlots: unservedSlots.isEmpty ? nil : unservedSlots.values.sorted { $0.slot < $1.slot },
-            workers: workerRows, backends: backendRows,
+            workers: rows.filter { $0.slot != Self.standbySlot },
+            standby: configuration.master.standbyWorker ? rows.filter { $0.slot == Self.standbySlot } : nil,
+            backends: backendRows,
             pools: pools)
     }
 }

@@ -14,25 +14,37 @@ import NIOPosix
 extension Master {
     // MARK: - Workers
 
-    /// Starts a worker for `slot`; its pid, or nil when it could not be started (logged).
+    /// Starts a worker for `slot` (or the standby, `Master.standbySlot`, which holds every slot's
+    /// listeners: fd 4 + slot × listeners + index); its pid, or nil when it could not be started
+    /// (logged).
     @discardableResult
     func spawnWorker(slot: Int, generation: Int) -> pid_t? {
         do {
             let (masterEnd, childEnd) = try Spawner.socketPair()
             defer { close(childEnd) }
             var descriptors: [(CInt, CInt)] = [(childEnd, 3)]
-            for (index, listener) in listeners.listeners.enumerated() {
-                descriptors.append((listener.fd(forSlot: slot), 4 + CInt(index)))
+            let isStandby = slot == Self.standbySlot
+            let count = listeners.listeners.count
+            for held in isStandby ? Array(0..<workerCount) : [slot] {
+                for (index, listener) in listeners.listeners.enumerated() {
+                    descriptors.append(
+                        (listener.fd(forSlot: held), 4 + CInt((isStandby ? held * count : 0) + index)))
+                }
             }
             var environment = childEnvironment()
-            environment["FERRY_WORKER_SLOT"] = String(slot)
+            if isStandby {
+                environment["FERRY_WORKER_STANDBY"] = "1"
+                environment["FERRY_WORKER_SLOTS"] = String(workerCount)
+            } else {
+                environment["FERRY_WORKER_SLOT"] = String(slot)
+            }
             environment["FERRY_WORKER_GENERATION"] = String(generation)
             environment["FERRY_LISTENERS_SHARED"] = listeners.listeners.map { $0.shared ? "1" : "0" }.joined(
                 separator: ",")
             let pid = try Spawner.spawn(
                 executable: executable, arguments: ["worker"], environment: environment, descriptors: descriptors,
                 // The title as argv[0] reserves room for it: the worker writes it over its arguments.
-                displayName: "ferry: worker g\(generation)/s\(slot)")
+                displayName: "ferry: worker g\(generation)/\(isStandby ? "standby" : "s\(slot)")")
             workers[pid] = WorkerRecord(
                 pid: pid, generation: generation, slot: slot, phase: .starting, channel: nil,
                 lastHeartbeat: .now(), stats: nil, restarts: workerRestarts[slot, default: 0], killDeadline: nil)
@@ -88,6 +100,12 @@ extension Master {
         guard var record = workers[pid] else { return }
         record.lastHeartbeat = .now()
         switch message {
+        case .ready where record.slot == Self.standbySlot:
+            // Booted; serves nothing until it adopts a dead worker's slot.
+            if record.phase == .starting { record.phase = .standby }
+            standbyRestarts = 0
+            workers[pid] = record
+            logger.info("standby worker ready", metadata: ["pid": "\(pid)", "generation": "\(record.generation)"])
         case .ready:
             if record.phase == .starting { record.phase = .ready }
             workerRestarts[record.slot] = 0
@@ -131,6 +149,12 @@ extension Master {
     /// Its replacement starts now; it is drained once the replacement is ready, so its slot always
     /// has a worker accepting. Nothing to do while stopping, or for a worker already on its way out.
     func replaceSignalled(pid: pid_t, signal: Int32) {
+        if let record = workers[pid], record.slot == Self.standbySlot, record.phase != .draining, !stopping {
+            // A standby serves nothing: it goes now, and another one is booted.
+            drainWorker(pid: pid)
+            if record.generation == generation { spawnStandbyIfWanted() }
+            return
+        }
         guard !stopping, let record = workers[pid], record.killDeadline == nil,
             record.phase == .ready || record.phase == .starting, record.generation == generation,
             !replacing.values.contains(pid)
@@ -197,6 +221,8 @@ extension Master {
                     metadata: ["pid": "\(pid)", "how": "\(exit)", "generation": "\(record.generation)"])
             } else if expected {
                 logger.info("worker exited", metadata: ["pid": "\(pid)", "how": "\(exit)"])
+            } else if record.slot == Self.standbySlot {
+                standbyExited(record: record, exit: exit)
             } else if exit == .exited(Self.bootFailureExitCode) || record.phase == .failed {
                 logger.error(
                     "worker could not boot; not respawning until the configuration is fixed and reloaded",
@@ -207,6 +233,11 @@ extension Master {
             } else {
                 let restarts = workerRestarts[record.slot, default: 0] + 1
                 workerRestarts[record.slot] = restarts
+                if adoptStandby(slot: record.slot, replacing: pid, exit: exit) {
+                    releaseAccepting(pid: pid, slot: record.slot)
+                    checkStopped()
+                    return
+                }
                 // The first death is replaced at once (as nginx does); a slot whose replacements keep
                 // dying before they are ready backs off: 100 ms, 200 ms, … up to 5 s.
                 let delay = restarts == 1 ? 0 : min(5_000, 100 << min(restarts - 2, 6))
@@ -226,6 +257,61 @@ extension Master {
         }
         if let name = backends.first(where: { $0.value.pid == pid })?.key {
             backendExited(name: name, exit: exit)
+        }
+    }
+
+    // MARK: - The standby worker
+
+    /// A booted standby of the current generation takes over `slot` at once (no process to start,
+    /// no configuration to parse, no certificate to load); a new standby is started in its place.
+    /// False when there is none ready.
+    func adoptStandby(slot: Int, replacing dead: pid_t, exit: Spawner.Exit) -> Bool {
+        guard
+            let standby = workers.values.first(where: {
+                $0.slot == Self.standbySlot && $0.phase == .standby && $0.generation == generation
+            })?.pid
+        else { return false }
+        workers[standby]?.slot = slot
+        workers[standby]?.phase = .starting
+        workers[standby]?.restarts = workerRestarts[slot, default: 0]
+        send(.adopt(slot: slot), to: standby)
+        logger.error(
+            "worker died; the standby worker takes its slot",
+            metadata: ["pid": "\(dead)", "how": "\(exit)", "slot": "\(slot)", "standby": "\(standby)"])
+        // The next standby boots a second later: its ~80 ms of start-up CPU would otherwise compete
+        // with the adopting worker and the handshakes of every client reconnecting right now.
+        let master = self
+        let current = generation
+        loop.scheduleTask(in: Self.standbyRespawnDelay) {
+            master.handle(.respawnWorker(slot: Self.standbySlot, generation: current))
+        }
+        return true
+    }
+
+    static let standbyRespawnDelay = TimeAmount.seconds(1)
+
+    /// Starts the current generation's standby worker, if the configuration wants one.
+    func spawnStandbyIfWanted() {
+        guard configuration.master.standbyWorker, !stopping else { return }
+        spawnWorker(slot: Self.standbySlot, generation: generation)
+    }
+
+    /// A standby that died unexpectedly is replaced with the workers' backoff (100 ms doubling up to
+    /// 5 s while replacements keep dying before they are ready); one that cannot boot is not.
+    func standbyExited(record: WorkerRecord, exit: Spawner.Exit) {
+        if exit == .exited(Self.bootFailureExitCode) || record.phase == .failed {
+            logger.error("standby worker could not boot", metadata: ["pid": "\(record.pid)"])
+            return
+        }
+        standbyRestarts += 1
+        let delay = min(5_000, 100 << min(standbyRestarts - 1, 6))
+        logger.error(
+            "standby worker died; replacing it",
+            metadata: ["pid": "\(record.pid)", "how": "\(exit)", "in_ms": "\(delay)"])
+        let master = self
+        let generation = record.generation
+        loop.scheduleTask(in: .milliseconds(Int64(delay))) {
+            master.handle(.respawnWorker(slot: Self.standbySlot, generation: generation))
         }
     }
 }

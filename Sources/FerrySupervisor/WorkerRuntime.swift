@@ -14,10 +14,13 @@ import NIOPosix
 /// The worker's data plane as the runtime sees it (FerryProxy + FerryTLS, wired by the executable;
 /// FerrySupervisor imports neither).
 public protocol WorkerDataPlane: Sendable {
-    /// Prepares serving on the inherited listener fds (one per `[[listen]]`, in order) without
-    /// accepting yet. Throws when the worker cannot boot (bad certificate…): the master then stops
-    /// respawning it.
-    func start(configuration: FerryConfiguration, listenerFDs: [CInt], shared: [Bool], ticketKeys: [UInt8]) async throws
+    /// Everything a worker does before it needs its listeners: TLS contexts (certificates loaded),
+    /// the proxy and its event loop, privileges dropped. Throws when the worker cannot boot (bad
+    /// certificate…): the master then stops respawning it. A standby worker stops here.
+    func prepare(configuration: FerryConfiguration, ticketKeys: [UInt8]) async throws
+    /// Adopts the inherited listener fds of `slot` (one per `[[listen]]`, in order) without
+    /// accepting yet.
+    func serve(listenerFDs: [CInt], shared: [Bool], slot: Int, generation: Int) async throws
     /// Starts accepting: the master says so once no other process accepts on these sockets.
     func startAccepting()
     /// Stops accepting; returns once no further connection can be accepted.
@@ -86,6 +89,19 @@ public enum WorkerRuntime {
         }
         defer { for source in stopSources { source.cancel() } }
         let drained = NIOLockedValueBox(false)
+        var layout = WorkerLayout.fromEnvironment()
+        var generation = 0
+        var listenerCount = 0
+        /// Adopts `slot`'s listeners and closes the other slots' (a standby holds every slot's).
+        func serve(slot: Int) async throws {
+            let listeners = layout.listenerFDs(slot: slot, count: listenerCount)
+            for fd in layout.otherSlotsFDs(keeping: slot, count: listenerCount) { close(fd) }
+            let shared = (ProcessInfo.processInfo.environment["FERRY_LISTENERS_SHARED"] ?? "")
+                .split(separator: ",").map { $0 == "1" }
+            try await dataPlane.serve(
+                listenerFDs: listeners, shared: shared.count == listeners.count ? shared : listeners.map { _ in false },
+                slot: slot, generation: generation)
+        }
         for await message in stream {
             switch message {
             case nil:
@@ -99,20 +115,17 @@ public enum WorkerRuntime {
                 heartbeat?.cancel()
                 await dataPlane.shutdown()
                 return 0
-            case .configure(let source, let fileName, let keys, let generation, let heartbeatMilliseconds)?:
+            case .configure(let source, let fileName, let keys, let configuredGeneration, let heartbeatMilliseconds)?:
+                generation = configuredGeneration
                 let configuration: FerryConfiguration
                 do {
                     configuration = try ConfigurationLoader.load(
                         source: source, fileName: fileName, options: .init(checkFiles: false)
                     ).configuration
-                    let listeners = Array(
-                        firstListenerFD..<(firstListenerFD + CInt(configuration.listeners.count)))
-                    let shared = (ProcessInfo.processInfo.environment["FERRY_LISTENERS_SHARED"] ?? "")
-                        .split(separator: ",").map { $0 == "1" }
-                    try await dataPlane.start(
-                        configuration: configuration, listenerFDs: listeners,
-                        shared: shared.count == listeners.count ? shared : listeners.map { _ in false },
-                        ticketKeys: Array(Data(base64Encoded: keys) ?? Data()))
+                    listenerCount = configuration.listeners.count
+                    try await dataPlane.prepare(
+                        configuration: configuration, ticketKeys: Array(Data(base64Encoded: keys) ?? Data()))
+                    if let slot = layout.slot { try await serve(slot: slot) }
                 } catch {
                     logger.critical("worker cannot boot", metadata: ["error": "\(error)"])
                     send(.bootFailed(reason: "\(error)"))
@@ -120,7 +133,9 @@ public enum WorkerRuntime {
                     exit(Master.bootFailureExitCode)
                 }
                 send(.ready)
-                logger.info("worker serving", metadata: ["generation": "\(generation)", "pid": "\(getpid())"])
+                logger.info(
+                    layout.slot == nil ? "standby worker ready" : "worker serving",
+                    metadata: ["generation": "\(generation)", "pid": "\(getpid())"])
                 if let path = configuration.master.logFile {
                     // The master forwards SIGUSR1 (log rotation): reopen the same path.
                     let source = DispatchSource.makeSignalSource(signal: SIGUSR1, queue: .global())
@@ -134,6 +149,21 @@ public enum WorkerRuntime {
                         send(.heartbeat(stats: await dataPlane.stats()))
                     }
                 }
+            case .adopt(let slot)?:
+                guard layout.slot == nil, slot >= 0, slot < layout.slots else { continue }
+                do {
+                    try await serve(slot: slot)
+                } catch {
+                    logger.critical("standby worker cannot take its slot", metadata: ["error": "\(error)"])
+                    send(.bootFailed(reason: "\(error)"))
+                    try? await channel.close()
+                    exit(Master.bootFailureExitCode)
+                }
+                layout.slot = slot
+                send(.ready)
+                logger.info(
+                    "standby worker took over a slot",
+                    metadata: ["generation": "\(generation)", "slot": "\(slot)", "pid": "\(getpid())"])
             case .accept?:
                 dataPlane.startAccepting()
             case .backend(let name, let available)?:
@@ -155,6 +185,35 @@ public enum WorkerRuntime {
         }
         heartbeat?.cancel()
         return 0
+    }
+}
+
+/// Which listener fds a worker holds: a slot's worker has one per `[[listen]]` from fd 4 on; a
+/// standby (`FERRY_WORKER_STANDBY=1`) has every slot's, slot by slot, until it adopts one.
+struct WorkerLayout {
+    /// nil for a standby that has not adopted a slot yet.
+    var slot: Int?
+    /// How many slots' listeners the process holds (1 for a slot's worker).
+    var slots: Int
+    let standby: Bool
+
+    static func fromEnvironment() -> WorkerLayout {
+        let environment = ProcessInfo.processInfo.environment
+        if environment["FERRY_WORKER_STANDBY"] == "1" {
+            return WorkerLayout(
+                slot: nil, slots: Int(environment["FERRY_WORKER_SLOTS"] ?? "") ?? 1, standby: true)
+        }
+        return WorkerLayout(slot: Int(environment["FERRY_WORKER_SLOT"] ?? "") ?? 0, slots: 1, standby: false)
+    }
+
+    func listenerFDs(slot: Int, count: Int) -> [CInt] {
+        let first = WorkerRuntime.firstListenerFD + CInt(standby ? slot * count : 0)
+        return Array(first..<(first + CInt(count)))
+    }
+
+    func otherSlotsFDs(keeping slot: Int, count: Int) -> [CInt] {
+        guard standby else { return [] }
+        return (0..<slots).filter { $0 != slot }.flatMap { listenerFDs(slot: $0, count: count) }
     }
 }
 

@@ -25,8 +25,10 @@ struct Worker: ParsableCommand {
         pthread_sigmask(SIG_BLOCK, &handled, nil)
         ParentWatch.exitWhenParentDies()
         let environment = ProcessInfo.processInfo.environment
+        let generation = environment["FERRY_WORKER_GENERATION"] ?? "?"
         ProcessTitle.set(
-            "ferry: worker g\(environment["FERRY_WORKER_GENERATION"] ?? "?")/s\(environment["FERRY_WORKER_SLOT"] ?? "?")")
+            environment["FERRY_WORKER_STANDBY"] == "1"
+                ? "ferry: worker g\(generation)/standby" : "ferry: worker g\(generation)/s\(environment["FERRY_WORKER_SLOT"] ?? "?")")
         OpenFilesLimit.raiseToHardLimit()
         let logger = Process.makeLogger(label: "ferry.worker")
         let dataPlane = ProxyDataPlane(logger: logger)
@@ -46,22 +48,36 @@ final class ProxyDataPlane: WorkerDataPlane, @unchecked Sendable {
         self.logger = logger
     }
 
-    func start(configuration: FerryConfiguration, listenerFDs: [CInt], shared: [Bool], ticketKeys: [UInt8]) async throws
-    {
+    /// Built by `prepare`, started by `serve`.
+    private var prepared: (proxy: ProxyServer, configuration: FerryConfiguration, tls: [TLSContext?])?
+
+    func prepare(configuration: FerryConfiguration, ticketKeys: [UInt8]) async throws {
         var logger = self.logger
         logger.logLevel = Logger.Level(rawValue: configuration.master.logLevel.rawValue) ?? .info
         let proxy = ProxyServer(configuration: configuration, group: group, logger: logger)
+        let contexts = try configuration.listeners.map { listener -> TLSContext? in
+            guard let tls = listener.tls else { return nil }
+            return try TLSContext.server(
+                TLSServerConfiguration(
+                    certificates: tls.certificates.map {
+                        .init(certificatePath: $0.certificatePath, keyPath: $0.keyPath, serverNames: $0.serverNames)
+                    },
+                    minimumVersion: tls.minimumVersion == .tls13 ? .tls13 : .tls12, alpn: tls.alpn,
+                    ticketKeys: ticketKeys.count == 80 ? ticketKeys : nil))
+        }
+        prepared = (proxy, configuration, contexts)
+        // The key files were read above; the listeners are inherited descriptors: nothing left
+        // needs root.
+        try Privileges.drop(user: configuration.master.user, group: configuration.master.group)
+    }
+
+    func serve(listenerFDs: [CInt], shared: [Bool], slot: Int, generation: Int) async throws {
+        guard let (proxy, configuration, contexts) = prepared else { return }
+        ProcessTitle.set("ferry: worker g\(generation)/s\(slot)")
         var listeners: [ProxyListener] = []
         for (index, listener) in configuration.listeners.enumerated() {
             var prepare: (@Sendable (any Channel) throws -> Void)?
-            if let tls = listener.tls {
-                let context = try TLSContext.server(
-                    TLSServerConfiguration(
-                        certificates: tls.certificates.map {
-                            .init(certificatePath: $0.certificatePath, keyPath: $0.keyPath, serverNames: $0.serverNames)
-                        },
-                        minimumVersion: tls.minimumVersion == .tls13 ? .tls13 : .tls12, alpn: tls.alpn,
-                        ticketKeys: ticketKeys.count == 80 ? ticketKeys : nil))
+            if let context = contexts[index], let tls = listener.tls {
                 let timeout = TimeAmount.milliseconds(tls.handshakeTimeout.wholeMilliseconds)
                 let counters = self.counters
                 prepare = { channel in
@@ -79,7 +95,6 @@ final class ProxyDataPlane: WorkerDataPlane, @unchecked Sendable {
         _ = try await proxy.start(listeners: listeners, acceptImmediately: false)
         server.withLockedValue { $0 = proxy }
         startHeapTrimming(logger: logger)
-        try Privileges.drop(user: configuration.master.user, group: configuration.master.group)
     }
 
     /// Four times a second, gives freed heap back to the kernel if the connections released

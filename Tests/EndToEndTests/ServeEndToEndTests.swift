@@ -6,11 +6,14 @@ import Testing
     static let scripts = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("scripts")
 
     /// The seed's deployment on free loopback ports, in a temporary state directory.
-    static func seedConfig(directory: URL, httpsPort: Int, ttsPort: Int, filesPort: Int, workers: Int = 2) -> String {
+    static func seedConfig(
+        directory: URL, httpsPort: Int, ttsPort: Int, filesPort: Int, workers: Int = 2, standby: Bool = true
+    ) -> String {
         let state = directory.appendingPathComponent("state").path
         return """
             [master]
             workers = \(workers)
+            standby_worker = \(standby)
             control_socket = "\(state)/control.sock"
             state_dir = "\(state)"
             graceful_timeout = "2s"
@@ -63,16 +66,17 @@ import Testing
 
     /// The seed layout on a fresh Ferry; `socketActivated` passes the HTTPS socket the way systemd
     /// does (the listener becomes `systemd:https`, accepted from the workers' acceptor threads).
-    static func startSeed(name: String, workers: Int = 2, launcher: [String] = [], socketActivated: Bool = false)
-        throws -> FerryInstance
-    {
+    static func startSeed(
+        name: String, workers: Int = 2, standby: Bool = true, launcher: [String] = [], socketActivated: Bool = false
+    ) throws -> FerryInstance {
         let ttsPort = try FreePort.pick()
         let filesPort = try FreePort.pick()
         let ferry = try FerryInstance(
             name: name,
             config: { directory, port in
                 let config = seedConfig(
-                    directory: directory, httpsPort: port, ttsPort: ttsPort, filesPort: filesPort, workers: workers)
+                    directory: directory, httpsPort: port, ttsPort: ttsPort, filesPort: filesPort, workers: workers,
+                    standby: standby)
                 return socketActivated
                     ? config.replacing("address = \"127.0.0.1:\(port)\"", with: "address = \"systemd:https\"") : config
             }, launcher: launcher, socketActivated: socketActivated)
