@@ -6,7 +6,8 @@ accepted and answered (TLS handshake + a 1 KiB GET; under load it queues behind 
 reconnections and their handshakes). Ferry and nginx on the bench's setup (bench.Env: same
 certificate, backends, one worker each, pinning); wrk loads only the target measured.
 
-Usage: python3 Benchmarks/respawn.py [FERRY_BINARY] [KILLS]   (default .build/release/ferry, 10)
+Usage: python3 Benchmarks/respawn.py [FERRY_BINARY] [KILLS] [--no-standby]
+(default .build/release/ferry, 10 kills; --no-standby: Ferry with standby_worker = false)
 Prints one line per kill and the medians; bounded: KILLS x 2 kills, each waited for at most 5 s.
 """
 import os
@@ -94,11 +95,15 @@ def measure(master, port):
 
 
 def main():
-    ferry = Path(sys.argv[1] if len(sys.argv) > 1 else bench.ROOT / ".build/release/ferry").resolve()
-    kills = int(sys.argv[2]) if len(sys.argv) > 2 else 10
+    arguments = [a for a in sys.argv[1:] if a != "--no-standby"]
+    ferry = Path(arguments[0] if arguments else bench.ROOT / ".build/release/ferry").resolve()
+    kills = int(arguments[1]) if len(arguments) > 1 else 10
     work = Path(tempfile.mkdtemp(prefix="ferry-respawn-"))
     work.chmod(0o755)  # nginx workers run unprivileged and must read the files
     env = bench.Env(work, ferry)
+    if "--no-standby" in sys.argv:
+        head = env.ferry_head
+        env.ferry_head = lambda *a, **k: head(*a, **k).replace("[master]\n", "[master]\nstandby_worker = false\n", 1)
     env.prepare()
     env.start_backends()
     env.start_nginx()
