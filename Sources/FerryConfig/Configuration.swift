@@ -420,8 +420,9 @@ public struct PoolSettings: Sendable, Equatable {
     public var idleTimeout: Duration
     public var maxRequestsPerConnection: Int
 
-    public init(maxIdlePerBackend: Int = 256, idleTimeout: Duration = .seconds(60), maxRequestsPerConnection: Int = 1000)
-    {
+    public init(
+        maxIdlePerBackend: Int = 256, idleTimeout: Duration = .seconds(60), maxRequestsPerConnection: Int = 1000
+    ) {
         self.maxIdlePerBackend = maxIdlePerBackend
         self.idleTimeout = idleTimeout
         self.maxRequestsPerConnection = maxRequestsPerConnection

@@ -65,7 +65,9 @@ struct DecodedPathCheck: Equatable {
             let atEnd = index == bytes.count
             if atEnd || bytes[index] == UInt8(ascii: "/") || bytes[index] == UInt8(ascii: "\\") {
                 let segment = bytes[segmentStart..<index]
-                if segment.elementsEqual([UInt8(ascii: ".")]) || segment.elementsEqual([UInt8(ascii: "."), UInt8(ascii: ".")]) {
+                if segment.elementsEqual([UInt8(ascii: ".")])
+                    || segment.elementsEqual([UInt8(ascii: "."), UInt8(ascii: ".")])
+                {
                     return decoded
                         ? "path has a dot segment once percent-decoded" : "path has a dot segment behind a '\\'"
                 }

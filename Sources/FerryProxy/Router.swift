@@ -45,7 +45,8 @@ public struct Router: Sendable {
             let check = DecodedPathCheck(normalizedPath: path)
             if case .refused(let reason) = check.verdict { return .unsafePath(reason) }
             if check.hasEncodedSeparator && !route.allowEncodedSlashes {
-                return .unsafePath("encoded '/' or '\\' in the path (allow_encoded_slashes = true on the route permits it)")
+                return .unsafePath(
+                    "encoded '/' or '\\' in the path (allow_encoded_slashes = true on the route permits it)")
             }
             if longestMatch(check.decodedPath)?.index != index {
                 return .unsafePath("path routes elsewhere once percent-decoded")
@@ -80,7 +81,9 @@ public struct Router: Sendable {
         var previous: UInt8 = 0
         for byte in rawPath.utf8 {
             if byte < 0x20 || byte >= 0x7F || byte == UInt8(ascii: "%") || byte == UInt8(ascii: "\\") { return false }
-            if previous == UInt8(ascii: "/") && (byte == UInt8(ascii: "/") || byte == UInt8(ascii: ".")) { return false }
+            if previous == UInt8(ascii: "/") && (byte == UInt8(ascii: "/") || byte == UInt8(ascii: ".")) {
+                return false
+            }
             if previous == 0 && byte != UInt8(ascii: "/") { return false }
             previous = byte
         }

@@ -68,7 +68,9 @@ func runService(
     drain: @escaping @Sendable () async -> Void
 ) throws {
     ParentWatch.exitWhenParentDies()
-    if let name = ProcessInfo.processInfo.environment["FERRY_BACKEND_NAME"] { ProcessTitle.set("ferry: backend \(name)") }
+    if let name = ProcessInfo.processInfo.environment["FERRY_BACKEND_NAME"] {
+        ProcessTitle.set("ferry: backend \(name)")
+    }
     let signals = SignalWaiter([SIGTERM, SIGINT])
     let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
     let result = BlockingTask.run {

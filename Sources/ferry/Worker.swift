@@ -28,7 +28,8 @@ struct Worker: ParsableCommand {
         let generation = environment["FERRY_WORKER_GENERATION"] ?? "?"
         ProcessTitle.set(
             environment["FERRY_WORKER_STANDBY"] == "1"
-                ? "ferry: worker g\(generation)/standby" : "ferry: worker g\(generation)/s\(environment["FERRY_WORKER_SLOT"] ?? "?")")
+                ? "ferry: worker g\(generation)/standby"
+                : "ferry: worker g\(generation)/s\(environment["FERRY_WORKER_SLOT"] ?? "?")")
         OpenFilesLimit.raiseToHardLimit()
         let logger = Process.makeLogger(label: "ferry.worker")
         let dataPlane = ProxyDataPlane(logger: logger)

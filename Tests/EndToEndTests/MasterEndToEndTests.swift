@@ -104,7 +104,8 @@ import Testing
         let ferry = try ServeEndToEndTests.startSeed(name: "names", workers: 2)
         defer { ferry.stop() }
         _ = try waitFor(ferry) { status in
-            status.workers.filter { $0.state == "ready" }.count == 2 && status.backends.allSatisfy { $0.state == "ready" }
+            status.workers.filter { $0.state == "ready" }.count == 2
+                && status.backends.allSatisfy { $0.state == "ready" }
                 && status.standby?.first?.state == "standby"
         }
         let master = "\(ferry.process.processIdentifier)"
