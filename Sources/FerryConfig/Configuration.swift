@@ -387,6 +387,9 @@ public struct RouteConfiguration: Sendable, Equatable {
     /// `%2F` (and `%5C`, or a `\`) may appear in paths of this route; off by default, since a
     /// backend that decodes them would see other path segments than Ferry routed on.
     public var allowEncodedSlashes: Bool
+    /// Host names this route serves (exact, or `*.example.org`), lowercased; empty: the default
+    /// site, for requests whose host no route names.
+    public var hosts: [String]
 
     public init(
         path: String,
@@ -395,7 +398,8 @@ public struct RouteConfiguration: Sendable, Equatable {
         stripPrefix: String? = nil,
         rewrite: String? = nil,
         timeouts: RouteTimeouts = RouteTimeouts(),
-        allowEncodedSlashes: Bool = false
+        allowEncodedSlashes: Bool = false,
+        hosts: [String] = []
     ) {
         self.path = path
         self.action = action
@@ -404,6 +408,7 @@ public struct RouteConfiguration: Sendable, Equatable {
         self.rewrite = rewrite
         self.timeouts = timeouts
         self.allowEncodedSlashes = allowEncodedSlashes
+        self.hosts = hosts
     }
 
     /// The backend name when this route proxies.

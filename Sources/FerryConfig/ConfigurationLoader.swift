@@ -384,6 +384,7 @@ struct SectionParser {
         let connectTimeout = table.duration("connect_timeout", minimum: .milliseconds(1))
         let responseTimeout = table.duration("response_timeout", minimum: .milliseconds(1))
         let allowEncodedSlashes = table.bool("allow_encoded_slashes")
+        let rawHosts = table.stringArray("hosts")
         let actions = [table.has("backend"), table.has("respond"), table.has("redirect")].filter { $0 }.count
         table.finish()
 
@@ -433,11 +434,28 @@ struct SectionParser {
         {
             sink.error(table.path, "protocol, strip_prefix, rewrite and timeouts apply only to routes with a backend")
         }
+        var hosts: [String] = []
+        for raw in rawHosts ?? [] {
+            var host = raw.lowercased()
+            while host.hasSuffix(".") { host.removeLast() }
+            if !HostName.isValidPattern(host) {
+                sink.error(
+                    table.keyPath("hosts"),
+                    "'\(raw)' is not a host name or a '*.example.org' wildcard (no port, no scheme, no path)")
+            } else if hosts.contains(host) {
+                sink.error(table.keyPath("hosts"), "'\(raw)' is listed twice")
+            } else {
+                hosts.append(host)
+            }
+        }
+        if rawHosts?.isEmpty == true {
+            sink.error(table.keyPath("hosts"), "an empty list: leave hosts out for the default site")
+        }
         var timeouts = RouteTimeouts(connect: connectTimeout)
         if let responseTimeout { timeouts.response = responseTimeout }
         return RouteConfiguration(
             path: path, action: action, protocol: routeProtocol ?? .auto, stripPrefix: stripPrefix, rewrite: rewrite,
-            timeouts: timeouts, allowEncodedSlashes: allowEncodedSlashes ?? false)
+            timeouts: timeouts, allowEncodedSlashes: allowEncodedSlashes ?? false, hosts: hosts)
     }
 
     // MARK: [pool], [limits]
@@ -512,10 +530,15 @@ struct SectionParser {
                 let list = known.isEmpty ? "none are defined" : "known: " + known.joined(separator: ", ")
                 sink.error(reader.keyPath("backend"), "no backend named '\(backend)' (\(list))")
             }
-            if let first = paths[route.path] {
-                sink.error(reader.keyPath("path"), "duplicate route path '\(route.path)' (also \(first))")
-            } else {
-                paths[route.path] = reader.path
+            // A path may appear once per site (host pattern, or the default site).
+            for host in route.hosts.isEmpty ? [""] : route.hosts {
+                let key = host + " " + route.path
+                if let first = paths[key] {
+                    let site = host.isEmpty ? "" : " for host '\(host)'"
+                    sink.error(reader.keyPath("path"), "duplicate route path '\(route.path)'\(site) (also \(first))")
+                } else {
+                    paths[key] = reader.path
+                }
             }
         }
     }

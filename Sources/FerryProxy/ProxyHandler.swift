@@ -77,6 +77,12 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
 
     private let loop: ProxyLoopState
     private let tls: Bool
+    /// The listener's certificates when it has several (the 421 rule), and how to read the SNI name
+    /// off the TLS layer's handshake event.
+    private let certificates: CertificateSelector?
+    private let handshakeServerName: ProxyListener.HandshakeServerName?
+    /// The name the client sent in SNI, once the handshake said so.
+    private var serverName: String?
     private let activity: ConnectionActivity
     private var state: State = .idle
     private var exchange: Exchange?
@@ -116,10 +122,15 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     /// Body parts up to this size are copied into `pendingOut`; larger ones are written as they are.
     private static let gatherLimit = 8192
 
-    init(loop: ProxyLoopState, tls: Bool, activity: ConnectionActivity) {
+    init(
+        loop: ProxyLoopState, tls: Bool, activity: ConnectionActivity, certificates: CertificateSelector? = nil,
+        handshakeServerName: ProxyListener.HandshakeServerName? = nil
+    ) {
         self.loop = loop
         self.tls = tls
         self.activity = activity
+        self.certificates = certificates
+        self.handshakeServerName = handshakeServerName
     }
 
     private var limits: LimitSettings { loop.configuration.limits }
@@ -159,6 +170,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if let event = event as? ChannelEvent, case .inputClosed = event {
             clientFinishedSending(context: context)
+        } else if let read = handshakeServerName, let negotiated = read(event) {
+            serverName = negotiated.serverName.flatMap(HostName.normalize)
         }
         context.fireUserInboundEventTriggered(event)
     }
@@ -299,7 +312,22 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             head.headers.replaceOrAdd(name: "Host", value: absolute.authority)
             current.head = head
         }
-        switch loop.router.route(uri: head.uri) {
+        var host: String?
+        if loop.router.hasSites || certificates != nil {
+            host = head.headers.first(name: "Host").flatMap(HostName.normalize)
+        }
+        // No domain fronting across certificates: a connection whose SNI selected one certificate
+        // may not ask for a host that another certificate of this listener serves (RFC 9110
+        // §15.5.20). Without SNI there is nothing to compare.
+        if let certificates, let serverName, let host,
+            certificates.index(forServerName: serverName) != certificates.index(forServerName: host)
+        {
+            respondLocally(
+                status: .misdirectedRequest,
+                body: "ferry: this connection's certificate is for \(serverName), not for \(host)\n", close: true)
+            return
+        }
+        switch loop.router.route(uri: head.uri, host: host) {
         case .badRequest:
             respondLocally(status: .badRequest, body: "ferry: malformed request target\n", close: true)
         case .unsafePath(let reason):

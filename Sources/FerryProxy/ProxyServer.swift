@@ -24,18 +24,35 @@ public struct ProxyListener: Sendable {
         case acceptorThread(fd: CInt)
     }
 
+    /// What a completed TLS handshake tells the proxy.
+    public struct Negotiated: Sendable {
+        /// The SNI name, nil when the client sent none.
+        public var serverName: String?
+
+        public init(serverName: String?) {
+            self.serverName = serverName
+        }
+    }
+
+    /// Reads the TLS layer's handshake-completed event: nil for any other event. (FerryProxy does
+    /// not import FerryTLS.)
+    public typealias HandshakeServerName = @Sendable (Any) -> Negotiated?
+
     public var configuration: ListenerConfiguration
     public var socket: Socket
     /// Runs first for every accepted connection, before the HTTP handlers (the wiring adds TLS here).
     public var prepareChannel: (@Sendable (any Channel) throws -> Void)?
+    public var handshakeServerName: HandshakeServerName?
 
     public init(
         configuration: ListenerConfiguration, socket: Socket,
-        prepareChannel: (@Sendable (any Channel) throws -> Void)? = nil
+        prepareChannel: (@Sendable (any Channel) throws -> Void)? = nil,
+        handshakeServerName: HandshakeServerName? = nil
     ) {
         self.configuration = configuration
         self.socket = socket
         self.prepareChannel = prepareChannel
+        self.handshakeServerName = handshakeServerName
     }
 }
 
@@ -203,6 +220,8 @@ public final class ProxyServer: Sendable {
         let states = self.states
         let tls = listener.configuration.tls != nil
         let prepare = listener.prepareChannel
+        let certificates = listener.configuration.tls.map(CertificateSelector.init).flatMap { $0.isTrivial ? nil : $0 }
+        let handshakeServerName = certificates == nil ? nil : listener.handshakeServerName
         return { channel in
             channel.eventLoop.makeCompletedFuture {
                 let loop = states[ObjectIdentifier(channel.eventLoop)]!
@@ -222,7 +241,10 @@ public final class ProxyServer: Sendable {
                 try operations.addHandler(
                     ByteToMessageHandler(WrappedHTTPDecoder(decoder, activity: activity)),
                     name: ProxyServer.decoderName)
-                try operations.addHandler(ProxyHandler(loop: loop, tls: tls, activity: activity))
+                try operations.addHandler(
+                    ProxyHandler(
+                        loop: loop, tls: tls, activity: activity, certificates: certificates,
+                        handshakeServerName: handshakeServerName))
             }
         }
     }

@@ -1,6 +1,11 @@
 public import FerryConfig
 
-/// Longest-prefix routing on a normalized path, independent of the order routes appear in the file.
+/// Host, then longest-prefix routing on a normalized path, independent of the order routes appear
+/// in the file.
+///
+/// The host selects a site: the routes naming it exactly, else those of the longest `*.` wildcard
+/// covering it, else the routes without `hosts` (the default site). Inside a site the longest prefix
+/// wins; a site's miss is a 404, not a fall-through to another site (as nginx's server blocks).
 ///
 /// Normalization happens before matching so that `/tts-ws/../admin` is matched as `/admin` and
 /// `//tts-ws` as `/tts-ws`: a request cannot escape a prefix by spelling its path differently.
@@ -23,21 +28,52 @@ public struct Router: Sendable {
         case unsafePath(String)
     }
 
-    /// Routes sorted by descending path length, so the first prefix that matches is the longest.
-    private let routes: [(index: Int, route: RouteConfiguration)]
+    typealias Site = [(index: Int, route: RouteConfiguration)]
+
+    /// Each site's routes sorted by descending path length, so the first prefix that matches is the
+    /// longest.
+    private let exactSites: [String: Site]
+    /// `*.suffix` patterns, longest first.
+    private let wildcardSites: [(pattern: String, routes: Site)]
+    private let defaultSite: Site
 
     public init(routes: [RouteConfiguration]) {
-        self.routes = routes.enumerated().map { ($0.offset, $0.element) }.sorted {
-            $0.route.path.utf8.count > $1.route.path.utf8.count
+        var exact: [String: Site] = [:]
+        var wildcard: [String: Site] = [:]
+        var fallback: Site = []
+        for (index, route) in routes.enumerated() {
+            if route.hosts.isEmpty { fallback.append((index, route)) }
+            for host in route.hosts {
+                if host.hasPrefix("*.") {
+                    wildcard[host, default: []].append((index, route))
+                } else {
+                    exact[host, default: []].append((index, route))
+                }
+            }
         }
+        func sorted(_ site: Site) -> Site { site.sorted { $0.route.path.utf8.count > $1.route.path.utf8.count } }
+        exactSites = exact.mapValues(sorted)
+        wildcardSites = wildcard.map { ($0.key, sorted($0.value)) }.sorted { $0.pattern.count > $1.pattern.count }
+        defaultSite = sorted(fallback)
     }
 
-    public func route(uri: String) -> Outcome {
+    /// Whether any route names a host (else the host need not be looked at).
+    public var hasSites: Bool { !exactSites.isEmpty || !wildcardSites.isEmpty }
+
+    func site(forHost host: String?) -> Site {
+        guard let host else { return defaultSite }
+        if let site = exactSites[host] { return site }
+        return wildcardSites.first { HostName.routeMatches(pattern: $0.pattern, host: host) }?.routes ?? defaultSite
+    }
+
+    /// - Parameter host: the request's host, normalized (`HostName.normalize`); nil for none.
+    public func route(uri: String, host: String? = nil) -> Outcome {
         let (rawPath, query) = Self.split(uri)
         guard let path = Self.isNormalized(rawPath) ? String(rawPath) : Self.normalize(rawPath) else {
             return .badRequest
         }
-        guard let (index, route) = longestMatch(path.utf8) else { return .notFound }
+        let routes = site(forHost: host)
+        guard let (index, route) = Self.longestMatch(path.utf8, in: routes) else { return .notFound }
         if DecodedPathCheck.needsCheck(path) {
             // Encoded separators, dot segments and overlong forms that a decoding backend would act
             // on: refused, unless the route allows encoded slashes and the decoded path routes to
@@ -48,7 +84,7 @@ public struct Router: Sendable {
                 return .unsafePath(
                     "encoded '/' or '\\' in the path (allow_encoded_slashes = true on the route permits it)")
             }
-            if longestMatch(check.decodedPath)?.index != index {
+            if Self.longestMatch(check.decodedPath, in: routes)?.index != index {
                 return .unsafePath("path routes elsewhere once percent-decoded")
             }
         }
@@ -64,7 +100,9 @@ public struct Router: Sendable {
     }
 
     /// The longest route prefix of `path` (byte-wise, as nginx and Apache match prefixes).
-    private func longestMatch(_ path: some Collection<UInt8>) -> (index: Int, route: RouteConfiguration)? {
+    private static func longestMatch(_ path: some Collection<UInt8>, in routes: Site) -> (
+        index: Int, route: RouteConfiguration
+    )? {
         routes.first { path.starts(with: $0.route.path.utf8) }
     }
 

@@ -91,7 +91,10 @@ final class ProxyDataPlane: WorkerDataPlane, @unchecked Sendable {
             listeners.append(
                 ProxyListener(
                     configuration: listener, socket: isShared ? .acceptorThread(fd: fd) : .adopt(fd: fd),
-                    prepareChannel: prepare))
+                    prepareChannel: prepare,
+                    handshakeServerName: {
+                        ($0 as? TLSHandshakeCompleted).map { .init(serverName: $0.serverName) }
+                    }))
         }
         _ = try await proxy.start(listeners: listeners, acceptImmediately: false)
         server.withLockedValue { $0 = proxy }

@@ -84,6 +84,47 @@ import Testing
         #expect(diagnostics[0].message.contains("also route[1]"))
     }
 
+    /// A path may repeat across sites, not within one; every bad host is named with its line.
+    @Test func routeHostsAreValidatedAndPathsAreUniquePerSite() throws {
+        let sites = try load(
+            minimalConfig + """
+                [[route]]
+                path = "/"
+                hosts = ["A.Example.", "*.a.example"]
+                backend = "tts"
+
+                [[route]]
+                path = "/"
+                hosts = ["b.example"]
+                backend = "tts"
+                """)
+        #expect(sites.configuration.routes[1].hosts == ["a.example", "*.a.example"])
+        let duplicate = errors(
+            minimalConfig + """
+                [[route]]
+                path = "/x"
+                hosts = ["a.example"]
+                backend = "tts"
+
+                [[route]]
+                path = "/x"
+                hosts = ["b.example", "a.example"]
+                backend = "tts"
+                """)
+        #expect(duplicate.map(\.keyPath) == ["route[3].path"])
+        #expect(duplicate.first?.message.contains("for host 'a.example' (also route[2])") == true)
+        for (hosts, message) in [
+            ("[\"example.org:443\"]", "not a host name"), ("[\"https://x\"]", "not a host name"),
+            ("[\"a.*.org\"]", "not a host name"), ("[\"a.org\", \"A.org\"]", "listed twice"),
+            ("[]", "leave hosts out"),
+        ] {
+            let bad = errors(minimalConfig + "[[route]]\npath = \"/y\"\nhosts = \(hosts)\nbackend = \"tts\"\n")
+            #expect(bad.map(\.keyPath) == ["route[2].hosts"], "\(hosts)")
+            #expect(bad.first?.message.contains(message) == true, "\(hosts): \(bad)")
+            #expect(bad.first?.description.contains("test.toml:14:") == true, "\(hosts): \(bad.map(\.description))")
+        }
+    }
+
     @Test func routeWithoutActionOrWithTwo() {
         let none = errors(minimalConfig + "[[route]]\npath = \"/x\"\n")
         #expect(none.first?.message.contains("needs one of backend") == true)
