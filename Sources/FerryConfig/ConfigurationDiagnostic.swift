@@ -60,3 +60,16 @@ public struct LoadedConfiguration: Sendable {
         self.fileName = fileName
     }
 }
+
+extension LoadedConfiguration {
+    /// A diagnostic about `keyPath` with its position in this configuration's source, for checks
+    /// made after loading (certificates, through FerryTLS).
+    public func diagnostic(_ severity: ConfigurationDiagnostic.Severity, _ keyPath: String, _ message: String)
+        -> ConfigurationDiagnostic
+    {
+        let position = SourceLocator(source: source).position(of: keyPath)
+        return ConfigurationDiagnostic(
+            severity: severity, file: fileName, line: position.line, column: position.column, keyPath: keyPath,
+            message: message)
+    }
+}

@@ -8,6 +8,28 @@ enum ConfigurationLinter {
         lintWebSocketRoutes(configuration, sink: sink)
         lintShadowedRoutes(configuration, sink: sink)
         lintPlainListeners(configuration, sink: sink)
+        lintSitesShadowingWildcards(configuration, sink: sink)
+    }
+
+    /// A name with routes of its own is a site of its own: a wildcard site's routes do not apply to
+    /// it (they are replaced, not added to), which an operator used to location inheritance may
+    /// not expect. Said once per wildcard route that the exact site does not repeat.
+    static func lintSitesShadowingWildcards(_ configuration: FerryConfiguration, sink: DiagnosticSink) {
+        let routes = Array(configuration.routes.enumerated())
+        let exactNames = Set(routes.flatMap { $0.element.hosts.filter { !$0.hasPrefix("*.") } })
+        for name in exactNames.sorted() {
+            let ownPaths = Set(routes.filter { $0.element.hosts.contains(name) }.map(\.element.path))
+            for (index, route) in routes
+            where !route.hosts.contains(name) && !ownPaths.contains(route.path)
+                && route.hosts.contains(where: { $0.hasPrefix("*.") && HostName.routeMatches(pattern: $0, host: name) })
+            {
+                sink.warning(
+                    "route[\(index + 1)].hosts",
+                    "route '\(route.path)' does not serve '\(name)', which has routes of its own (a site's routes "
+                        + "replace a wildcard's, they do not add to them): list '\(name)' in this route's hosts "
+                        + "if it should")
+            }
+        }
     }
 
     static func lintWebSocketRoutes(_ configuration: FerryConfiguration, sink: DiagnosticSink) {

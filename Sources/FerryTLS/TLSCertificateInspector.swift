@@ -75,6 +75,22 @@ public enum TLSCertificateInspector {
         return problems
     }
 
+    /// Whether the leaf certificate in `certificatePath` is valid for `name` (a DNS name, or an IP
+    /// address literal, brackets allowed), as a client verifying it would decide; nil when the
+    /// file cannot be read.
+    public static func covers(certificatePath: String, name: String) -> Bool? {
+        var chain = [OpaquePointer?](repeating: nil, count: 16)
+        let count = Int(ferry_read_certificates(certificatePath, &chain, Int32(chain.count)))
+        defer { for certificate in chain.prefix(max(count, 0)) { X509_free(certificate) } }
+        ERR_clear_error()
+        guard count > 0, let leaf = chain[0] else { return nil }
+        let address = name.hasPrefix("[") ? String(name.dropFirst().dropLast()) : name
+        if address.contains(":") || address.allSatisfy({ $0.isNumber || $0 == "." }) {
+            return X509_check_ip_asc(leaf, address, 0) == 1
+        }
+        return X509_check_host(leaf, name, name.utf8.count, UInt32(X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS), nil) == 1
+    }
+
     static func subject(_ certificate: OpaquePointer) -> String {
         var buffer = [CChar](repeating: 0, count: 256)
         guard X509_NAME_oneline(X509_get_subject_name(certificate), &buffer, Int32(buffer.count)) != nil else {

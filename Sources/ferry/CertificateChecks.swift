@@ -49,4 +49,31 @@ enum CertificateChecks {
         }
         return diagnostics
     }
+
+    /// `ferry check`: a route host that the certificate its listener would present for it does not
+    /// cover (the client would refuse the connection), as warnings at `route[N].hosts`. A
+    /// wildcard pattern is checked with one name below it, as a TLS wildcard covers one label.
+    static func hostCoverage(_ loaded: LoadedConfiguration) -> [ConfigurationDiagnostic] {
+        var diagnostics: [ConfigurationDiagnostic] = []
+        let configuration = loaded.configuration
+        for (routeIndex, route) in configuration.routes.enumerated() {
+            for pattern in route.hosts {
+                let name = pattern.hasPrefix("*.") ? "ferry-check" + pattern.dropFirst(1) : pattern
+                for (listenerIndex, listener) in configuration.listeners.enumerated() {
+                    guard let tls = listener.tls else { continue }
+                    let selected = CertificateSelector(tls).index(forServerName: name)
+                    let path = tls.certificates[selected].certificatePath
+                    // A self-signed default not generated yet, or unreadable (reported elsewhere).
+                    guard TLSCertificateInspector.covers(certificatePath: path, name: name) == false else { continue }
+                    diagnostics.append(
+                        loaded.diagnostic(
+                            .warning, "route[\(routeIndex + 1)].hosts",
+                            "'\(pattern)' is not covered by the certificate listen[\(listenerIndex + 1)] presents for it "
+                                + "(\(path)): clients will refuse the connection; add the name to that certificate, or "
+                                + "a [[listen.tls.sni]] certificate whose server_names list it"))
+                }
+            }
+        }
+        return diagnostics
+    }
 }

@@ -17,7 +17,9 @@ struct Check: ParsableCommand {
             printError("ferry: configuration \(options.displayName) is invalid (\(error.diagnostics.count) error(s))")
             throw ExitCode(1)
         }
-        let problems = CertificateChecks.run(loaded.configuration, fileName: loaded.fileName)
+        let problems =
+            CertificateChecks.run(loaded.configuration, fileName: loaded.fileName)
+            + CertificateChecks.hostCoverage(loaded)
         for warning in loaded.warnings + problems.filter({ $0.severity == .warning }) {
             printError(warning.description)
         }

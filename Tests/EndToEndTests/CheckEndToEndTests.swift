@@ -18,6 +18,45 @@ import Testing
         #expect(result.stdout.contains("ferry: configuration <embedded default> is valid"))
     }
 
+    /// Issue 14, item 1: a route host that the certificate presented for it does not cover is
+    /// named with its line; a covered one (exact or through the certificate's wildcard) is not.
+    @Test func hostsThatNoCertificateCoversAreReported() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("ferry-check-\(UUID())")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let main = try SitesEndToEndTests.certificate("main", ["example.org", "*.example.org"], in: directory)
+        let other = try SitesEndToEndTests.certificate("other", ["other.example"], in: directory)
+        let path = try write(
+            """
+            [[listen]]
+            name = "https"
+            address = "127.0.0.1:8443"
+            [listen.tls]
+            certificate = "\(main.cert)"
+            key = "\(main.key)"
+            [[listen.tls.sni]]
+            certificate = "\(other.cert)"
+            key = "\(other.key)"
+            server_names = ["other.example", "*.other.example"]
+
+            [[route]]
+            path = "/"
+            hosts = ["example.org", "*.example.org", "other.example"]
+            respond = 200
+
+            [[route]]
+            path = "/"
+            hosts = ["missing.example", "*.other.example"]
+            respond = 200
+            """)
+        let result = try FerryBinary.run(["check", "--config", path])
+        #expect(result.status == 0, "warnings only: \(result.stderr)")
+        let warnings = result.stderr.split(separator: "\n").filter { $0.contains("is not covered") }
+        #expect(warnings.count == 2, "\(result.stderr)")
+        #expect(warnings.contains { $0.contains("\(path):19:1: warning: route[2].hosts: 'missing.example'") })
+        #expect(warnings.contains { $0.contains("'*.other.example'") && $0.contains("other.crt") })
+    }
+
     @Test func brokenConfigNamesEveryProblemWithFileAndLine() throws {
         let path = try write(
             """

@@ -125,6 +125,32 @@ import Testing
         }
     }
 
+    /// A name with a site of its own does not get a wildcard site's routes: said per route.
+    @Test func aSiteShadowingAWildcardsRouteIsLinted() throws {
+        let loaded = try load(
+            minimalConfig + """
+                [[route]]
+                path = "/api/"
+                hosts = ["*.example.org"]
+                backend = "tts"
+
+                [[route]]
+                path = "/"
+                hosts = ["*.example.org", "www.example.org"]
+                backend = "tts"
+
+                [[route]]
+                path = "/"
+                hosts = ["admin.example.org"]
+                backend = "tts"
+                """)
+        let shadowing = loaded.warnings.filter { $0.message.contains("has routes of its own") }
+        // /api/ reaches neither www nor admin; "/" is redefined by both (www lists it, admin has its own).
+        #expect(shadowing.map(\.keyPath) == ["route[2].hosts", "route[2].hosts"])
+        #expect(shadowing.contains { $0.message.contains("'admin.example.org'") })
+        #expect(shadowing.contains { $0.message.contains("'www.example.org'") })
+    }
+
     @Test func routeWithoutActionOrWithTwo() {
         let none = errors(minimalConfig + "[[route]]\npath = \"/x\"\n")
         #expect(none.first?.message.contains("needs one of backend") == true)
