@@ -316,9 +316,47 @@ public enum BackendKind: Sendable, Equatable {
     }
 }
 
+/// One server of a backend: where it listens and its share of new work.
+public struct ServerConfiguration: Sendable, Equatable, Hashable {
+    public var address: BackendAddress
+    /// Relative share of new requests and tunnels (1…1000).
+    public var weight: Int
+
+    public init(address: BackendAddress, weight: Int = 1) {
+        self.address = address
+        self.weight = weight
+    }
+}
+
+/// How a backend's requests and tunnels are spread over its servers (per worker; see decisions).
+public enum BalancePolicy: Sendable, Equatable {
+    /// Smooth weighted round robin (nginx's).
+    case roundRobin
+    /// The server with the fewest in-flight requests plus open tunnels per unit of weight.
+    case leastConnections
+    /// Two servers drawn at random (by weight), the less loaded one taken.
+    case randomTwoChoices
+    /// Consistent hashing of a request key: the same key goes to the same server, and adding a
+    /// server moves about 1/N of the keys.
+    case hash(HashKey)
+
+    public enum HashKey: Sendable, Equatable {
+        case clientAddress
+        case header(String)
+        case cookie(String)
+    }
+
+    /// The names used in the file.
+    public static let names = ["round_robin", "least_connections", "random_two_choices", "hash"]
+}
+
 public struct BackendConfiguration: Sendable, Equatable {
     public var name: String
+    /// The first server's address (the only one for most backends, and for spawned ones).
     public var address: BackendAddress
+    /// Every server, the first at `address`.
+    public var servers: [ServerConfiguration]
+    public var balance: BalancePolicy
     public var kind: BackendKind
     public var restart: RestartPolicy
     public var readiness: ReadinessCheck
@@ -333,10 +371,14 @@ public struct BackendConfiguration: Sendable, Equatable {
         restart: RestartPolicy = RestartPolicy(),
         readiness: ReadinessCheck = ReadinessCheck(),
         connectTimeout: Duration = .seconds(5),
-        queueTimeout: Duration = .seconds(5)
+        queueTimeout: Duration = .seconds(5),
+        servers: [ServerConfiguration]? = nil,
+        balance: BalancePolicy = .leastConnections
     ) {
         self.name = name
-        self.address = address
+        self.address = servers?.first?.address ?? address
+        self.servers = servers ?? [ServerConfiguration(address: address)]
+        self.balance = balance
         self.kind = kind
         self.restart = restart
         self.readiness = readiness

@@ -261,7 +261,11 @@ struct SectionParser {
 
     func parseBackend(_ table: TableReader) -> BackendConfiguration? {
         let name = table.requiredString("name", example: "\"tts\"")
-        let addressText = table.requiredString("address", example: "\"127.0.0.1:8001\"")
+        let serverTables = table.has("servers") ? table.tableArray("servers") : nil
+        let addressText =
+            serverTables == nil ? table.requiredString("address", example: "\"127.0.0.1:8001\"") : table.string("address")
+        let balanceText = table.string("balance")
+        let hashKeyText = table.string("hash_key")
         let builtin = table.string("builtin")
         let command = table.stringArray("command")
         let environment = table.stringTable("env")
@@ -299,11 +303,25 @@ struct SectionParser {
         } else if environment != nil || cwd != nil {
             sink.error(table.keyPath(environment != nil ? "env" : "cwd"), "only a command backend takes env and cwd")
         }
+        var servers: [ServerConfiguration]?
+        if let serverTables {
+            servers = parseServers(serverTables, in: table, spawned: kind.isSupervised, address: addressText)
+        }
+        let balance = parseBalance(balanceText, hashKey: hashKeyText, in: table)
         table.finish()
-        guard let name, let addressText,
-            case .success(let address) = parse(ConfigValue.backendAddress(addressText), at: table.keyPath("address"))
-        else { return nil }
-        var backend = BackendConfiguration(name: name, address: address, kind: kind)
+        guard let name else { return nil }
+        let address: BackendAddress
+        if let first = servers?.first {
+            address = first.address
+        } else if let addressText,
+            case .success(let parsed) = parse(ConfigValue.backendAddress(addressText), at: table.keyPath("address"))
+        {
+            address = parsed
+        } else {
+            return nil
+        }
+        var backend = BackendConfiguration(name: name, address: address, kind: kind, servers: servers)
+        if let balance { backend.balance = balance }
         if let restart { backend.restart = restart }
         if let readiness { backend.readiness = readiness }
         if let connectTimeout { backend.connectTimeout = connectTimeout }
@@ -314,6 +332,70 @@ struct SectionParser {
                 "only a spawned backend (builtin or command) has restart and readiness settings")
         }
         return backend
+    }
+
+    /// `servers = [{ address = "…", weight = N }, …]`: external backends only, instead of `address`.
+    private func parseServers(_ tables: [TableReader], in table: TableReader, spawned: Bool, address: String?)
+        -> [ServerConfiguration]?
+    {
+        var servers: [ServerConfiguration] = []
+        for server in tables {
+            let text = server.requiredString("address", example: "\"127.0.0.1:8001\"")
+            let weight = server.int("weight", range: 1...1000) ?? 1
+            server.finish()
+            guard let text, case .success(let parsed) = parse(ConfigValue.backendAddress(text), at: server.keyPath("address"))
+            else { continue }
+            if servers.contains(where: { $0.address == parsed }) {
+                sink.error(server.keyPath("address"), "server '\(text)' is listed twice")
+                continue
+            }
+            servers.append(ServerConfiguration(address: parsed, weight: weight))
+        }
+        if tables.isEmpty { sink.error(table.keyPath("servers"), "needs at least one { address = \"…\" }") }
+        if spawned {
+            sink.error(table.keyPath("servers"), "servers are for external backends; a spawned backend has its address")
+        }
+        if address != nil { sink.error(table.keyPath("address"), "use address or servers, not both") }
+        return servers.isEmpty ? nil : servers
+    }
+
+    private func parseBalance(_ text: String?, hashKey: String?, in table: TableReader) -> BalancePolicy? {
+        var key: BalancePolicy.HashKey?
+        if let hashKey {
+            if hashKey == "client_address" {
+                key = .clientAddress
+            } else if hashKey.hasPrefix("header:"), hashKey.count > 7 {
+                key = .header(String(hashKey.dropFirst(7)))
+            } else if hashKey.hasPrefix("cookie:"), hashKey.count > 7 {
+                key = .cookie(String(hashKey.dropFirst(7)))
+            } else {
+                sink.error(
+                    table.keyPath("hash_key"),
+                    "'\(hashKey)' is not valid (valid: \"client_address\", \"header:NAME\", \"cookie:NAME\")")
+            }
+        }
+        switch text {
+        case nil:
+            if hashKey != nil { sink.error(table.keyPath("hash_key"), "hash_key is used only with balance = \"hash\"") }
+            return nil
+        case "round_robin", "least_connections", "random_two_choices":
+            if hashKey != nil { sink.error(table.keyPath("hash_key"), "hash_key is used only with balance = \"hash\"") }
+            return text == "round_robin" ? .roundRobin : text == "least_connections" ? .leastConnections : .randomTwoChoices
+        case "hash":
+            guard let key else {
+                if hashKey == nil {
+                    sink.error(
+                        table.keyPath("balance"),
+                        "balance = \"hash\" needs hash_key = \"client_address\", \"header:NAME\" or \"cookie:NAME\"")
+                }
+                return nil
+            }
+            return .hash(key)
+        case let other?:
+            let valid = BalancePolicy.names.map { "\"\($0)\"" }.joined(separator: ", ")
+            sink.error(table.keyPath("balance"), "'\(other)' is not valid (valid: \(valid))")
+            return nil
+        }
     }
 
     private func reject(_ keys: [String], in table: TableReader, because reason: String) {
