@@ -80,6 +80,8 @@ public enum PoolCloseReason: String, Codable, Sendable, CaseIterable {
 
 public struct PoolStats: Codable, Sendable, Equatable {
     public var backend: String
+    /// The server's address when the backend has several (one pool per server); absent otherwise.
+    public var server: String?
     /// "http" for the keep-alive pool, "websocket" for the tunnel connector (never pooled).
     public var `protocol`: String
     public var opened: Int
@@ -91,10 +93,11 @@ public struct PoolStats: Codable, Sendable, Equatable {
     public var upgrades: Int
 
     public init(
-        backend: String, protocol: String, opened: Int = 0, reused: Int = 0, closed: [String: Int] = [:],
+        backend: String, server: String? = nil, protocol: String, opened: Int = 0, reused: Int = 0, closed: [String: Int] = [:],
         idle: Int = 0, retries: Int = 0, upgrades: Int = 0
     ) {
         self.backend = backend
+        self.server = server
         self.protocol = `protocol`
         self.opened = opened
         self.reused = reused
@@ -155,7 +158,9 @@ extension PoolStats {
     public static func sum(_ pools: [PoolStats]) -> [PoolStats] {
         var result: [PoolStats] = []
         for pool in pools {
-            if let index = result.firstIndex(where: { $0.backend == pool.backend && $0.protocol == pool.protocol }) {
+            if let index = result.firstIndex(where: {
+                $0.backend == pool.backend && $0.server == pool.server && $0.protocol == pool.protocol
+            }) {
                 result[index].add(pool)
             } else {
                 result.append(pool)

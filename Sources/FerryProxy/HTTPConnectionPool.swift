@@ -63,6 +63,8 @@ final class HTTPConnectionPool: @unchecked Sendable {
     }
 
     let backend: BackendConfiguration
+    /// The server of `backend` this pool connects to.
+    let server: ServerConfiguration
     let settings: PoolSettings
     let eventLoop: any EventLoop
     let reusePolicy: ReusePolicy
@@ -71,17 +73,26 @@ final class HTTPConnectionPool: @unchecked Sendable {
     private var lastLeased: UpstreamConnection?
     private(set) var stats: PoolStats
 
-    init(backend: BackendConfiguration, settings: PoolSettings, eventLoop: any EventLoop, reusePolicy: ReusePolicy) {
+    /// - Parameter label: the server's name in the pool's stats (nil for a backend's only server).
+    init(
+        backend: BackendConfiguration, server: ServerConfiguration, label: String?, settings: PoolSettings,
+        eventLoop: any EventLoop, reusePolicy: ReusePolicy
+    ) {
         self.backend = backend
+        self.server = server
         self.settings = settings
         self.eventLoop = eventLoop
         self.reusePolicy = reusePolicy
-        self.stats = PoolStats(backend: backend.name, protocol: "http")
+        self.stats = PoolStats(backend: backend.name, server: label, protocol: "http")
     }
 
     var idleCount: Int { idle.count }
     /// Connections of this pool that are open, idle or leased (each holds a descriptor).
     var openConnections = 0
+    /// Connections being opened.
+    private(set) var connecting = 0
+    /// Exchanges this pool carries now: leased connections and those being opened for one.
+    var inFlight: Int { openConnections - idle.count + connecting }
 
     /// An idle connection if one is usable, else a new one. `reused` tells the caller whether a
     /// failure may be retried on a fresh connection.
@@ -139,17 +150,9 @@ final class HTTPConnectionPool: @unchecked Sendable {
                     try channel.pipeline.syncOperations.addHandler(handler)
                 }
             }
-        let connected: EventLoopFuture<any Channel>
-        switch backend.address {
-        case .unix(let path):
-            connected = bootstrap.connect(unixDomainSocketPath: path)
-        case .inet(let host, let port):
-            if let address = try? SocketAddress(ipAddress: host, port: port) {
-                connected = bootstrap.connect(to: address)
-            } else {
-                connected = bootstrap.connect(host: host, port: port)
-            }
-        }
+        connecting += 1
+        let connected = server.address.connect(bootstrap)
+        connected.whenComplete { _ in pool.connecting -= 1 }
         return connected.flatMapThrowing { channel in
             let handler = try channel.pipeline.syncOperations.handler(type: UpstreamHTTPHandler.self)
             pool.stats.opened += 1

@@ -31,6 +31,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         var keepAlive: Bool
         var started: NIODeadline
         var upstream: UpstreamConnection?
+        /// The pool of the server the balancer chose.
+        var pool: HTTPConnectionPool?
         var reused = false
         var retried = false
         var requestEnded = false
@@ -160,7 +162,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         if let upstream = exchange?.upstream {
             // The client left mid-exchange: the upstream connection cannot be reused.
             upstream.handler.delegate = nil
-            loop.pool(for: exchange?.backend ?? "")?.close(upstream, reason: .error)
+            exchange?.pool?.close(upstream, reason: .error)
         }
         exchange = nil
         state = .closed
@@ -422,9 +424,11 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     // MARK: - HTTP forwarding
 
     private func startHTTP(backend: BackendConfiguration, route: RouteConfiguration, context: ChannelHandlerContext) {
-        guard let pool = loop.pool(for: backend.name) else { return }
+        guard let group = loop.group(for: backend.name), let current = exchange else { return }
+        let pool = group.pools[group.pick(key: balanceKey(group, current.head))]
+        current.pool = pool
         state = .proxying
-        if let current = exchange, current.facts.expectsContinue, current.facts.announcesBody, !current.requestEnded {
+        if current.facts.expectsContinue, current.facts.announcesBody, !current.requestEnded {
             // As nginx does: the request is accepted (routed, within limits), so the client may
             // send its body now, whatever the backend (its own 100 would be one more round trip,
             // and an HTTP/1.0 backend sends none: the client then waits out its own timeout, 1 s
@@ -612,7 +616,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         let canRetry =
             current.reused && !current.retried && RequestRules.isIdempotent(current.head.method)
             && current.bodyBytesIn == 0 && !current.timedOut
-        if canRetry, let backendName = current.backend, let pool = loop.pool(for: backendName),
+        if canRetry, let backendName = current.backend, let pool = current.pool,
             let backend = loop.configuration.backend(named: backendName),
             let routeIndex = current.routeIndex
         {
@@ -660,7 +664,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         guard let current = exchange else { return }
         if let upstream = current.upstream {
             upstream.handler.delegate = nil
-            loop.pool(for: current.backend ?? "")?.close(upstream, reason: .error)
+            current.pool?.close(upstream, reason: .error)
         }
         exchange?.upstream = nil
         if current.responseStarted {
@@ -887,12 +891,27 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         context?.close(promise: nil)
     }
 
+    /// The hash policy's key for this request: the client's address, a header's value or a
+    /// cookie's; nil when the backend does not hash or the request lacks it (then: least load).
+    private func balanceKey(_ group: UpstreamGroup, _ head: HTTPRequestHead) -> String? {
+        switch group.hashKey {
+        case nil: return nil
+        case .clientAddress: return clientAddress
+        case .header(let name): return head.headers.first(name: name)
+        case .cookie(let name): return RequestRules.cookie(named: name, in: head.headers)
+        }
+    }
+
     // MARK: - WebSocket tunnel
 
     private func startTunnel(
         head: HTTPRequestHead, route: RouteConfiguration, backend: BackendConfiguration, context: ChannelHandlerContext
     ) {
-        guard let connector = loop.tunnelConnector(for: backend.name) else { return }
+        guard let group = loop.group(for: backend.name) else { return }
+        // Counted from now, so that upgrades arriving together spread over the servers.
+        let server = group.pick(key: balanceKey(group, head))
+        group.tunnelOpened(server: server)
+        let connector = loop.tunnelConnector(to: backend.servers[server])
         state = .awaitingTunnel
         context.channel.setOption(.autoRead, value: false).whenComplete { _ in }
         let upstreamHead = RequestRules.upstreamHead(
@@ -908,10 +927,14 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
                 let handler = bound.value
                 switch result {
                 case .success(.switching(let response, let upstream)):
-                    handler.completeTunnel(response: response, upstream: upstream, backend: backend.name)
+                    handler.completeTunnel(
+                        response: response, upstream: upstream, backend: backend.name,
+                        closed: { group.tunnelClosed(server: server) })
                 case .success(.refused(let response, let body, let upstream)):
+                    group.tunnelClosed(server: server)
                     handler.tunnelRefused(response: response, body: body, upstream: upstream, backend: backend.name)
                 case .failure(let error):
+                    group.tunnelClosed(server: server)
                     handler.state = .proxying
                     handler.leaseFailed(error, backend: backend, route: route)
                     handler.closeAfterResponse = true
@@ -941,9 +964,13 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         finishExchange(context: context)
     }
 
-    private func completeTunnel(response: HTTPResponseHead, upstream: any Channel, backend: String) {
+    /// - Parameter closed: called once when the tunnel ends (or cannot start): the server's count.
+    private func completeTunnel(
+        response: HTTPResponseHead, upstream: any Channel, backend: String, closed: @escaping () -> Void
+    ) {
         guard let context, case .awaitingTunnel = state, let current = exchange else {
             upstream.close(promise: nil)
+            closed()
             return
         }
         state = .tunneling
@@ -987,6 +1014,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             loopState.activeTunnels -= 1
             if let routeIndex { loopState.routeStats[routeIndex].activeTunnels -= 1 }
             loopState.tunnelStats[backend]?.closed[PoolCloseReason.upgraded.rawValue, default: 0] += 1
+            closed()
         }
         clientGlue.onClose = tunnelClosed
         upstreamGlue.onClose = tunnelClosed

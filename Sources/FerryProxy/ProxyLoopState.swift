@@ -13,7 +13,10 @@ final class ProxyLoopState: @unchecked Sendable {
     let logger: Logger
     let accessLogger: Logger?
     let reusePolicy: HTTPConnectionPool.ReusePolicy
-    private(set) var pools: [String: HTTPConnectionPool] = [:]
+    /// Each backend's servers, pools and balancer.
+    private(set) var groups: [String: UpstreamGroup] = [:]
+    /// Every server's pool, flat (sweeps, descriptor counts, drain).
+    private(set) var pools: [HTTPConnectionPool] = []
     var tunnelStats: [String: PoolStats] = [:]
     var routeStats: [RouteStats]
     var connectionsOpen = 0
@@ -66,13 +69,15 @@ final class ProxyLoopState: @unchecked Sendable {
         self.reusePolicy = reusePolicy
         self.routeStats = configuration.routes.map { RouteStats(path: $0.path, backend: $0.backendName) }
         for backend in configuration.backends {
-            pools[backend.name] = HTTPConnectionPool(
+            let group = UpstreamGroup(
                 backend: backend, settings: configuration.pool, eventLoop: eventLoop, reusePolicy: reusePolicy)
+            groups[backend.name] = group
+            pools += group.pools
             tunnelStats[backend.name] = PoolStats(backend: backend.name, protocol: "websocket")
         }
     }
 
-    func pool(for backend: String) -> HTTPConnectionPool? { pools[backend] }
+    func group(for backend: String) -> UpstreamGroup? { groups[backend] }
 
     /// Starts the repeating sweep; call on `eventLoop`.
     func startSweeping() {
@@ -97,7 +102,7 @@ final class ProxyLoopState: @unchecked Sendable {
             if let deadline = connection.deadline, deadline <= now { due.append(connection) }
         }
         for connection in due { connection.deadlinePassed() }
-        for pool in pools.values { pool.sweep(now: now) }
+        for pool in pools { pool.sweep(now: now) }
         for tunnel in tunnelChannels.values { tunnel.idle.sweep(now: now) }
         checkCapacity()
     }
@@ -111,7 +116,7 @@ final class ProxyLoopState: @unchecked Sendable {
     /// connections (idle or leased).
     var descriptorsInUse: Int {
         var pooled = 0
-        for pool in pools.values { pooled += pool.openConnections }
+        for pool in pools { pooled += pool.openConnections }
         return connectionsOpen + 2 * activeTunnels + pooled
     }
 
@@ -132,7 +137,7 @@ final class ProxyLoopState: @unchecked Sendable {
             return
         }
         if descriptorsFree < 0 {
-            for pool in pools.values { pool.closeIdle(reason: .descriptorLimit) }
+            for pool in pools { pool.closeIdle(reason: .descriptorLimit) }
             descriptorsFree = descriptorBudget - 2 - descriptorsInUse
         }
         let full = clientConnections >= connectionLimit
@@ -148,7 +153,7 @@ final class ProxyLoopState: @unchecked Sendable {
     /// `accept` failed for lack of descriptors (the limit is shared with the rest of the process).
     func acceptFailed(_ error: IOError) {
         acceptErrors += 1
-        for pool in pools.values { pool.closeIdle(reason: .descriptorLimit) }
+        for pool in pools { pool.closeIdle(reason: .descriptorLimit) }
         logRateLimited("accept failed (\(error)); retrying in 250 ms, open connections are served")
     }
 
@@ -166,8 +171,8 @@ final class ProxyLoopState: @unchecked Sendable {
             ])
     }
 
-    func tunnelConnector(for backend: String) -> TunnelConnector? {
-        configuration.backend(named: backend).map { TunnelConnector(backend: $0, eventLoop: eventLoop) }
+    func tunnelConnector(to server: ServerConfiguration) -> TunnelConnector {
+        TunnelConnector(address: server.address, eventLoop: eventLoop)
     }
 
     /// Succeeds when `backend` is available, fails after its queue timeout (→ 503).
@@ -191,14 +196,14 @@ final class ProxyLoopState: @unchecked Sendable {
             for waiter in waiters { waiter.succeed() }
         } else {
             unavailableBackends.insert(backend)
-            pools[backend]?.closeIdle(reason: .backendClose)
+            for pool in groups[backend]?.pools ?? [] { pool.closeIdle(reason: .backendClose) }
         }
     }
 
     func snapshot() -> WorkerStats {
         var pools: [PoolStats] = []
         for name in configuration.backends.map(\.name) {
-            if let pool = self.pools[name] { pools.append(pool.snapshot) }
+            for pool in groups[name]?.pools ?? [] { pools.append(pool.snapshot) }
             if let tunnel = tunnelStats[name] { pools.append(tunnel) }
         }
         var stats = WorkerStats(

@@ -277,7 +277,7 @@ public final class ProxyServer: Sendable {
             try? await loop.submit {
                 state.draining = true
                 for connection in state.connections.values { connection.drain() }
-                for pool in state.pools.values { pool.closeIdle(reason: .draining) }
+                for pool in state.pools { pool.closeIdle(reason: .draining) }
             }.get()
         }
         let deadline = ContinuousClock.now + gracefulTimeout
@@ -328,7 +328,7 @@ public final class ProxyServer: Sendable {
             try? await loop.submit {
                 for connection in state.connections.values { connection.forceClose() }
                 for tunnel in state.tunnelChannels.values { tunnel.close(promise: nil) }
-                for pool in state.pools.values { pool.closeIdle(reason: .draining) }
+                for pool in state.pools { pool.closeIdle(reason: .draining) }
                 state.stopSweeping()
             }.get()
         }

@@ -515,6 +515,18 @@ public enum RequestRules {
         return true
     }
 
+    /// The value of cookie `name` in the request's `Cookie` headers (RFC 6265 §5.4: `a=1; b=2`).
+    public static func cookie(named name: String, in headers: HTTPHeaders) -> String? {
+        for header in headers["cookie"] {
+            for pair in header.split(separator: ";") {
+                let trimmed = pair.drop { $0 == " " }
+                guard let equals = trimmed.firstIndex(of: "="), trimmed[..<equals] == name else { continue }
+                return String(trimmed[trimmed.index(after: equals)...])
+            }
+        }
+        return nil
+    }
+
     /// Methods that can be retried safely after a failure on a reused connection (RFC 9110 §9.2.2).
     public static func isIdempotent(_ method: HTTPMethod) -> Bool {
         switch method {

@@ -9,7 +9,8 @@ import NIOPosix
 /// or take one from it: an upgraded connection can never serve an HTTP request, and an HTTP
 /// connection can never become a tunnel. The seed's bug is impossible by construction.
 struct TunnelConnector {
-    let backend: BackendConfiguration
+    /// The server of the backend this tunnel goes to.
+    let address: BackendAddress
     let eventLoop: any EventLoop
 
     enum UpgradeAnswer {
@@ -38,18 +39,7 @@ struct TunnelConnector {
                         TunnelUpgradeHandler(promise: promise), name: "tunnel-upgrade")
                 }
             }
-        let connected: EventLoopFuture<any Channel>
-        switch backend.address {
-        case .unix(let path):
-            connected = bootstrap.connect(unixDomainSocketPath: path)
-        case .inet(let host, let port):
-            if let address = try? SocketAddress(ipAddress: host, port: port) {
-                connected = bootstrap.connect(to: address)
-            } else {
-                connected = bootstrap.connect(host: host, port: port)
-            }
-        }
-        connected.whenComplete { result in
+        address.connect(bootstrap).whenComplete { result in
             switch result {
             case .failure(let error):
                 promise.fail(error)

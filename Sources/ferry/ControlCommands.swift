@@ -140,7 +140,7 @@ enum StatusTable {
                 let closed = pool.closed.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(
                     separator: " ")
                 return [
-                    pool.backend, pool.protocol, "\(pool.opened)", "\(pool.reused)", "\(pool.idle)", "\(pool.retries)",
+                    pool.server.map { "\(pool.backend) \($0)" } ?? pool.backend, pool.protocol, "\(pool.opened)", "\(pool.reused)", "\(pool.idle)", "\(pool.retries)",
                     closed.isEmpty ? "-" : closed,
                 ]
             })
