@@ -357,6 +357,13 @@ public struct BackendConfiguration: Sendable, Equatable {
     /// Every server, the first at `address`.
     public var servers: [ServerConfiguration]
     public var balance: BalancePolicy
+    /// How many times a request that failed before any response byte is tried again on another
+    /// server (idempotent methods, or a body not sent yet).
+    public var retries: Int
+    /// Passive health (nginx's names): this many failures in a row take a server out of rotation
+    /// for `failTimeout`, doubled at each new ejection up to 32 times.
+    public var maxFails: Int
+    public var failTimeout: Duration
     public var kind: BackendKind
     public var restart: RestartPolicy
     public var readiness: ReadinessCheck
@@ -373,8 +380,14 @@ public struct BackendConfiguration: Sendable, Equatable {
         connectTimeout: Duration = .seconds(5),
         queueTimeout: Duration = .seconds(5),
         servers: [ServerConfiguration]? = nil,
-        balance: BalancePolicy = .leastConnections
+        balance: BalancePolicy = .leastConnections,
+        retries: Int = 2,
+        maxFails: Int = 3,
+        failTimeout: Duration = .seconds(10)
     ) {
+        self.retries = retries
+        self.maxFails = maxFails
+        self.failTimeout = failTimeout
         self.name = name
         self.address = servers?.first?.address ?? address
         self.servers = servers ?? [ServerConfiguration(address: address)]

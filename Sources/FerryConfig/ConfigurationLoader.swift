@@ -263,7 +263,8 @@ struct SectionParser {
         let name = table.requiredString("name", example: "\"tts\"")
         let serverTables = table.has("servers") ? table.tableArray("servers") : nil
         let addressText =
-            serverTables == nil ? table.requiredString("address", example: "\"127.0.0.1:8001\"") : table.string("address")
+            serverTables == nil
+            ? table.requiredString("address", example: "\"127.0.0.1:8001\"") : table.string("address")
         let balanceText = table.string("balance")
         let hashKeyText = table.string("hash_key")
         let builtin = table.string("builtin")
@@ -272,6 +273,9 @@ struct SectionParser {
         let cwd = table.string("cwd")
         let connectTimeout = table.duration("connect_timeout", minimum: .milliseconds(1))
         let queueTimeout = table.duration("queue_timeout")
+        let retries = table.int("retries", range: 0...10)
+        let maxFails = table.int("max_fails", range: 0...1000)
+        let failTimeout = table.duration("fail_timeout", minimum: .milliseconds(100))
         let restart = table.subtable("restart").map(parseRestart)
         let readiness = table.subtable("readiness").map(parseReadiness)
         let presentWebSocket = Self.webSocketOptions.filter { table.has($0) }
@@ -322,6 +326,9 @@ struct SectionParser {
         }
         var backend = BackendConfiguration(name: name, address: address, kind: kind, servers: servers)
         if let balance { backend.balance = balance }
+        if let retries { backend.retries = retries }
+        if let maxFails { backend.maxFails = maxFails }
+        if let failTimeout { backend.failTimeout = failTimeout }
         if let restart { backend.restart = restart }
         if let readiness { backend.readiness = readiness }
         if let connectTimeout { backend.connectTimeout = connectTimeout }
@@ -343,7 +350,8 @@ struct SectionParser {
             let text = server.requiredString("address", example: "\"127.0.0.1:8001\"")
             let weight = server.int("weight", range: 1...1000) ?? 1
             server.finish()
-            guard let text, case .success(let parsed) = parse(ConfigValue.backendAddress(text), at: server.keyPath("address"))
+            guard let text,
+                case .success(let parsed) = parse(ConfigValue.backendAddress(text), at: server.keyPath("address"))
             else { continue }
             if servers.contains(where: { $0.address == parsed }) {
                 sink.error(server.keyPath("address"), "server '\(text)' is listed twice")
@@ -380,7 +388,8 @@ struct SectionParser {
             return nil
         case "round_robin", "least_connections", "random_two_choices":
             if hashKey != nil { sink.error(table.keyPath("hash_key"), "hash_key is used only with balance = \"hash\"") }
-            return text == "round_robin" ? .roundRobin : text == "least_connections" ? .leastConnections : .randomTwoChoices
+            return text == "round_robin"
+                ? .roundRobin : text == "least_connections" ? .leastConnections : .randomTwoChoices
         case "hash":
             guard let key else {
                 if hashKey == nil {

@@ -33,6 +33,14 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         var upstream: UpstreamConnection?
         /// The pool of the server the balancer chose.
         var pool: HTTPConnectionPool?
+        /// The index of that server in its backend's group.
+        var server: Int?
+        /// Servers this request failed on before any response byte (not tried again while another
+        /// one is left), and how many connect attempts it has made.
+        var triedServers: Set<Int> = []
+        var attempts = 0
+        /// Tries again on another server after a failure past the connect (at most `retries`).
+        var retries = 0
         var reused = false
         var retried = false
         var requestEnded = false
@@ -425,8 +433,6 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
 
     private func startHTTP(backend: BackendConfiguration, route: RouteConfiguration, context: ChannelHandlerContext) {
         guard let group = loop.group(for: backend.name), let current = exchange else { return }
-        let pool = group.pools[group.pick(key: balanceKey(group, current.head))]
-        current.pool = pool
         state = .proxying
         if current.facts.expectsContinue, current.facts.announcesBody, !current.requestEnded {
             // As nginx does: the request is accepted (routed, within limits), so the client may
@@ -438,23 +444,98 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             writePending()
             context.flush()
         }
-        if !loop.unavailableBackends.contains(backend.name), let connection = pool.leaseIdle() {
+        attemptHTTP(group: group, route: route, fresh: false)
+    }
+
+    /// One try of the exchange's request at a server the balancer picks among those it has not
+    /// failed on yet: an idle pooled connection, else a new one (`fresh`: always a new one).
+    private func attemptHTTP(group: UpstreamGroup, route: RouteConfiguration, fresh: Bool) {
+        guard case .proxying = state, let current = exchange, let context else { return }
+        let backend = group.backend
+        guard let server = group.pick(key: balanceKey(group, current.head), excluding: current.triedServers) else {
+            // Every server failed once: start the round again (queued by `connectFailed`'s backoff).
+            current.triedServers = []
+            return attemptHTTP(group: group, route: route, fresh: fresh)
+        }
+        let pool = group.pools[server]
+        current.pool = pool
+        current.server = server
+        current.attempts += 1
+        if !fresh, !loop.unavailableBackends.contains(backend.name), let connection = pool.leaseIdle() {
             attach(connection, reused: true, route: route)
             return
         }
         let connectTimeout = route.timeouts.connect ?? backend.connectTimeout
         let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
         loop.waitUntilAvailable(backend)
-            .flatMap { pool.lease(connectTimeout: connectTimeout) }
+            .flatMap { () -> EventLoopFuture<(UpstreamConnection, reused: Bool)> in
+                if fresh {
+                    return pool.connect(connectTimeout: connectTimeout).map { connection in
+                        connection.requestsServed = 1
+                        connection.handler.beginExchange(requestsServed: 1)
+                        return (connection, false)
+                    }
+                }
+                return pool.lease(connectTimeout: connectTimeout)
+            }
             .whenComplete { result in
                 let handler = bound.value
                 switch result {
                 case .success(let (connection, reused)):
+                    if !reused { group.recordSuccess(server: server) }
                     handler.attach(connection, reused: reused, route: route)
                 case .failure(let error):
-                    handler.leaseFailed(error, backend: backend, route: route)
+                    handler.connectFailed(error, group: group, server: server, route: route)
                 }
             }
+    }
+
+    /// The connection to a server failed (refused, timed out): nothing was sent, so the request may
+    /// go anywhere else, whatever its method. Another server at once if one is left untried, else
+    /// the round again after a short backoff, until the backend's `queue_timeout` since the request
+    /// started: a backend away for a few seconds (restarting) costs waiting, not errors. Then 503.
+    private func connectFailed(_ error: any Error, group: UpstreamGroup, server: Int, route: RouteConfiguration) {
+        guard case .proxying = state, let current = exchange, let context else { return }
+        let backend = group.backend
+        if case ProxyServerError.backendUnavailable = error {
+            // The master says the backend is (re)starting and it did not come back in time.
+            return leaseFailed(error, backend: backend, route: route)
+        }
+        if group.recordFailure(server: server) {
+            loop.logger.warning(
+                "server ejected after failures in a row",
+                metadata: [
+                    "backend": "\(backend.name)", "server": "\(backend.servers[server].address)",
+                    "for_ms": "\(backend.failTimeout.wholeMilliseconds << min(group.health[server].ejections - 1, 5))",
+                ])
+        }
+        current.triedServers.insert(server)
+        let waited = NIODeadline.now() - current.started
+        let queueTimeout = TimeAmount.milliseconds(backend.queueTimeout.wholeMilliseconds)
+        guard waited < queueTimeout else {
+            loop.logger.warning(
+                "no server of the backend accepted within its queue_timeout",
+                metadata: ["route": "\(route.path)", "backend": "\(backend.name)", "error": "\(error)"])
+            var headers = HTTPHeaders()
+            headers.add(name: "Retry-After", value: "1")
+            respondLocally(
+                status: .serviceUnavailable,
+                body: "ferry: no server of backend \(backend.name) accepted the connection (route \(route.path))\n",
+                close: false, extraHeaders: headers)
+            setClientReads(paused: false)
+            return
+        }
+        current.pool?.recordRetry()
+        if current.triedServers.count < backend.servers.count {
+            return attemptHTTP(group: group, route: route, fresh: false)
+        }
+        current.triedServers = []
+        let backoff = min(
+            TimeAmount.milliseconds(25 << min(current.attempts / backend.servers.count, 4)), queueTimeout - waited)
+        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        context.eventLoop.scheduleTask(in: backoff) {
+            bound.value.attemptHTTP(group: group, route: route, fresh: false)
+        }
     }
 
     private func attach(_ connection: UpstreamConnection, reused: Bool, route: RouteConfiguration) {
@@ -613,29 +694,25 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             context.close(promise: nil)
             return
         }
-        let canRetry =
-            current.reused && !current.retried && RequestRules.isIdempotent(current.head.method)
-            && current.bodyBytesIn == 0 && !current.timedOut
-        if canRetry, let backendName = current.backend, let pool = current.pool,
-            let backend = loop.configuration.backend(named: backendName),
+        // Failed before any response byte. Safe to send again when the request cannot have had an
+        // effect twice: an idempotent method, or a body not sent yet. A reused connection gets one
+        // fresh try whatever the backend's `retries` (the server may just have closed it while idle);
+        // after that, up to `retries` more on other servers, a fresh connection each time.
+        let resendable = RequestRules.isIdempotent(current.head.method) && current.bodyBytesIn == 0
+        let budget = loop.configuration.backend(named: current.backend ?? "")?.retries ?? 0
+        if resendable, !current.timedOut, current.reused ? !current.retried : current.retries < budget,
+            let group = loop.group(for: current.backend ?? ""), let server = current.server,
             let routeIndex = current.routeIndex
         {
-            // Failed on a reused connection before any response byte: once more on a fresh one.
-            exchange?.retried = true
-            pool.recordRetry()
-            let route = loop.configuration.routes[routeIndex]
-            let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
-            pool.connect(connectTimeout: route.timeouts.connect ?? backend.connectTimeout).whenComplete { result in
-                let handler = bound.value
-                switch result {
-                case .success(let connection):
-                    connection.requestsServed = 1
-                    connection.handler.beginExchange(requestsServed: 1)
-                    handler.attach(connection, reused: false, route: route)
-                case .failure(let error):
-                    handler.leaseFailed(error, backend: backend, route: route)
-                }
+            if current.reused {
+                exchange?.retried = true
+            } else {
+                exchange?.retries += 1
+                exchange?.triedServers.insert(server)
+                group.recordFailure(server: server)
             }
+            current.pool?.recordRetry()
+            attemptHTTP(group: group, route: loop.configuration.routes[routeIndex], fresh: true)
             return
         }
         let status: HTTPResponseStatus = current.timedOut ? .gatewayTimeout : .badGateway
@@ -909,7 +986,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     ) {
         guard let group = loop.group(for: backend.name) else { return }
         // Counted from now, so that upgrades arriving together spread over the servers.
-        let server = group.pick(key: balanceKey(group, head))
+        let server = group.pick(key: balanceKey(group, head)) ?? 0
         group.tunnelOpened(server: server)
         let connector = loop.tunnelConnector(to: backend.servers[server])
         state = .awaitingTunnel
@@ -927,6 +1004,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
                 let handler = bound.value
                 switch result {
                 case .success(.switching(let response, let upstream)):
+                    group.recordSuccess(server: server)
                     handler.completeTunnel(
                         response: response, upstream: upstream, backend: backend.name,
                         closed: { group.tunnelClosed(server: server) })
@@ -935,6 +1013,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
                     handler.tunnelRefused(response: response, body: body, upstream: upstream, backend: backend.name)
                 case .failure(let error):
                     group.tunnelClosed(server: server)
+                    group.recordFailure(server: server)
                     handler.state = .proxying
                     handler.leaseFailed(error, backend: backend, route: route)
                     handler.closeAfterResponse = true

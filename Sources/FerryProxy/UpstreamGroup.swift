@@ -13,6 +13,17 @@ final class UpstreamGroup {
     let pools: [HTTPConnectionPool]
     private(set) var tunnels: [Int]
     private var balancer: Balancer
+    private(set) var health: [PassiveHealth]
+
+    /// Passive health of one server (outlier detection, nginx's max_fails / fail_timeout): failures
+    /// in a row eject it for a period that doubles with each ejection; a success resets both.
+    struct PassiveHealth {
+        var consecutiveFailures = 0
+        var ejections = 0
+        var ejectedUntil: NIODeadline?
+
+        func isEjected(at now: NIODeadline) -> Bool { ejectedUntil.map { now < $0 } ?? false }
+    }
 
     init(
         backend: BackendConfiguration, settings: PoolSettings, eventLoop: any EventLoop,
@@ -26,6 +37,7 @@ final class UpstreamGroup {
                 settings: settings, eventLoop: eventLoop, reusePolicy: reusePolicy)
         }
         tunnels = Array(repeating: 0, count: backend.servers.count)
+        health = Array(repeating: PassiveHealth(), count: backend.servers.count)
         balancer = Balancer(
             policy: backend.balance, weights: backend.servers.map(\.weight),
             names: backend.servers.map(\.address.description))
@@ -33,10 +45,36 @@ final class UpstreamGroup {
 
     var loads: [Int] { pools.indices.map { pools[$0].inFlight + tunnels[$0] } }
 
-    /// The server for a new request or tunnel (`key`: the hash policy's key, if any).
-    func pick(key: String?) -> Int {
+    /// The server for a new request or tunnel (`key`: the hash policy's key, if any), among those
+    /// not ejected and not in `excluding` (the ones a retried request already failed on). When every
+    /// server is ejected, the ejections are ignored: a request still tries (and the queue retries)
+    /// rather than failing at once. nil only when every server is excluded.
+    func pick(key: String?, excluding: Set<Int> = [], now: NIODeadline = .now()) -> Int? {
+        var eligible = pools.indices.map { !excluding.contains($0) && !health[$0].isEjected(at: now) }
+        if !eligible.contains(true) { eligible = pools.indices.map { !excluding.contains($0) } }
+        guard eligible.contains(true) else { return nil }
         if pools.count == 1 { return 0 }
-        return balancer.pick(loads: loads, eligible: Array(repeating: true, count: pools.count), key: key) ?? 0
+        return balancer.pick(loads: loads, eligible: eligible, key: key)
+    }
+
+    /// A connect failure or a reset before any response byte; true when it ejected the server.
+    @discardableResult
+    func recordFailure(server: Int, now: NIODeadline = .now()) -> Bool {
+        guard backend.maxFails > 0 else { return false }
+        health[server].consecutiveFailures += 1
+        guard health[server].consecutiveFailures >= backend.maxFails, !health[server].isEjected(at: now) else {
+            return false
+        }
+        health[server].consecutiveFailures = 0
+        health[server].ejections += 1
+        let period = backend.failTimeout.wholeMilliseconds << min(health[server].ejections - 1, 5)
+        health[server].ejectedUntil = now + .milliseconds(period)
+        return true
+    }
+
+    func recordSuccess(server: Int) {
+        guard health[server].consecutiveFailures > 0 || health[server].ejections > 0 else { return }
+        health[server] = PassiveHealth()
     }
 
     /// Whether this backend's policy hashes on something of the request.

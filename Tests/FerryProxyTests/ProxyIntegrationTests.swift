@@ -255,12 +255,17 @@ import Testing
         await proxy.stop()
     }
 
-    @Test func refusedBackendIs502() async throws {
+    /// A backend that refuses connections is tried again (with backoff) until its queue_timeout
+    /// (300 ms in the harness), then 503 with Retry-After: it may be restarting (issue 14, item 4).
+    @Test func refusedBackendIsRetriedUntilItsQueueTimeoutThen503() async throws {
         let port = try freePort()
         let proxy = try await ProxyHarness(backendPort: port, routes: [route("/tts-ws")])
+        let started = Date()
         let response = try rawExchange(
             port: proxy.port, "GET /tts-ws/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        #expect(response.hasPrefix("HTTP/1.1 502"))
+        #expect(Date().timeIntervalSince(started) >= 0.3)
+        #expect(response.hasPrefix("HTTP/1.1 503"), "\(response)")
+        #expect(response.contains("\r\nRetry-After: 1\r\n"))
         #expect(response.contains("backend app"))
         await proxy.stop()
     }
@@ -281,7 +286,7 @@ import Testing
         #expect(response.components(separatedBy: "HTTP/1.1").count == 2, "one response, then close")
         // The worker lives on.
         let next = try rawExchange(port: proxy.port, "GET /x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        #expect(next.hasPrefix("HTTP/1.1 502"))
+        #expect(next.hasPrefix("HTTP/1.1 503"))
         await proxy.stop()
     }
 

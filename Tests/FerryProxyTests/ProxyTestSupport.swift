@@ -87,7 +87,7 @@ final class ProxyHarness: @unchecked Sendable {
         backendPort: Int, backendAddress: BackendAddress? = nil, routes: [RouteConfiguration],
         limits: LimitSettings = LimitSettings(),
         pool: PoolSettings = PoolSettings(), reuseMode: ProxyServer.ReuseMode = .strict,
-        listenHost: String = "127.0.0.1"
+        listenHost: String = "127.0.0.1", backend: BackendConfiguration? = nil
     ) async throws {
         var master = MasterSettings()
         master.accessLog = .off
@@ -95,8 +95,11 @@ final class ProxyHarness: @unchecked Sendable {
             master: master,
             listeners: [ListenerConfiguration(name: "http", address: .inet(host: listenHost, port: 0))],
             backends: [
-                BackendConfiguration(
-                    name: "app", address: backendAddress ?? .inet(host: "127.0.0.1", port: backendPort))
+                backend
+                    ?? BackendConfiguration(
+                        name: "app", address: backendAddress ?? .inet(host: "127.0.0.1", port: backendPort),
+                        // Short: a refused backend is retried for this long before its 503.
+                        queueTimeout: .milliseconds(300))
             ],
             routes: routes, pool: pool, limits: limits)
         var logger = Logger(label: "test")
