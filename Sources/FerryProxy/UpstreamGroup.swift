@@ -7,8 +7,8 @@ import NIOPosix
 ///
 /// A server's load is what this loop has in flight there: leased and connecting pooled connections
 /// plus open tunnels. Pools stay per server and per protocol: the tunnel connector never touches a
-/// pool, whichever server it connects to.
-final class UpstreamGroup {
+/// pool, whichever server it connects to. Touched only on its event loop (hence unchecked).
+final class UpstreamGroup: @unchecked Sendable {
     let backend: BackendConfiguration
     let pools: [HTTPConnectionPool]
     private(set) var tunnels: [Int]
