@@ -32,6 +32,13 @@ public struct FerryConfiguration: Sendable, Equatable {
     public func backend(named name: String) -> BackendConfiguration? {
         backends.first { $0.name == name }
     }
+
+    /// What the master supervises: every backend, instance by instance (`name/i`).
+    public var supervisedUnits: [BackendConfiguration] { backends.flatMap(\.instanceConfigurations) }
+
+    public func supervisedUnit(named name: String) -> BackendConfiguration? {
+        supervisedUnits.first { $0.name == name }
+    }
 }
 
 // MARK: - [master]
@@ -364,6 +371,9 @@ public struct BackendConfiguration: Sendable, Equatable {
     /// for `failTimeout`, doubled at each new ejection up to 32 times.
     public var maxFails: Int
     public var failTimeout: Duration
+    /// Spawned backends: how many processes run it, each supervised on its own and a server of
+    /// this backend (`instanceConfigurations`).
+    public var instances = 1
     public var kind: BackendKind
     public var restart: RestartPolicy
     public var readiness: ReadinessCheck

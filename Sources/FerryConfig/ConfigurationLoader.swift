@@ -276,6 +276,7 @@ struct SectionParser {
         let retries = table.int("retries", range: 0...10)
         let maxFails = table.int("max_fails", range: 0...1000)
         let failTimeout = table.duration("fail_timeout", minimum: .milliseconds(100))
+        let instances = table.int("instances", range: 1...256)
         let restart = table.subtable("restart").map(parseRestart)
         let readiness = table.subtable("readiness").map(parseReadiness)
         let presentWebSocket = Self.webSocketOptions.filter { table.has($0) }
@@ -326,6 +327,22 @@ struct SectionParser {
         }
         var backend = BackendConfiguration(name: name, address: address, kind: kind, servers: servers)
         if let balance { backend.balance = balance }
+        if let instances, instances > 1 {
+            if !kind.isSupervised {
+                sink.error(table.keyPath("instances"), "instances are for spawned backends; list servers instead")
+            } else {
+                let addresses = (1...instances).map { BackendConfiguration.instanceAddress(address, instance: $0) }
+                if addresses.contains(where: { $0 == nil }) {
+                    sink.error(
+                        table.keyPath("address"),
+                        "\(instances) instances need \(instances) addresses: a port they can count up from, "
+                            + "or a Unix path with {instance}")
+                } else {
+                    backend.instances = instances
+                    backend.servers = addresses.compactMap { $0 }.map { ServerConfiguration(address: $0) }
+                }
+            }
+        }
         if let retries { backend.retries = retries }
         if let maxFails { backend.maxFails = maxFails }
         if let failTimeout { backend.failTimeout = failTimeout }
@@ -607,11 +624,14 @@ struct SectionParser {
         }
         var addresses: [BackendAddress: String] = [:]
         for (index, backend) in configuration.backends.enumerated() where backend.kind.isSupervised {
-            if let other = addresses[backend.address] {
-                sink.error(
-                    "backend[\(index + 1)].address", "'\(backend.address)' is also the address of backend '\(other)'")
+            for server in backend.servers {
+                if let other = addresses[server.address] {
+                    sink.error(
+                        "backend[\(index + 1)].address",
+                        "'\(server.address)' is also the address of backend '\(other)'")
+                }
+                addresses[server.address] = backend.name
             }
-            addresses[backend.address] = backend.name
         }
         var known: [String] = []
         for name in declaredBackends where !known.contains(name) { known.append(name) }

@@ -190,6 +190,15 @@ final class ProxyLoopState: @unchecked Sendable {
     }
 
     func setAvailable(_ backend: String, _ available: Bool) {
+        // An instance (`name/i`) of a backend with several: only when all are down do requests
+        // wait for the backend as a whole.
+        if let (name, server) = BackendConfiguration.splitInstanceName(backend), let group = groups[name],
+            group.backend.instances > 1, server < group.pools.count
+        {
+            let allDown = group.setDown(server, !available)
+            if allDown != unavailableBackends.contains(name) { setAvailable(name, !allDown) }
+            return
+        }
         if available {
             unavailableBackends.remove(backend)
             let waiters = availabilityWaiters.removeValue(forKey: backend) ?? []

@@ -14,6 +14,8 @@ final class UpstreamGroup: @unchecked Sendable {
     private(set) var tunnels: [Int]
     private var balancer: Balancer
     private(set) var health: [PassiveHealth]
+    /// Instances the master reports as not ready (starting, restarting): no new work.
+    private(set) var down: [Bool]
 
     /// Passive health of one server (outlier detection, nginx's max_fails / fail_timeout): failures
     /// in a row eject it for a period that doubles with each ejection; a success resets both.
@@ -38,6 +40,7 @@ final class UpstreamGroup: @unchecked Sendable {
         }
         tunnels = Array(repeating: 0, count: backend.servers.count)
         health = Array(repeating: PassiveHealth(), count: backend.servers.count)
+        down = Array(repeating: false, count: backend.servers.count)
         balancer = Balancer(
             policy: backend.balance, weights: backend.servers.map(\.weight),
             names: backend.servers.map(\.address.description))
@@ -50,7 +53,8 @@ final class UpstreamGroup: @unchecked Sendable {
     /// server is ejected, the ejections are ignored: a request still tries (and the queue retries)
     /// rather than failing at once. nil only when every server is excluded.
     func pick(key: String?, excluding: Set<Int> = [], now: NIODeadline = .now()) -> Int? {
-        var eligible = pools.indices.map { !excluding.contains($0) && !health[$0].isEjected(at: now) }
+        var eligible = pools.indices.map { !excluding.contains($0) && !down[$0] && !health[$0].isEjected(at: now) }
+        if !eligible.contains(true) { eligible = pools.indices.map { !excluding.contains($0) && !down[$0] } }
         if !eligible.contains(true) { eligible = pools.indices.map { !excluding.contains($0) } }
         guard eligible.contains(true) else { return nil }
         if pools.count == 1 { return 0 }
@@ -81,6 +85,13 @@ final class UpstreamGroup: @unchecked Sendable {
     var hashKey: BalancePolicy.HashKey? {
         if case .hash(let key) = backend.balance { return key }
         return nil
+    }
+
+    /// The master's word on an instance; true when every server is down now.
+    func setDown(_ server: Int, _ isDown: Bool) -> Bool {
+        down[server] = isDown
+        if isDown { pools[server].closeIdle(reason: .backendClose) }
+        return !down.contains(false)
     }
 
     func tunnelOpened(server: Int) { tunnels[server] += 1 }

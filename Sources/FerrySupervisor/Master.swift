@@ -240,7 +240,7 @@ public final class Master: @unchecked Sendable {
             finished.succeed(1)
             return
         }
-        for backend in configuration.backends { startBackend(backend) }
+        for backend in configuration.supervisedUnits { startBackend(backend) }
         for slot in 0..<workerCount { spawnWorker(slot: slot, generation: generation) }
         spawnStandbyIfWanted()
         loop.scheduleRepeatedTask(initialDelay: .milliseconds(250), delay: .milliseconds(250)) { _ in
@@ -398,8 +398,8 @@ public final class Master: @unchecked Sendable {
         do { try listeners.ensureSlots(workerCount) } catch { logger.error("\(error)") }
         reloadInProgress = (generation, .now())
         // Backends: restart only those whose configuration changed; stop removed ones.
-        for backend in configuration.backends {
-            if let old = previous.backend(named: backend.name), old == backend { continue }
+        for backend in configuration.supervisedUnits {
+            if let old = previous.supervisedUnit(named: backend.name), old == backend { continue }
             if backends[backend.name]?.pid != nil {
                 stopBackend(backend.name)
                 backends[backend.name]?.configuration = backend
@@ -410,7 +410,7 @@ public final class Master: @unchecked Sendable {
                 startBackend(backend)
             }
         }
-        for name in backends.keys where configuration.backend(named: name) == nil { stopBackend(name) }
+        for name in backends.keys where configuration.supervisedUnit(named: name) == nil { stopBackend(name) }
         for slot in 0..<workerCount { spawnWorker(slot: slot, generation: generation) }
         spawnStandbyIfWanted()
     }
@@ -535,7 +535,7 @@ public final class Master: @unchecked Sendable {
                 pid: $0.pid, generation: $0.generation, slot: $0.slot, state: $0.phase.rawValue, restarts: $0.restarts,
                 accepting: acceptingWorker[$0.slot] == $0.pid, stats: $0.stats)
         }
-        let backendRows = configuration.backends.compactMap { backend -> StatusDocument.Backend? in
+        let backendRows = configuration.supervisedUnits.compactMap { backend -> StatusDocument.Backend? in
             guard let record = backends[backend.name] else { return nil }
             return StatusDocument.Backend(
                 name: backend.name, address: backend.address.description, pid: record.pid, state: record.phase.rawValue,

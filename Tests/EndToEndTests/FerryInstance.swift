@@ -148,6 +148,31 @@ enum FreePort {
         return Int(UInt16(bigEndian: address.sin_port))
     }
 
+    /// A first port of `count` consecutive free ones (for `instances = N`, which count up).
+    static func pickRange(_ count: Int) throws -> Int {
+        for _ in 0..<50 {
+            let first = try pick()
+            guard first + count <= 65535 else { continue }
+            if (1..<count).allSatisfy({ !accepts(port: first + $0) && isBindable(first + $0) }) { return first }
+        }
+        throw E2EError("no \(count) consecutive free ports")
+    }
+
+    static func isBindable(_ port: Int) -> Bool {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = UInt16(port).bigEndian
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
+            }
+        }
+    }
+
     static func accepts(port: Int) -> Bool {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { return false }

@@ -117,4 +117,78 @@ import Testing
         try input.fileHandleForWriting.close()
         holder.waitUntilExit()
     }
+
+    /// `instances = 3` of the built-in static service: one killed with -9 under steady keep-alive
+    /// GET load costs no request (retried on the others), and the supervisor brings it back.
+    @Test func killingOneOfThreeInstancesUnderLoadFailsNoRequest() throws {
+        let base = try FreePort.pickRange(3)
+        let ferry = try FerryInstance(name: "instances") { dir, port in
+            let state = dir.appendingPathComponent("state").path
+            let www = dir.appendingPathComponent("www")
+            try? FileManager.default.createDirectory(at: www, withIntermediateDirectories: true)
+            try? Data(repeating: 7, count: 1024).write(to: www.appendingPathComponent("1k.bin"))
+            return """
+                [master]
+                workers = 2
+                control_socket = "\(state)/control.sock"
+                state_dir = "\(state)"
+                graceful_timeout = "2s"
+
+                [[listen]]
+                name = "https"
+                address = "127.0.0.1:\(port)"
+                [listen.tls]
+                certificate = "\(state)/tls/selfsigned.crt"
+                key = "\(state)/tls/selfsigned.key"
+                self_signed = true
+
+                [[backend]]
+                name = "files"
+                builtin = "static"
+                root = "\(www.path)"
+                address = "127.0.0.1:\(base)"
+                instances = 3
+                balance = "round_robin"
+
+                [[route]]
+                path = "/"
+                backend = "files"
+                """
+        }
+        defer { ferry.stop() }
+        let master = MasterEndToEndTests()
+        let ready = try master.waitFor(ferry) { status in
+            status.backends.count == 3 && status.backends.allSatisfy { $0.state == "ready" }
+        }
+        #expect(ready.backends.map(\.name) == ["files/1", "files/2", "files/3"])
+        for port in base..<(base + 3) { #expect(FreePort.accepts(port: port), "instance on \(port)") }
+        let python = try #require(Tool.path("python3"))
+        let load = Process()
+        load.executableURL = URL(fileURLWithPath: python)
+        load.arguments = [
+            ServeEndToEndTests.scripts.appendingPathComponent("steady_gets.py").path, "\(ferry.httpsPort)",
+            "/1k.bin", "4", "8",
+        ]
+        let output = Pipe()
+        load.standardOutput = output
+        try load.run()
+        Thread.sleep(forTimeInterval: 1)
+        let victim = try #require(ready.backends.first { $0.name == "files/2" }?.pid)
+        kill(victim, SIGKILL)
+        let report = output.fileHandleForReading.readDataToEndOfFile()
+        load.waitUntilExit()
+        struct Report: Decodable {
+            var ok: Int
+            var failed: Int
+            var failures: [String]
+        }
+        let result = try JSONDecoder().decode(Report.self, from: report)
+        print("steady GETs while one of three instances was killed: \(result.ok) ok, \(result.failed) failed")
+        #expect(result.failed == 0, "\(result.failures)\n\(ferry.log())")
+        #expect(result.ok > 100)
+        let back = try master.waitFor(ferry) { status in
+            status.backends.first { $0.name == "files/2" }.map { $0.state == "ready" && $0.pid != victim } == true
+        }
+        #expect(back.backends.first { $0.name == "files/2" }?.restarts == 1)
+    }
 }
