@@ -297,6 +297,38 @@ public struct ReadinessCheck: Sendable, Equatable {
     }
 }
 
+/// Active health checks of a backend's servers, run once per host by the master (`[backend.health]`).
+public struct HealthCheckSettings: Sendable, Equatable {
+    /// An HTTP GET of this path; nil: a TCP connect.
+    public var path: String?
+    /// The Host header of the GET.
+    public var host: String
+    /// Statuses that count as healthy (default: 200–399).
+    public var statuses: [Int]?
+    public var interval: Duration
+    public var timeout: Duration
+    /// Checks in a row that bring a down server up, and take an up server down.
+    public var rise: Int
+    public var fall: Int
+
+    public init(
+        path: String? = nil, host: String = "localhost", statuses: [Int]? = nil, interval: Duration = .seconds(2),
+        timeout: Duration = .seconds(1), rise: Int = 2, fall: Int = 3
+    ) {
+        self.path = path
+        self.host = host
+        self.statuses = statuses
+        self.interval = interval
+        self.timeout = timeout
+        self.rise = rise
+        self.fall = fall
+    }
+
+    public func isHealthy(status: Int) -> Bool {
+        statuses.map { $0.contains(status) } ?? (200..<400).contains(status)
+    }
+}
+
 public struct CommandSpec: Sendable, Equatable {
     public var argv: [String]
     public var environment: [String: String]
@@ -374,6 +406,8 @@ public struct BackendConfiguration: Sendable, Equatable {
     /// Spawned backends: how many processes run it, each supervised on its own and a server of
     /// this backend (`instanceConfigurations`).
     public var instances = 1
+    /// Active health checks; nil: none (passive ejection and the master's supervision only).
+    public var health: HealthCheckSettings?
     public var kind: BackendKind
     public var restart: RestartPolicy
     public var readiness: ReadinessCheck

@@ -277,6 +277,7 @@ struct SectionParser {
         let maxFails = table.int("max_fails", range: 0...1000)
         let failTimeout = table.duration("fail_timeout", minimum: .milliseconds(100))
         let instances = table.int("instances", range: 1...256)
+        let health = table.subtable("health").map(parseHealth)
         let restart = table.subtable("restart").map(parseRestart)
         let readiness = table.subtable("readiness").map(parseReadiness)
         let presentWebSocket = Self.webSocketOptions.filter { table.has($0) }
@@ -327,6 +328,7 @@ struct SectionParser {
         }
         var backend = BackendConfiguration(name: name, address: address, kind: kind, servers: servers)
         if let balance { backend.balance = balance }
+        backend.health = health
         if let instances, instances > 1 {
             if !kind.isSupervised {
                 sink.error(table.keyPath("instances"), "instances are for spawned backends; list servers instead")
@@ -461,6 +463,28 @@ struct SectionParser {
         }
         table.finish()
         return policy
+    }
+
+    func parseHealth(_ table: TableReader) -> HealthCheckSettings {
+        var check = HealthCheckSettings()
+        if let path = table.string("path") {
+            if path.hasPrefix("/") {
+                check.path = path
+            } else {
+                sink.error(table.keyPath("path"), "'\(path)' must start with '/'")
+            }
+        }
+        if let host = table.string("host") { check.host = host }
+        if let statuses = table.intArray("status", range: 100...599) { check.statuses = statuses }
+        if let interval = table.duration("interval", minimum: .milliseconds(100)) { check.interval = interval }
+        if let timeout = table.duration("timeout", minimum: .milliseconds(10)) { check.timeout = timeout }
+        if let rise = table.int("rise", range: 1...100) { check.rise = rise }
+        if let fall = table.int("fall", range: 1...100) { check.fall = fall }
+        if check.timeout > check.interval {
+            sink.error(table.keyPath("timeout"), "a check's timeout must not exceed its interval")
+        }
+        table.finish()
+        return check
     }
 
     func parseReadiness(_ table: TableReader) -> ReadinessCheck {

@@ -131,6 +131,24 @@ final class TableReader {
         return strings
     }
 
+    func intArray(_ key: String, range: ClosedRange<Int>) -> [Int]? {
+        guard let value = value(key) else { return nil }
+        guard let array = value.array else {
+            typeError(key, expected: "an array of integers", got: value)
+            return nil
+        }
+        var numbers: [Int] = []
+        for (index, element) in array.enumerated() {
+            guard let number = element.int, range.contains(number) else {
+                sink.error(
+                    "\(keyPath(key))[\(index + 1)]", "expected an integer in \(range.lowerBound)...\(range.upperBound)")
+                return nil
+            }
+            numbers.append(number)
+        }
+        return numbers
+    }
+
     func stringTable(_ key: String) -> [String: String]? {
         guard let value = value(key) else { return nil }
         guard let table = value.table else {

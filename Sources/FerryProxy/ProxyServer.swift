@@ -268,6 +268,15 @@ public final class ProxyServer: Sendable {
         }
     }
 
+    /// The master's active health check: an unhealthy server takes no new requests or tunnels (its
+    /// open tunnels are left alone).
+    public func setServerHealthy(_ backend: String, server: Int, healthy: Bool) {
+        for loop in loops {
+            let state = state(for: loop)
+            loop.execute { state.group(for: backend)?.setHealthy(server, healthy) }
+        }
+    }
+
     /// Stops accepting, closes idle keep-alive connections, lets in-flight requests finish, and at
     /// `gracefulTimeout` closes whatever is left (WebSocket tunnels get close code 1001 first).
     public func drain(gracefulTimeout: Duration) async {

@@ -14,8 +14,10 @@ final class UpstreamGroup: @unchecked Sendable {
     private(set) var tunnels: [Int]
     private var balancer: Balancer
     private(set) var health: [PassiveHealth]
-    /// Instances the master reports as not ready (starting, restarting): no new work.
+    /// Instances the master reports as not ready (starting, restarting), and servers its active
+    /// health checks took out: no new work.
     private(set) var down: [Bool]
+    private(set) var unhealthy: [Bool]
 
     /// Passive health of one server (outlier detection, nginx's max_fails / fail_timeout): failures
     /// in a row eject it for a period that doubles with each ejection; a success resets both.
@@ -41,6 +43,7 @@ final class UpstreamGroup: @unchecked Sendable {
         tunnels = Array(repeating: 0, count: backend.servers.count)
         health = Array(repeating: PassiveHealth(), count: backend.servers.count)
         down = Array(repeating: false, count: backend.servers.count)
+        unhealthy = Array(repeating: false, count: backend.servers.count)
         balancer = Balancer(
             policy: backend.balance, weights: backend.servers.map(\.weight),
             names: backend.servers.map(\.address.description))
@@ -53,7 +56,12 @@ final class UpstreamGroup: @unchecked Sendable {
     /// server is ejected, the ejections are ignored: a request still tries (and the queue retries)
     /// rather than failing at once. nil only when every server is excluded.
     func pick(key: String?, excluding: Set<Int> = [], now: NIODeadline = .now()) -> Int? {
-        var eligible = pools.indices.map { !excluding.contains($0) && !down[$0] && !health[$0].isEjected(at: now) }
+        var eligible = pools.indices.map {
+            !excluding.contains($0) && !down[$0] && !unhealthy[$0] && !health[$0].isEjected(at: now)
+        }
+        if !eligible.contains(true) {
+            eligible = pools.indices.map { !excluding.contains($0) && !down[$0] && !unhealthy[$0] }
+        }
         if !eligible.contains(true) { eligible = pools.indices.map { !excluding.contains($0) && !down[$0] } }
         if !eligible.contains(true) { eligible = pools.indices.map { !excluding.contains($0) } }
         guard eligible.contains(true) else { return nil }
@@ -92,6 +100,12 @@ final class UpstreamGroup: @unchecked Sendable {
         down[server] = isDown
         if isDown { pools[server].closeIdle(reason: .backendClose) }
         return !down.contains(false)
+    }
+
+    func setHealthy(_ server: Int, _ healthy: Bool) {
+        guard unhealthy.indices.contains(server) else { return }
+        unhealthy[server] = !healthy
+        if !healthy { pools[server].closeIdle(reason: .backendClose) }
     }
 
     func tunnelOpened(server: Int) { tunnels[server] += 1 }

@@ -14,6 +14,9 @@ public enum MasterToWorker: Codable, Sendable, Equatable {
     /// To a booted standby worker: serve `slot` (its listeners are among the standby's fds),
     /// answered with `ready` as a new worker's boot is.
     case adopt(slot: Int)
+    /// An active health check took server `server` (index in the backend's servers) out of
+    /// rotation or brought it back.
+    case health(backend: String, server: Int, healthy: Bool)
 }
 
 public enum WorkerToMaster: Codable, Sendable, Equatable {
@@ -73,6 +76,17 @@ public struct StatusDocument: Codable, Sendable {
         public var stats: WorkerStats?
     }
 
+    /// One server's active health check (backends with `[backend.health]`).
+    public struct ServerHealth: Codable, Sendable, Equatable {
+        public var backend: String
+        public var server: String
+        /// "up" or "down".
+        public var state: String
+        public var lastCheck: Double?
+        public var latencyMilliseconds: Double?
+        public var lastResult: String
+    }
+
     /// A slot left without a worker because its worker could not boot (not respawned until a
     /// reload, which starts every slot again).
     public struct UnservedSlot: Codable, Sendable, Equatable {
@@ -102,6 +116,8 @@ public struct StatusDocument: Codable, Sendable {
     /// older masters.
     public var standby: [Worker]?
     public var backends: [Backend]
+    /// Active health of the servers of backends that have checks; absent from older masters.
+    public var health: [ServerHealth]?
     /// Pool counters summed over the workers of the current generation.
     public var pools: [PoolStats]
 }

@@ -118,6 +118,8 @@ public final class Master: @unchecked Sendable {
     var announcedReady = false
     let started = Date()
     var controlServer: (any Channel)?
+    /// Active health checks (created at boot).
+    var healthChecks: HealthChecks?
     var signalSources: [any DispatchSourceSignal] = []
     let finished: EventLoopPromise<Int32>
 
@@ -241,6 +243,8 @@ public final class Master: @unchecked Sendable {
             return
         }
         for backend in configuration.supervisedUnits { startBackend(backend) }
+        healthChecks = HealthChecks(master: self)
+        healthChecks?.apply(configuration)
         for slot in 0..<workerCount { spawnWorker(slot: slot, generation: generation) }
         spawnStandbyIfWanted()
         loop.scheduleRepeatedTask(initialDelay: .milliseconds(250), delay: .milliseconds(250)) { _ in
@@ -413,6 +417,7 @@ public final class Master: @unchecked Sendable {
         for name in backends.keys where configuration.supervisedUnit(named: name) == nil { stopBackend(name) }
         for slot in 0..<workerCount { spawnWorker(slot: slot, generation: generation) }
         spawnStandbyIfWanted()
+        healthChecks?.apply(configuration)
     }
 
     func checkReloadProgress() {
@@ -485,6 +490,7 @@ public final class Master: @unchecked Sendable {
     }
 
     func finish(code: Int32) {
+        healthChecks?.stop()
         for promise in stopPromises { promise.succeed(ControlResponse(ok: true, message: "stopped")) }
         stopPromises = []
         controlServer?.close(promise: nil)
@@ -549,7 +555,7 @@ public final class Master: @unchecked Sendable {
             unservedSlots: unservedSlots.isEmpty ? nil : unservedSlots.values.sorted { $0.slot < $1.slot },
             workers: rows.filter { $0.slot != Self.standbySlot },
             standby: configuration.master.standbyWorker ? rows.filter { $0.slot == Self.standbySlot } : nil,
-            backends: backendRows,
+            backends: backendRows, health: healthChecks.map { $0.backends.isEmpty ? nil : $0.statusRows } ?? nil,
             pools: pools)
     }
 }

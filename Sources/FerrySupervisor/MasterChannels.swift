@@ -76,6 +76,14 @@ enum BackendOutput {
 
 /// Waits until a backend accepts connections (or answers 2xx on its health path), polling.
 enum Readiness {
+    static func isReady(_ answer: ServerProbe.Result) -> Bool {
+        switch answer {
+        case .connected: true
+        case .status(let code): (200..<300).contains(code)
+        case .failed: false
+        }
+    }
+
     static func await(backend: BackendConfiguration, pid: pid_t, master: Master) {
         let deadline = NIODeadline.now() + .milliseconds(backend.readiness.timeout.wholeMilliseconds)
         attempt(backend: backend, pid: pid, master: master, deadline: deadline)
@@ -89,30 +97,10 @@ enum Readiness {
             master.handle(.backendReadinessTimedOut(name: backend.name, pid: pid))
             return
         }
-        let path = backend.readiness.httpPath
-        let bootstrap = ClientBootstrap(group: master.loop).connectTimeout(.milliseconds(500))
-        let connected: EventLoopFuture<any Channel>
-        switch backend.address {
-        case .unix(let socketPath): connected = bootstrap.connect(unixDomainSocketPath: socketPath)
-        case .inet(let host, let port): connected = bootstrap.connect(host: host, port: port)
-        }
-        let probe: EventLoopFuture<Bool> = connected.flatMap { channel in
-            guard let path else {
-                channel.close(promise: nil)
-                return channel.eventLoop.makeSucceededFuture(true)
-            }
-            let promise = channel.eventLoop.makePromise(of: Bool.self)
-            do {
-                try channel.pipeline.syncOperations.addHandler(HealthProbeHandler(promise: promise))
-            } catch {
-                promise.succeed(false)
-            }
-            channel.writeAndFlush(ByteBuffer(string: "GET \(path) HTTP/1.0\r\nHost: localhost\r\n\r\n"), promise: nil)
-            channel.eventLoop.scheduleTask(in: .seconds(2)) { promise.succeed(false) }
-            return promise.futureResult.always { _ in channel.close(promise: nil) }
-        }
+        let probe = ServerProbe.probe(
+            backend.address, path: backend.readiness.httpPath, timeout: .seconds(2), on: master.loop)
         probe.whenComplete { result in
-            if case .success(true) = result {
+            if case .success(let answer) = result, Self.isReady(answer) {
                 master.handle(.backendReady(name: backend.name, pid: pid))
             } else {
                 master.loop.scheduleTask(in: .milliseconds(100)) {
@@ -122,30 +110,6 @@ enum Readiness {
         }
     }
 }
-
-final class HealthProbeHandler: ChannelInboundHandler {
-    typealias InboundIn = ByteBuffer
-    let promise: EventLoopPromise<Bool>
-    private var received = ""
-
-    init(promise: EventLoopPromise<Bool>) {
-        self.promise = promise
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        received += String(buffer: unwrapInboundIn(data))
-        if received.count >= 12 {
-            promise.succeed(received.hasPrefix("HTTP/1.1 2") || received.hasPrefix("HTTP/1.0 2"))
-        }
-    }
-
-    func channelInactive(context: ChannelHandlerContext) {
-        promise.succeed(false)
-    }
-}
-
-@available(*, unavailable)
-extension HealthProbeHandler: Sendable {}
 
 /// The control socket: line-delimited JSON requests from `ferry status|reload|stop`, from root or
 /// the master's own user (checked with SO_PEERCRED), or members of `control_socket_group`.

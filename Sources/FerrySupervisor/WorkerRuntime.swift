@@ -27,6 +27,8 @@ public protocol WorkerDataPlane: Sendable {
     func stopAccepting() async
     func stats() async -> WorkerStats
     func setBackendAvailable(_ backend: String, _ available: Bool)
+    /// The master's active health check on server `server` of `backend`.
+    func setServerHealthy(_ backend: String, server: Int, healthy: Bool)
     func drain(gracefulTimeout: Duration) async
     func shutdown() async
 }
@@ -168,6 +170,8 @@ public enum WorkerRuntime {
                 dataPlane.startAccepting()
             case .backend(let name, let available)?:
                 dataPlane.setBackendAvailable(name, available)
+            case .health(let backend, let server, let healthy)?:
+                dataPlane.setServerHealthy(backend, server: server, healthy: healthy)
             case .drain(let gracefulMilliseconds)?:
                 guard drainTask == nil else { continue }
                 drainTask = Task {

@@ -133,6 +133,17 @@ enum StatusTable {
             status.backends.map {
                 [$0.name, $0.address, $0.pid.map(String.init) ?? "-", $0.state, "\($0.restarts)"]
             })
+        if let health = status.health, !health.isEmpty {
+            lines.append("")
+            lines += table(
+                ["BACKEND", "SERVER", "HEALTH", "LAST CHECK", "LATENCY"],
+                health.map { row in
+                    [
+                        row.backend, row.server, row.state, row.lastResult,
+                        row.latencyMilliseconds.map { String(format: "%.1f ms", $0) } ?? "-",
+                    ]
+                })
+        }
         lines.append("")
         lines += table(
             ["POOL", "PROTOCOL", "OPENED", "REUSED", "IDLE", "RETRIES", "CLOSED (BY REASON)"],
@@ -140,7 +151,8 @@ enum StatusTable {
                 let closed = pool.closed.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(
                     separator: " ")
                 return [
-                    pool.server.map { "\(pool.backend) \($0)" } ?? pool.backend, pool.protocol, "\(pool.opened)", "\(pool.reused)", "\(pool.idle)", "\(pool.retries)",
+                    pool.server.map { "\(pool.backend) \($0)" } ?? pool.backend, pool.protocol, "\(pool.opened)",
+                    "\(pool.reused)", "\(pool.idle)", "\(pool.retries)",
                     closed.isEmpty ? "-" : closed,
                 ]
             })

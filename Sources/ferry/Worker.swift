@@ -139,6 +139,10 @@ final class ProxyDataPlane: WorkerDataPlane, @unchecked Sendable {
         server.withLockedValue { $0 }?.setBackendAvailable(backend, available)
     }
 
+    func setServerHealthy(_ backend: String, server index: Int, healthy: Bool) {
+        server.withLockedValue { $0 }?.setServerHealthy(backend, server: index, healthy: healthy)
+    }
+
     func startAccepting() {
         server.withLockedValue { $0 }?.startAccepting()
     }

@@ -191,4 +191,109 @@ import Testing
         }
         #expect(back.backends.first { $0.name == "files/2" }?.restarts == 1)
     }
+
+    /// Python's http.server on `port`, serving `directory`.
+    static func httpServer(port: Int, directory: URL) throws -> Process {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: try #require(Tool.path("python3")))
+        process.arguments = ["-m", "http.server", "\(port)", "--bind", "127.0.0.1", "--directory", directory.path]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let deadline = Date().addingTimeInterval(10)
+        while !FreePort.accepts(port: port) && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
+        return process
+    }
+
+    /// Active checks (in the master, every 200 ms, fall 2, rise 2): a killed server is marked down
+    /// within fall × interval and requests avoid it; restarted, it is back after rise checks.
+    @Test func activeHealthChecksTakeADeadServerOutAndBringItBack() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("ferry-health-\(UUID())")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        try Data("ok\n".utf8).write(to: directory.appendingPathComponent("health"))
+        let ports = try (0..<3).map { _ in try FreePort.pick() }
+        var servers = try ports.map { try Self.httpServer(port: $0, directory: directory) }
+        defer { for server in servers { kill(server.processIdentifier, SIGKILL) } }
+        let ferry = try FerryInstance(name: "health") { dir, port in
+            let state = dir.appendingPathComponent("state").path
+            return """
+                [master]
+                workers = 1
+                control_socket = "\(state)/control.sock"
+                state_dir = "\(state)"
+
+                [[listen]]
+                name = "https"
+                address = "127.0.0.1:\(port)"
+                [listen.tls]
+                certificate = "\(state)/tls/selfsigned.crt"
+                key = "\(state)/tls/selfsigned.key"
+                self_signed = true
+
+                [[backend]]
+                name = "app"
+                servers = [\(ports.map { "{ address = \"127.0.0.1:\($0)\" }" }.joined(separator: ", "))]
+                max_fails = 0
+                [backend.health]
+                path = "/health"
+                interval = "200ms"
+                timeout = "150ms"
+                rise = 2
+                fall = 2
+
+                [[route]]
+                path = "/"
+                backend = "app"
+                """
+        }
+        defer { ferry.stop() }
+        func health() throws -> [String: String] {
+            let json = try FerryBinary.run(["status", "--json", "--socket", ferry.controlSocket]).stdout
+            let document = try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any] ?? [:]
+            let rows = document["health"] as? [[String: Any]] ?? []
+            return Dictionary(
+                uniqueKeysWithValues: rows.map { ($0["server"] as? String ?? "", $0["state"] as? String ?? "") })
+        }
+        func waitUntil(_ timeout: TimeInterval, _ condition: ([String: String]) -> Bool) throws -> TimeInterval? {
+            let started = Date()
+            while Date().timeIntervalSince(started) < timeout {
+                if condition(try health()) { return Date().timeIntervalSince(started) }
+                Thread.sleep(forTimeInterval: 0.05)
+            }
+            return nil
+        }
+        let victim = "127.0.0.1:\(ports[1])"
+        #expect(try waitUntil(5) { $0.count == 3 && $0.values.allSatisfy { $0 == "up" } } != nil)
+        kill(servers[1].processIdentifier, SIGKILL)
+        servers[1].waitUntilExit()
+        let down = try waitUntil(5) { $0[victim] == "down" }
+        print("health: marked down \(down.map { String(format: "%.2f", $0) } ?? "never") s after the kill")
+        #expect(down != nil && down! < 1.5, "fall 2 x 200 ms, plus a check's timeout")
+        #expect(ferry.log().contains("server failed its health checks"))
+        // The workers were told: with passive ejection off (max_fails = 0), every request succeeds
+        // at once on the two others (the dead one is not even tried).
+        let curl = try #require(Tool.path("curl"))
+        for _ in 0..<10 {
+            let code = try Tool.run(
+                curl, ["-sk", "-o", "/dev/null", "-w", "%{http_code}", "https://127.0.0.1:\(ferry.httpsPort)/health"]
+            ).stdout
+            #expect(code == "200")
+        }
+        // Proof that the workers skip it: no connect was even tried there (each would count as a
+        // retry on its pool). Read after a heartbeat has carried the counters to the master.
+        Thread.sleep(forTimeInterval: 1.5)
+        let json = try FerryBinary.run(["status", "--json", "--socket", ferry.controlSocket]).stdout
+        let document = try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any] ?? [:]
+        let pools = document["pools"] as? [[String: Any]] ?? []
+        let dead = pools.first { $0["server"] as? String == victim && $0["protocol"] as? String == "http" }
+        #expect(dead?["retries"] as? Int == 0, "\(pools)")
+        #expect(pools.map { $0["opened"] as? Int ?? 0 }.reduce(0, +) >= 1, "\(pools)")
+        servers[1] = try Self.httpServer(port: ports[1], directory: directory)
+        let up = try waitUntil(5) { $0[victim] == "up" }
+        print("health: back up \(up.map { String(format: "%.2f", $0) } ?? "never") s after the restart")
+        #expect(up != nil && up! < 1.5)
+        let table = try FerryBinary.run(["status", "--socket", ferry.controlSocket]).stdout
+        #expect(table.contains("HEALTH") && table.contains("HTTP 200"), "\(table)")
+    }
 }

@@ -475,6 +475,7 @@ import Testing
             [[backend]]
             [backend.restart]
             [backend.readiness]
+            [backend.health]
             [[route]]
             [pool]
             [limits]
@@ -485,6 +486,7 @@ import Testing
             let name = String(key.split(separator: ".").last!)
             let tables = [
                 "master", "listen", "listen.tls", "listen.tls.sni", "backend", "backend.restart", "backend.readiness",
+                "backend.health",
                 "route", "pool", "limits",
             ]
             let isTable = tables.contains(key)
