@@ -82,6 +82,10 @@ public struct PoolStats: Codable, Sendable, Equatable {
     public var backend: String
     /// The server's address when the backend has several (one pool per server); absent otherwise.
     public var server: String?
+    /// HTTP pools of backends with several servers: exchanges in flight there now, and open
+    /// WebSocket tunnels to that server (what the balancer counts). Absent otherwise.
+    public var active: Int?
+    public var tunnels: Int?
     /// "http" for the keep-alive pool, "websocket" for the tunnel connector (never pooled).
     public var `protocol`: String
     public var opened: Int
@@ -93,7 +97,8 @@ public struct PoolStats: Codable, Sendable, Equatable {
     public var upgrades: Int
 
     public init(
-        backend: String, server: String? = nil, protocol: String, opened: Int = 0, reused: Int = 0, closed: [String: Int] = [:],
+        backend: String, server: String? = nil, protocol: String, opened: Int = 0, reused: Int = 0,
+        closed: [String: Int] = [:],
         idle: Int = 0, retries: Int = 0, upgrades: Int = 0
     ) {
         self.backend = backend
@@ -152,6 +157,8 @@ extension PoolStats {
         retries += other.retries
         upgrades += other.upgrades
         closed.merge(other.closed, uniquingKeysWith: +)
+        if let count = other.active { active = (active ?? 0) + count }
+        if let count = other.tunnels { tunnels = (tunnels ?? 0) + count }
     }
 
     /// Pools with the same backend and protocol summed, in order of first appearance.

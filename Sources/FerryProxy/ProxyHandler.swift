@@ -452,10 +452,21 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     private func attemptHTTP(group: UpstreamGroup, route: RouteConfiguration, fresh: Bool) {
         guard case .proxying = state, let current = exchange, let context else { return }
         let backend = group.backend
-        guard let server = group.pick(key: balanceKey(group, current.head), excluding: current.triedServers) else {
-            // Every server failed once: start the round again (queued by `connectFailed`'s backoff).
+        let key = balanceKey(group, current.head)
+        if !current.triedServers.isEmpty, group.pick(key: key, excluding: current.triedServers) == nil {
+            // Every server failed once: the round starts again (`connectFailed` waited its backoff).
             current.triedServers = []
-            return attemptHTTP(group: group, route: route, fresh: fresh)
+        }
+        guard let server = group.pick(key: key, excluding: current.triedServers) else {
+            // Only when every server is draining (`ferry server drain`).
+            var headers = HTTPHeaders()
+            headers.add(name: "Retry-After", value: "1")
+            respondLocally(
+                status: .serviceUnavailable,
+                body: "ferry: every server of backend \(backend.name) is draining (route \(route.path))\n",
+                close: false, extraHeaders: headers)
+            setClientReads(paused: false)
+            return
         }
         let pool = group.pools[server]
         current.pool = pool
@@ -986,7 +997,15 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     ) {
         guard let group = loop.group(for: backend.name) else { return }
         // Counted from now, so that upgrades arriving together spread over the servers.
-        let server = group.pick(key: balanceKey(group, head)) ?? 0
+        guard let server = group.pick(key: balanceKey(group, head)) else {
+            var headers = HTTPHeaders()
+            headers.add(name: "Retry-After", value: "1")
+            state = .proxying
+            respondLocally(
+                status: .serviceUnavailable, body: "ferry: every server of backend \(backend.name) is draining\n",
+                close: true, extraHeaders: headers)
+            return
+        }
         group.tunnelOpened(server: server)
         let connector = loop.tunnelConnector(to: backend.servers[server])
         state = .awaitingTunnel

@@ -212,7 +212,15 @@ final class ProxyLoopState: @unchecked Sendable {
     func snapshot() -> WorkerStats {
         var pools: [PoolStats] = []
         for name in configuration.backends.map(\.name) {
-            for pool in groups[name]?.pools ?? [] { pools.append(pool.snapshot) }
+            guard let group = groups[name] else { continue }
+            for (index, pool) in group.pools.enumerated() {
+                var stats = pool.snapshot
+                if group.pools.count > 1 {
+                    stats.active = pool.inFlight
+                    stats.tunnels = group.tunnels[index]
+                }
+                pools.append(stats)
+            }
             if let tunnel = tunnelStats[name] { pools.append(tunnel) }
         }
         var stats = WorkerStats(

@@ -277,6 +277,14 @@ public final class ProxyServer: Sendable {
         }
     }
 
+    /// `ferry server drain|enable`: a draining server takes no new requests or tunnels.
+    public func setServerDraining(_ backend: String, server: Int, draining: Bool) {
+        for loop in loops {
+            let state = state(for: loop)
+            loop.execute { state.group(for: backend)?.setDraining(server, draining) }
+        }
+    }
+
     /// Stops accepting, closes idle keep-alive connections, lets in-flight requests finish, and at
     /// `gracefulTimeout` closes whatever is left (WebSocket tunnels get close code 1001 first).
     public func drain(gracefulTimeout: Duration) async {

@@ -18,6 +18,8 @@ final class UpstreamGroup: @unchecked Sendable {
     /// health checks took out: no new work.
     private(set) var down: [Bool]
     private(set) var unhealthy: [Bool]
+    /// `ferry server drain`: no new work, whatever else (never picked, even as a last resort).
+    private(set) var draining: [Bool]
 
     /// Passive health of one server (outlier detection, nginx's max_fails / fail_timeout): failures
     /// in a row eject it for a period that doubles with each ejection; a success resets both.
@@ -44,6 +46,7 @@ final class UpstreamGroup: @unchecked Sendable {
         health = Array(repeating: PassiveHealth(), count: backend.servers.count)
         down = Array(repeating: false, count: backend.servers.count)
         unhealthy = Array(repeating: false, count: backend.servers.count)
+        draining = Array(repeating: false, count: backend.servers.count)
         balancer = Balancer(
             policy: backend.balance, weights: backend.servers.map(\.weight),
             names: backend.servers.map(\.address.description))
@@ -56,6 +59,7 @@ final class UpstreamGroup: @unchecked Sendable {
     /// server is ejected, the ejections are ignored: a request still tries (and the queue retries)
     /// rather than failing at once. nil only when every server is excluded.
     func pick(key: String?, excluding: Set<Int> = [], now: NIODeadline = .now()) -> Int? {
+        let excluding = excluding.union(pools.indices.filter { draining[$0] })
         var eligible = pools.indices.map {
             !excluding.contains($0) && !down[$0] && !unhealthy[$0] && !health[$0].isEjected(at: now)
         }
@@ -65,7 +69,7 @@ final class UpstreamGroup: @unchecked Sendable {
         if !eligible.contains(true) { eligible = pools.indices.map { !excluding.contains($0) && !down[$0] } }
         if !eligible.contains(true) { eligible = pools.indices.map { !excluding.contains($0) } }
         guard eligible.contains(true) else { return nil }
-        if pools.count == 1 { return 0 }
+        if pools.count == 1 { return eligible[0] ? 0 : nil }
         return balancer.pick(loads: loads, eligible: eligible, key: key)
     }
 
@@ -106,6 +110,12 @@ final class UpstreamGroup: @unchecked Sendable {
         guard unhealthy.indices.contains(server) else { return }
         unhealthy[server] = !healthy
         if !healthy { pools[server].closeIdle(reason: .backendClose) }
+    }
+
+    func setDraining(_ server: Int, _ isDraining: Bool) {
+        guard draining.indices.contains(server) else { return }
+        draining[server] = isDraining
+        if isDraining { pools[server].closeIdle(reason: .draining) }
     }
 
     func tunnelOpened(server: Int) { tunnels[server] += 1 }

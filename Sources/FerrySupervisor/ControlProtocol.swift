@@ -17,6 +17,9 @@ public enum MasterToWorker: Codable, Sendable, Equatable {
     /// An active health check took server `server` (index in the backend's servers) out of
     /// rotation or brought it back.
     case health(backend: String, server: Int, healthy: Bool)
+    /// `ferry server drain|enable`: a draining server takes no new requests or tunnels; what it
+    /// has open finishes (WebSockets stay until they close).
+    case serverDraining(backend: String, server: Int, draining: Bool)
 }
 
 public enum WorkerToMaster: Codable, Sendable, Equatable {
@@ -35,9 +38,12 @@ public enum WorkerToMaster: Codable, Sendable, Equatable {
 /// A request on the control socket (`ferry status|reload|stop`), one JSON line.
 public struct ControlRequest: Codable, Sendable {
     public var command: String
+    /// `server-drain` / `server-enable`: the backend and the server (address, or 1-based index).
+    public var arguments: [String]?
 
-    public init(command: String) {
+    public init(command: String, arguments: [String]? = nil) {
         self.command = command
+        self.arguments = arguments
     }
 }
 
@@ -74,6 +80,18 @@ public struct StatusDocument: Codable, Sendable {
         /// still accepts on the shared sockets); absent from older masters.
         public var accepting: Bool?
         public var stats: WorkerStats?
+    }
+
+    /// One server of a backend with several: its state for new work, and what it carries.
+    public struct Server: Codable, Sendable, Equatable {
+        public var backend: String
+        public var server: String
+        public var weight: Int
+        /// "up", "down" (health checks), "draining", or a spawned instance's phase.
+        public var state: String
+        public var active: Int
+        public var tunnels: Int
+        public var retries: Int
     }
 
     /// One server's active health check (backends with `[backend.health]`).
@@ -116,6 +134,8 @@ public struct StatusDocument: Codable, Sendable {
     /// older masters.
     public var standby: [Worker]?
     public var backends: [Backend]
+    /// Every server of backends with several; absent from older masters.
+    public var servers: [Server]?
     /// Active health of the servers of backends that have checks; absent from older masters.
     public var health: [ServerHealth]?
     /// Pool counters summed over the workers of the current generation.

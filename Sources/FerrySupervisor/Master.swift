@@ -118,6 +118,9 @@ public final class Master: @unchecked Sendable {
     var announcedReady = false
     let started = Date()
     var controlServer: (any Channel)?
+    /// `ferry server drain`: per backend, the addresses of its servers taking no new work (kept
+    /// across reloads while the server stays in the file).
+    var drainedServers: [String: Set<BackendAddress>] = [:]
     /// Active health checks (created at boot).
     var healthChecks: HealthChecks?
     var signalSources: [any DispatchSourceSignal] = []
@@ -526,12 +529,17 @@ public final class Master: @unchecked Sendable {
             reload(promise: promise)
         case "stop":
             gracefulStop(promise: promise)
+        case "server-drain", "server-enable":
+            promise.succeed(setServerDraining(request.arguments ?? [], draining: request.command == "server-drain"))
         case "metrics":
             promise.succeed(ControlResponse(ok: true, metrics: Metrics.prometheus(statusDocument())))
         default:
             promise.succeed(
                 ControlResponse(
-                    ok: false, message: "unknown command '\(request.command)' (status, reload, stop, metrics)"))
+                    ok: false,
+                    message:
+                        "unknown command '\(request.command)' (status, reload, stop, metrics, server-drain, server-enable)"
+                ))
         }
     }
 
@@ -555,7 +563,10 @@ public final class Master: @unchecked Sendable {
             unservedSlots: unservedSlots.isEmpty ? nil : unservedSlots.values.sorted { $0.slot < $1.slot },
             workers: rows.filter { $0.slot != Self.standbySlot },
             standby: configuration.master.standbyWorker ? rows.filter { $0.slot == Self.standbySlot } : nil,
-            backends: backendRows, health: healthChecks.map { $0.backends.isEmpty ? nil : $0.statusRows } ?? nil,
+            backends: backendRows,
+            servers: serverRows(
+                pools: workers.values.filter { $0.generation == generation }.flatMap { $0.stats?.pools ?? [] }),
+            health: healthChecks.map { $0.backends.isEmpty ? nil : $0.statusRows } ?? nil,
             pools: pools)
     }
 }

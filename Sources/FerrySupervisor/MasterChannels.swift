@@ -235,12 +235,29 @@ enum Metrics {
         lines.append("# TYPE ferry_pool_opened_total counter")
         lines.append("# TYPE ferry_pool_reused_total counter")
         lines.append("# TYPE ferry_pool_closed_total counter")
+        lines.append("# TYPE ferry_pool_retries_total counter")
         for pool in status.pools {
-            let labels = "backend=\"\(pool.backend)\",protocol=\"\(pool.protocol)\""
+            let server = pool.server.map { ",server=\"\($0)\"" } ?? ""
+            let labels = "backend=\"\(pool.backend)\"\(server),protocol=\"\(pool.protocol)\""
+            lines.append("ferry_pool_retries_total{\(labels)} \(pool.retries)")
             lines.append("ferry_pool_opened_total{\(labels)} \(pool.opened)")
             lines.append("ferry_pool_reused_total{\(labels)} \(pool.reused)")
             for (reason, count) in pool.closed.sorted(by: { $0.key < $1.key }) {
                 lines.append("ferry_pool_closed_total{\(labels),reason=\"\(reason)\"} \(count)")
+            }
+        }
+        if let servers = status.servers {
+            // One gauge per server and state (1 for the current one), as node_exporter does for states.
+            lines.append("# TYPE ferry_server_state gauge")
+            lines.append("# TYPE ferry_server_active gauge")
+            lines.append("# TYPE ferry_server_tunnels gauge")
+            for server in servers {
+                let labels = "backend=\"\(server.backend)\",server=\"\(server.server)\""
+                for state in ["up", "down", "draining", "starting", "backoff", "failed", "stopped"] {
+                    lines.append("ferry_server_state{\(labels),state=\"\(state)\"} \(server.state == state ? 1 : 0)")
+                }
+                lines.append("ferry_server_active{\(labels)} \(server.active)")
+                lines.append("ferry_server_tunnels{\(labels)} \(server.tunnels)")
             }
         }
         lines.append("# TYPE ferry_backend_restarts_total counter")

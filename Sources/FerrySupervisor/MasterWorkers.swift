@@ -65,6 +65,9 @@ extension Master {
                     for (name, record) in master.backends where record.phase != .ready && record.phase != .external {
                         master.send(.backend(name: name, available: false), to: pid)
                     }
+                    for (backend, server) in master.drainingIndexes {
+                        master.send(.serverDraining(backend: backend, server: server, draining: true), to: pid)
+                    }
                     for (backend, server) in master.healthChecks?.downServers ?? [] {
                         master.send(.health(backend: backend, server: server, healthy: false), to: pid)
                     }

@@ -29,6 +29,7 @@ public protocol WorkerDataPlane: Sendable {
     func setBackendAvailable(_ backend: String, _ available: Bool)
     /// The master's active health check on server `server` of `backend`.
     func setServerHealthy(_ backend: String, server: Int, healthy: Bool)
+    func setServerDraining(_ backend: String, server: Int, draining: Bool)
     func drain(gracefulTimeout: Duration) async
     func shutdown() async
 }
@@ -172,6 +173,8 @@ public enum WorkerRuntime {
                 dataPlane.setBackendAvailable(name, available)
             case .health(let backend, let server, let healthy)?:
                 dataPlane.setServerHealthy(backend, server: server, healthy: healthy)
+            case .serverDraining(let backend, let server, let draining)?:
+                dataPlane.setServerDraining(backend, server: server, draining: draining)
             case .drain(let gracefulMilliseconds)?:
                 guard drainTask == nil else { continue }
                 drainTask = Task {
@@ -228,7 +231,9 @@ public enum ControlClient {
     }
 
     /// Sends one request and waits for its answer (a reload answers only once it has finished).
-    public static func send(_ command: String, socketPath: String, timeout: Duration = .seconds(120)) throws
+    public static func send(
+        _ command: String, arguments: [String]? = nil, socketPath: String, timeout: Duration = .seconds(120)
+    ) throws
         -> ControlResponse
     {
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
@@ -257,7 +262,7 @@ public enum ControlClient {
         }
         var seconds = timeval(tv_sec: Int(timeout.components.seconds), tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &seconds, socklen_t(MemoryLayout<timeval>.size))
-        let request = JSONLine.encode(ControlRequest(command: command))
+        let request = JSONLine.encode(ControlRequest(command: command, arguments: arguments))
         _ = request.withCString { Glibc.send(fd, $0, strlen($0), Int32(MSG_NOSIGNAL)) }
         var received: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 65536)

@@ -80,9 +80,42 @@ struct MetricsCommand: ParsableCommand {
     }
 }
 
-private func send(_ command: String, to path: String) throws -> ControlResponse {
+/// `ferry server drain|enable BACKEND SERVER`: take a server out of rotation without cutting what
+/// it carries, or bring it back.
+struct ServerCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "server", abstract: "Drain or enable one server of a backend.",
+        subcommands: [Drain.self, Enable.self])
+
+    struct Drain: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "No new requests or WebSockets to SERVER; what it has open finishes.")
+        @OptionGroup var target: ControlTarget
+        @Argument(help: "The backend's name.") var backend: String
+        @Argument(help: "The server: its address as in the file, or its position (1, 2, …).") var server: String
+
+        func run() throws { try change("server-drain", backend, server, target) }
+    }
+
+    struct Enable: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Let SERVER take new requests again.")
+        @OptionGroup var target: ControlTarget
+        @Argument(help: "The backend's name.") var backend: String
+        @Argument(help: "The server: its address as in the file, or its position (1, 2, …).") var server: String
+
+        func run() throws { try change("server-enable", backend, server, target) }
+    }
+
+    static func change(_ command: String, _ backend: String, _ server: String, _ target: ControlTarget) throws {
+        let response = try send(command, arguments: [backend, server], to: try target.path())
+        guard response.ok else { throw failure(response) }
+        print("ferry: \(response.message ?? "done")")
+    }
+}
+
+private func send(_ command: String, arguments: [String]? = nil, to path: String) throws -> ControlResponse {
     do {
-        return try ControlClient.send(command, socketPath: path)
+        return try ControlClient.send(command, arguments: arguments, socketPath: path)
     } catch {
         printError("ferry: \(error)")
         throw ExitCode(2)
@@ -133,6 +166,14 @@ enum StatusTable {
             status.backends.map {
                 [$0.name, $0.address, $0.pid.map(String.init) ?? "-", $0.state, "\($0.restarts)"]
             })
+        if let servers = status.servers, !servers.isEmpty {
+            lines.append("")
+            lines += table(
+                ["BACKEND", "SERVER", "WEIGHT", "STATE", "ACTIVE", "TUNNELS", "RETRIES"],
+                servers.map {
+                    [$0.backend, $0.server, "\($0.weight)", $0.state, "\($0.active)", "\($0.tunnels)", "\($0.retries)"]
+                })
+        }
         if let health = status.health, !health.isEmpty {
             lines.append("")
             lines += table(

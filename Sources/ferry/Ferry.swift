@@ -11,8 +11,8 @@ struct Ferry: ParsableCommand {
         abstract: "A TLS front door for WebSocket + HTTP services.",
         version: versionText,
         subcommands: [
-            Serve.self, Check.self, Status.self, Reload.self, Stop.self, MetricsCommand.self, Worker.self, Backend.self,
-            ExecAs.self,
+            Serve.self, Check.self, Status.self, Reload.self, Stop.self, MetricsCommand.self, ServerCommand.self,
+            Worker.self, Backend.self, ExecAs.self,
         ]
     )
 

@@ -143,6 +143,10 @@ final class ProxyDataPlane: WorkerDataPlane, @unchecked Sendable {
         server.withLockedValue { $0 }?.setServerHealthy(backend, server: index, healthy: healthy)
     }
 
+    func setServerDraining(_ backend: String, server index: Int, draining: Bool) {
+        server.withLockedValue { $0 }?.setServerDraining(backend, server: index, draining: draining)
+    }
+
     func startAccepting() {
         server.withLockedValue { $0 }?.startAccepting()
     }

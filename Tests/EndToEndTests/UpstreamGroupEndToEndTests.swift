@@ -53,14 +53,9 @@ import Testing
         return (ports, processes)
     }
 
-    @Test func threeHundredWebSocketsSpreadEvenlyOverThreeServers() throws {
-        guard Tool.pythonWebSocketsAvailable() else { throw E2EError("python3 websockets is not installed") }
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("ferry-group-\(UUID())")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: directory) }
-        let (ports, servers) = try Self.startServers(in: directory)
-        defer { for server in servers { kill(server.processIdentifier, SIGKILL) } }
-        let ferry = try FerryInstance(name: "group") { dir, port in
+    /// Ferry with one WebSocket backend `tts` of the given servers, two workers.
+    static func startFerry(name: String, servers ports: [Int]) throws -> FerryInstance {
+        try FerryInstance(name: name) { dir, port in
             let state = dir.appendingPathComponent("state").path
             return """
                 [master]
@@ -89,26 +84,91 @@ import Testing
                 strip_prefix = "/tts-ws"
                 """
         }
-        defer { ferry.stop() }
+    }
+
+    /// `hold_websockets.py` holding `count` WebSockets through `ferry`; returns once they are open
+    /// (closing the returned pipe lets it close them and exit).
+    static func holdWebSockets(_ ferry: FerryInstance, _ count: Int) throws -> (Process, Pipe, String) {
         let python = try #require(Tool.path("python3"))
         let holder = Process()
         holder.executableURL = URL(fileURLWithPath: python)
         holder.arguments = [
             ServeEndToEndTests.scripts.appendingPathComponent("hold_websockets.py").path, "\(ferry.httpsPort)",
-            "/tts-ws/tts", "300",
+            "/tts-ws/tts", "\(count)",
         ]
         let output = Pipe()
         let input = Pipe()
         holder.standardOutput = output
         holder.standardInput = input
         try holder.run()
-        defer { if holder.isRunning { kill(holder.processIdentifier, SIGKILL) } }
         var seen = ""
         while !seen.contains("\n") {
             let chunk = output.fileHandleForReading.availableData
             if chunk.isEmpty { break }
             seen += String(decoding: chunk, as: UTF8.self)
         }
+        return (holder, input, seen)
+    }
+
+    /// `ferry server drain`: the drained server gets no new WebSocket and keeps the ones it has;
+    /// `enable` brings it back into rotation.
+    @Test func aDrainedServerTakesNoNewWebSocketsAndKeepsItsOwn() throws {
+        guard Tool.pythonWebSocketsAvailable() else { throw E2EError("python3 websockets is not installed") }
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("ferry-drain-\(UUID())")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let (ports, servers) = try Self.startServers(in: directory)
+        defer { for server in servers { kill(server.processIdentifier, SIGKILL) } }
+        let ferry = try Self.startFerry(name: "drain", servers: ports)
+        defer { ferry.stop() }
+        let first = try Self.holdWebSockets(ferry, 30)
+        defer { kill(first.0.processIdentifier, SIGKILL) }
+        #expect(first.2.hasPrefix("open 30"), "\(first.2)")
+        // Each worker balances its own share: within `workers` (2) of even.
+        let before = ports.map { Self.established(localPort: $0) }
+        #expect(before.allSatisfy { (8...12).contains($0) } && before.reduce(0, +) == 30, "\(before)")
+        let drained = try FerryBinary.run(
+            ["server", "drain", "tts", "127.0.0.1:\(ports[1])", "--socket", ferry.controlSocket])
+        #expect(drained.status == 0, "\(drained.stderr)")
+        #expect(drained.stdout.contains("is draining"))
+        Thread.sleep(forTimeInterval: 0.3)  // the workers hear of it over their control channel
+        let second = try Self.holdWebSockets(ferry, 30)
+        defer { kill(second.0.processIdentifier, SIGKILL) }
+        let afterDrain = ports.map { Self.established(localPort: $0) }
+        print("WebSockets per server after draining the second: \(afterDrain)")
+        #expect(afterDrain[1] == before[1], "the drained server kept its own and got none of the 30 new")
+        #expect(afterDrain[0] + afterDrain[2] == before[0] + before[2] + 30, "\(afterDrain)")
+        let status = try FerryBinary.run(["status", "--socket", ferry.controlSocket]).stdout
+        #expect(status.contains("draining"), "\(status)")
+        let metrics = try FerryBinary.run(["metrics", "--socket", ferry.controlSocket]).stdout
+        #expect(
+            metrics.contains(
+                "ferry_server_state{backend=\"tts\",server=\"127.0.0.1:\(ports[1])\",state=\"draining\"} 1"),
+            "\(metrics)")
+        let enabled = try FerryBinary.run(["server", "enable", "tts", "2", "--socket", ferry.controlSocket])
+        #expect(enabled.status == 0, "\(enabled.stderr)")
+        Thread.sleep(forTimeInterval: 0.3)
+        let third = try Self.holdWebSockets(ferry, 30)
+        defer { kill(third.0.processIdentifier, SIGKILL) }
+        let afterEnable = ports.map { Self.established(localPort: $0) }
+        print("WebSockets per server after enabling it again and 30 more: \(afterEnable)")
+        #expect(afterEnable[1] > afterDrain[1] + 10, "back in rotation and the least loaded: most of the new ones")
+        let unknown = try FerryBinary.run(["server", "drain", "tts", "9.9.9.9:1", "--socket", ferry.controlSocket])
+        #expect(unknown.status == 1 && unknown.stderr.contains("has no server"))
+        for holder in [first, second, third] { try holder.1.fileHandleForWriting.close() }
+    }
+
+    @Test func threeHundredWebSocketsSpreadEvenlyOverThreeServers() throws {
+        guard Tool.pythonWebSocketsAvailable() else { throw E2EError("python3 websockets is not installed") }
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("ferry-group-\(UUID())")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let (ports, servers) = try Self.startServers(in: directory)
+        defer { for server in servers { kill(server.processIdentifier, SIGKILL) } }
+        let ferry = try Self.startFerry(name: "group", servers: ports)
+        defer { ferry.stop() }
+        let (holder, input, seen) = try Self.holdWebSockets(ferry, 300)
+        defer { if holder.isRunning { kill(holder.processIdentifier, SIGKILL) } }
         #expect(seen.hasPrefix("open 300"), "\(seen)\n\(ferry.log())")
         let held = ports.map { Self.established(localPort: $0) }
         print("WebSockets per server (least_connections, 2 workers): \(held)")
