@@ -356,4 +356,75 @@ import Testing
         let table = try FerryBinary.run(["status", "--socket", ferry.controlSocket]).stdout
         #expect(table.contains("HEALTH") && table.contains("HTTP 200"), "\(table)")
     }
+
+    /// The seed's Tornado app as a `command` backend with `instances = 3` ({port} in its command):
+    /// three supervised processes, requests spread over them, and a `hash` on a header sends one
+    /// client's requests to one instance.
+    @Test func aTornadoCommandBackendRunsAsThreeInstances() throws {
+        guard Tool.pythonHas("tornado"), let python = Tool.path("python3") else {
+            throw E2EError("python3 tornado is not installed")
+        }
+        let app = ServeEndToEndTests.scripts.deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("FerryProxyTests/Fixtures/seed_tornado_app.py").path
+        let base = try FreePort.pickRange(3)
+        let ferry = try FerryInstance(name: "tornado") { dir, port in
+            let state = dir.appendingPathComponent("state").path
+            return """
+                [master]
+                workers = 1
+                control_socket = "\(state)/control.sock"
+                state_dir = "\(state)"
+
+                [[listen]]
+                name = "https"
+                address = "127.0.0.1:\(port)"
+                [listen.tls]
+                certificate = "\(state)/tls/selfsigned.crt"
+                key = "\(state)/tls/selfsigned.key"
+                self_signed = true
+
+                [[backend]]
+                name = "app"
+                command = ["\(python)", "\(app)", "\(dir.path)", "{port}"]
+                address = "127.0.0.1:\(base)"
+                instances = 3
+                balance = "round_robin"
+
+                [[backend]]
+                name = "sticky"
+                servers = [\((0..<3).map { "{ address = \"127.0.0.1:\(base + $0)\" }" }.joined(separator: ", "))]
+                balance = "hash"
+                hash_key = "header:X-User"
+
+                [[route]]
+                path = "/"
+                backend = "app"
+
+                [[route]]
+                path = "/sticky/"
+                backend = "sticky"
+                rewrite = "/"
+                """
+        }
+        defer { ferry.stop() }
+        let ready = try MasterEndToEndTests().waitFor(ferry) { status in
+            status.backends.filter { $0.name.hasPrefix("app/") }.count == 3
+                && status.backends.filter { $0.name.hasPrefix("app/") }.allSatisfy { $0.state == "ready" }
+        }
+        #expect(Set(ready.backends.compactMap(\.pid)).count == 3)
+        let curl = try #require(Tool.path("curl"))
+        func whoami(_ path: String, user: String? = nil) throws -> String {
+            try Tool.run(
+                curl, ["-sk", "https://127.0.0.1:\(ferry.httpsPort)\(path)"] + (user.map { ["-H", "X-User: \($0)"] } ?? [])
+            ).stdout
+        }
+        var seen: [String: Int] = [:]
+        for _ in 0..<30 { seen[try whoami("/whoami"), default: 0] += 1 }
+        print("round robin over three Tornado instances: \(seen)")
+        #expect(seen == ["\(base)": 10, "\(base + 1)": 10, "\(base + 2)": 10])
+        for user in ["alice", "bob", "carol", "dave"] {
+            let first = try whoami("/sticky/whoami", user: user)
+            for _ in 0..<4 { #expect(try whoami("/sticky/whoami", user: user) == first, "\(user)") }
+        }
+    }
 }
