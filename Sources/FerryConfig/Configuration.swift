@@ -406,6 +406,9 @@ public struct BackendConfiguration: Sendable, Equatable {
     /// Spawned backends: how many processes run it, each supervised on its own and a server of
     /// this backend (`instanceConfigurations`).
     public var instances = 1
+    /// A server back in rotation (healthy again, restarted, ejection over, enabled) gets its share
+    /// of new work ramped up from a tenth over this long; zero: its full share at once.
+    public var slowStart: Duration = .zero
     /// Active health checks; nil: none (passive ejection and the master's supervision only).
     public var health: HealthCheckSettings?
     public var kind: BackendKind

@@ -278,6 +278,7 @@ struct SectionParser {
         let failTimeout = table.duration("fail_timeout", minimum: .milliseconds(100))
         let instances = table.int("instances", range: 1...256)
         let health = table.subtable("health").map(parseHealth)
+        let slowStart = table.duration("slow_start")
         let restart = table.subtable("restart").map(parseRestart)
         let readiness = table.subtable("readiness").map(parseReadiness)
         let presentWebSocket = Self.webSocketOptions.filter { table.has($0) }
@@ -329,6 +330,7 @@ struct SectionParser {
         var backend = BackendConfiguration(name: name, address: address, kind: kind, servers: servers)
         if let balance { backend.balance = balance }
         backend.health = health
+        if let slowStart { backend.slowStart = slowStart }
         if let instances, instances > 1 {
             if !kind.isSupervised {
                 sink.error(table.keyPath("instances"), "instances are for spawned backends; list servers instead")

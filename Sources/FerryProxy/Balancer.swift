@@ -8,7 +8,8 @@ public import FerryConfig
 /// connection of even, the host's total is within `workers` connections of even (decisions.md).
 public struct Balancer: Sendable {
     public let policy: BalancePolicy
-    public let weights: [Int]
+    /// Configured weights; `pick` may be given lower ones for servers ramping up (slow start).
+    public private(set) var weights: [Int]
     /// Smooth weighted round robin's running scores (nginx's algorithm).
     private var scores: [Int]
     /// Where ties start, rotated so equal loads are spread rather than piled on server 0.
@@ -24,7 +25,9 @@ public struct Balancer: Sendable {
     ///   - names: a stable name per server (its address), hashed onto the ring, so that a server
     ///     keeps its points when others are added or removed.
     ///   - seed: the random choices' seed (tests pass a fixed one).
-    public init(policy: BalancePolicy, weights: [Int], names: [String], seed: UInt64 = UInt64.random(in: 0...UInt64.max)) {
+    public init(
+        policy: BalancePolicy, weights: [Int], names: [String], seed: UInt64 = UInt64.random(in: 0...UInt64.max)
+    ) {
         self.policy = policy
         self.weights = weights.map { max(1, $0) }
         scores = Array(repeating: 0, count: weights.count)
@@ -47,7 +50,12 @@ public struct Balancer: Sendable {
     ///   - loads: in-flight requests plus open tunnels per server.
     ///   - eligible: servers that may take new work (not down, ejected or draining).
     ///   - key: the hash policy's key for this request (nil: balanced by load instead).
-    public mutating func pick(loads: [Int], eligible: [Bool], key: String? = nil) -> Int? {
+    ///   - weightsNow: the weights in effect now, when some servers are ramping up (slow start);
+    ///     the hash ring keeps the configured ones.
+    public mutating func pick(loads: [Int], eligible: [Bool], key: String? = nil, weightsNow: [Int]? = nil) -> Int? {
+        let configured = weights
+        if let weightsNow { weights = weightsNow.map { max(1, $0) } }
+        defer { weights = configured }
         let candidates = weights.indices.filter { eligible[$0] }
         guard !candidates.isEmpty else { return nil }
         if candidates.count == 1 { return candidates[0] }

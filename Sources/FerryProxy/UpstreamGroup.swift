@@ -20,6 +20,8 @@ final class UpstreamGroup: @unchecked Sendable {
     private(set) var unhealthy: [Bool]
     /// `ferry server drain`: no new work, whatever else (never picked, even as a last resort).
     private(set) var draining: [Bool]
+    /// When each server last came back into rotation (slow start ramps from there).
+    private var cameBack: [NIODeadline?]
 
     /// Passive health of one server (outlier detection, nginx's max_fails / fail_timeout): failures
     /// in a row eject it for a period that doubles with each ejection; a success resets both.
@@ -47,6 +49,7 @@ final class UpstreamGroup: @unchecked Sendable {
         down = Array(repeating: false, count: backend.servers.count)
         unhealthy = Array(repeating: false, count: backend.servers.count)
         draining = Array(repeating: false, count: backend.servers.count)
+        cameBack = Array(repeating: nil, count: backend.servers.count)
         balancer = Balancer(
             policy: backend.balance, weights: backend.servers.map(\.weight),
             names: backend.servers.map(\.address.description))
@@ -70,7 +73,31 @@ final class UpstreamGroup: @unchecked Sendable {
         if !eligible.contains(true) { eligible = pools.indices.map { !excluding.contains($0) } }
         guard eligible.contains(true) else { return nil }
         if pools.count == 1 { return eligible[0] ? 0 : nil }
-        return balancer.pick(loads: loads, eligible: eligible, key: key)
+        return balancer.pick(loads: loads, eligible: eligible, key: key, weightsNow: rampedWeights(now: now))
+    }
+
+    /// Weights scaled by 10, each server back in rotation within `slow_start` at a share growing
+    /// from a tenth to all of it; nil when no server is ramping up.
+    func rampedWeights(now: NIODeadline) -> [Int]? {
+        let window = backend.slowStart.wholeMilliseconds
+        guard window > 0 else { return nil }
+        var ramping = false
+        let weights = pools.indices.map { index -> Int in
+            let configured = backend.servers[index].weight * 10
+            var since = cameBack[index]
+            if let until = health[index].ejectedUntil, until <= now, since.map({ $0 < until }) ?? true { since = until }
+            guard let since else { return configured }
+            let elapsed = (now - since).nanoseconds / 1_000_000
+            guard elapsed < window else { return configured }
+            ramping = true
+            return max(1, configured * max(Int(elapsed), Int(window) / 10) / Int(window))
+        }
+        return ramping ? weights : nil
+    }
+
+    /// A server's return to rotation, for slow start.
+    private func cameBack(_ server: Int) {
+        if backend.slowStart > .zero { cameBack[server] = .now() }
     }
 
     /// A connect failure or a reset before any response byte; true when it ejected the server.
@@ -101,6 +128,7 @@ final class UpstreamGroup: @unchecked Sendable {
 
     /// The master's word on an instance; true when every server is down now.
     func setDown(_ server: Int, _ isDown: Bool) -> Bool {
+        if down[server] && !isDown { cameBack(server) }
         down[server] = isDown
         if isDown { pools[server].closeIdle(reason: .backendClose) }
         return !down.contains(false)
@@ -108,12 +136,14 @@ final class UpstreamGroup: @unchecked Sendable {
 
     func setHealthy(_ server: Int, _ healthy: Bool) {
         guard unhealthy.indices.contains(server) else { return }
+        if unhealthy[server] && healthy { cameBack(server) }
         unhealthy[server] = !healthy
         if !healthy { pools[server].closeIdle(reason: .backendClose) }
     }
 
     func setDraining(_ server: Int, _ isDraining: Bool) {
         guard draining.indices.contains(server) else { return }
+        if draining[server] && !isDraining { cameBack(server) }
         draining[server] = isDraining
         if isDraining { pools[server].closeIdle(reason: .draining) }
     }

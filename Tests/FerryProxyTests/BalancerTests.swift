@@ -1,4 +1,6 @@
 import FerryConfig
+import NIOCore
+import NIOEmbedded
 import Testing
 
 @testable import FerryProxy
@@ -89,5 +91,47 @@ import Testing
             let other = balancer.pick(loads: [0, 0, 0], eligible: eligible, key: key)
             #expect(other != nil && other != home)
         }
+    }
+}
+
+/// Issue 14, item 4: a server back in rotation gets a tenth of its share at first (slow start).
+@Suite struct SlowStartTests {
+    func group(slowStart: Duration) -> UpstreamGroup {
+        var backend = BackendConfiguration(
+            name: "app", address: .inet(host: "127.0.0.1", port: 1),
+            servers: [
+                ServerConfiguration(address: .inet(host: "127.0.0.1", port: 1)),
+                ServerConfiguration(address: .inet(host: "127.0.0.1", port: 2)),
+            ], balance: .roundRobin)
+        backend.slowStart = slowStart
+        return UpstreamGroup(
+            backend: backend, settings: PoolSettings(), eventLoop: EmbeddedEventLoop(), reusePolicy: .strict)
+    }
+
+    func shareOfSecond(_ group: UpstreamGroup) -> Int {
+        (0..<110).filter { _ in group.pick(key: nil) == 1 }.count
+    }
+
+    @Test func aServerBackFromDownRampsUp() {
+        let ramping = group(slowStart: .seconds(10))
+        ramping.setHealthy(1, false)
+        #expect(shareOfSecond(ramping) == 0)
+        ramping.setHealthy(1, true)
+        let early = shareOfSecond(ramping)
+        #expect((5...15).contains(early), "\(early) of 110 right after coming back")
+        let immediate = group(slowStart: .zero)
+        immediate.setHealthy(1, false)
+        immediate.setHealthy(1, true)
+        #expect(shareOfSecond(immediate) == 55)
+    }
+
+    @Test func rampedWeightsGrowToTheConfiguredOnes() {
+        let ramping = group(slowStart: .seconds(10))
+        ramping.setDraining(1, true)
+        ramping.setDraining(1, false)
+        let now = NIODeadline.now()
+        #expect(ramping.rampedWeights(now: now) == [10, 1])
+        #expect(ramping.rampedWeights(now: now + .seconds(5)) == [10, 5])
+        #expect(ramping.rampedWeights(now: now + .seconds(11)) == nil)
     }
 }
