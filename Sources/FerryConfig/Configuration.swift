@@ -409,6 +409,9 @@ public struct BackendConfiguration: Sendable, Equatable {
     /// A server back in rotation (healthy again, restarted, ejection over, enabled) gets its share
     /// of new work ramped up from a tenth over this long; zero: its full share at once.
     public var slowStart: Duration = .zero
+    /// A cookie Ferry sets to keep a client on the server it got (any balance policy): requests
+    /// carrying it go to that server while it takes new work. nil: none.
+    public var stickyCookie: String?
     /// Active health checks; nil: none (passive ejection and the master's supervision only).
     public var health: HealthCheckSettings?
     public var kind: BackendKind

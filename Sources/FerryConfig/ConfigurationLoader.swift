@@ -279,6 +279,7 @@ struct SectionParser {
         let instances = table.int("instances", range: 1...256)
         let health = table.subtable("health").map(parseHealth)
         let slowStart = table.duration("slow_start")
+        let stickyCookie = table.string("sticky_cookie")
         let restart = table.subtable("restart").map(parseRestart)
         let readiness = table.subtable("readiness").map(parseReadiness)
         let presentWebSocket = Self.webSocketOptions.filter { table.has($0) }
@@ -331,6 +332,18 @@ struct SectionParser {
         if let balance { backend.balance = balance }
         backend.health = health
         if let slowStart { backend.slowStart = slowStart }
+        if let stickyCookie {
+            // RFC 6265 cookie-name: a token.
+            if !stickyCookie.isEmpty,
+                stickyCookie.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "!#$%&'*+-.^_`|~".contains($0)) }
+                )
+            {
+                backend.stickyCookie = stickyCookie
+            } else {
+                sink.error(
+                    table.keyPath("sticky_cookie"), "'\(stickyCookie)' is not a cookie name (letters, digits, -_.)")
+            }
+        }
         if let instances, instances > 1 {
             if !kind.isSupervised {
                 sink.error(table.keyPath("instances"), "instances are for spawned backends; list servers instead")

@@ -41,6 +41,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         var attempts = 0
         /// Tries again on another server after a failure past the connect (at most `retries`).
         var retries = 0
+        /// A `Set-Cookie` value to add to the response (the backend's sticky cookie).
+        var stickyCookie: String?
         var reused = false
         var retried = false
         var requestEnded = false
@@ -457,7 +459,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             // Every server failed once: the round starts again (`connectFailed` waited its backoff).
             current.triedServers = []
         }
-        guard let server = group.pick(key: key, excluding: current.triedServers) else {
+        let sticky = stickyServer(group, current.head)
+        guard let server = group.pick(key: key, excluding: current.triedServers, preferred: sticky) else {
             // Only when every server is draining (`ferry server drain`).
             var headers = HTTPHeaders()
             headers.add(name: "Retry-After", value: "1")
@@ -472,6 +475,11 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         current.pool = pool
         current.server = server
         current.attempts += 1
+        current.stickyCookie = nil
+        if let name = group.backend.stickyCookie, sticky != server {
+            current.stickyCookie =
+                "\(name)=\(group.stickyValues[server]); Path=/; HttpOnly; SameSite=Lax" + (tls ? "; Secure" : "")
+        }
         if !fresh, !loop.unavailableBackends.contains(backend.name), let connection = pool.leaseIdle() {
             attach(connection, reused: true, route: route)
             return
@@ -627,6 +635,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             closeAfterResponse = true
         }
         RequestRules.writeDownstreamHeaders(head.headers, listing: facts.listing, framer: framer, into: &out)
+        if let cookie = current.stickyCookie { ResponseFramer.writeHeader("Set-Cookie", cookie, into: &out) }
         framer.finishHead(keepAlive: keepAlive, into: &out)
         writePending()
         pendingOut = out
@@ -979,6 +988,13 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         context?.close(promise: nil)
     }
 
+    /// The server the request's sticky cookie names, if the backend has one.
+    private func stickyServer(_ group: UpstreamGroup, _ head: HTTPRequestHead) -> Int? {
+        guard let name = group.backend.stickyCookie, let value = RequestRules.cookie(named: name, in: head.headers)
+        else { return nil }
+        return group.server(stickyValue: value)
+    }
+
     /// The hash policy's key for this request: the client's address, a header's value or a
     /// cookie's; nil when the backend does not hash or the request lacks it (then: least load).
     private func balanceKey(_ group: UpstreamGroup, _ head: HTTPRequestHead) -> String? {
@@ -997,7 +1013,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     ) {
         guard let group = loop.group(for: backend.name) else { return }
         // Counted from now, so that upgrades arriving together spread over the servers.
-        guard let server = group.pick(key: balanceKey(group, head)) else {
+        guard let server = group.pick(key: balanceKey(group, head), preferred: stickyServer(group, head)) else {
             var headers = HTTPHeaders()
             headers.add(name: "Retry-After", value: "1")
             state = .proxying

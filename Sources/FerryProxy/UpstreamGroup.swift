@@ -61,11 +61,13 @@ final class UpstreamGroup: @unchecked Sendable {
     /// not ejected and not in `excluding` (the ones a retried request already failed on). When every
     /// server is ejected, the ejections are ignored: a request still tries (and the queue retries)
     /// rather than failing at once. nil only when every server is excluded.
-    func pick(key: String?, excluding: Set<Int> = [], now: NIODeadline = .now()) -> Int? {
+    ///   - preferred: a sticky cookie's server, taken when it may take new work.
+    func pick(key: String?, excluding: Set<Int> = [], preferred: Int? = nil, now: NIODeadline = .now()) -> Int? {
         let excluding = excluding.union(pools.indices.filter { draining[$0] })
         var eligible = pools.indices.map {
             !excluding.contains($0) && !down[$0] && !unhealthy[$0] && !health[$0].isEjected(at: now)
         }
+        if let preferred, eligible.indices.contains(preferred), eligible[preferred] { return preferred }
         if !eligible.contains(true) {
             eligible = pools.indices.map { !excluding.contains($0) && !down[$0] && !unhealthy[$0] }
         }
@@ -119,6 +121,15 @@ final class UpstreamGroup: @unchecked Sendable {
         guard health[server].consecutiveFailures > 0 || health[server].ejections > 0 else { return }
         health[server] = PassiveHealth()
     }
+
+    /// Each server's value in the sticky cookie: a stable digest of its address (the same in every
+    /// worker and across restarts, and saying nothing of the address itself).
+    private(set) lazy var stickyValues: [String] = backend.servers.map {
+        String(Balancer.fnv1a("ferry-sticky " + $0.address.description), radix: 16)
+    }
+
+    /// The server a sticky cookie value names.
+    func server(stickyValue: String) -> Int? { stickyValues.firstIndex(of: stickyValue) }
 
     /// Whether this backend's policy hashes on something of the request.
     var hashKey: BalancePolicy.HashKey? {

@@ -400,9 +400,20 @@ import Testing
                 path = "/"
                 backend = "app"
 
+                [[backend]]
+                name = "cookie"
+                servers = [\((0..<3).map { "{ address = \"127.0.0.1:\(base + $0)\" }" }.joined(separator: ", "))]
+                balance = "round_robin"
+                sticky_cookie = "srv"
+
                 [[route]]
                 path = "/sticky/"
                 backend = "sticky"
+                rewrite = "/"
+
+                [[route]]
+                path = "/cookie/"
+                backend = "cookie"
                 rewrite = "/"
                 """
         }
@@ -415,13 +426,31 @@ import Testing
         let curl = try #require(Tool.path("curl"))
         func whoami(_ path: String, user: String? = nil) throws -> String {
             try Tool.run(
-                curl, ["-sk", "https://127.0.0.1:\(ferry.httpsPort)\(path)"] + (user.map { ["-H", "X-User: \($0)"] } ?? [])
+                curl,
+                ["-sk", "https://127.0.0.1:\(ferry.httpsPort)\(path)"] + (user.map { ["-H", "X-User: \($0)"] } ?? [])
             ).stdout
         }
         var seen: [String: Int] = [:]
         for _ in 0..<30 { seen[try whoami("/whoami"), default: 0] += 1 }
         print("round robin over three Tornado instances: \(seen)")
         #expect(seen == ["\(base)": 10, "\(base + 1)": 10, "\(base + 2)": 10])
+        // Sticky cookie: round robin would rotate; the cookie Ferry set keeps the client on one.
+        let jar = ferry.directory.appendingPathComponent("cookies").path
+        let first = try Tool.run(
+            curl, ["-sk", "-D", "-", "-c", jar, "https://127.0.0.1:\(ferry.httpsPort)/cookie/whoami"]
+        ).stdout
+        #expect(first.lowercased().contains("set-cookie: srv="), "\(first)")
+        #expect(first.contains("HttpOnly") && first.contains("Secure"), "\(first)")
+        // The body after the head (curl -D - prints the head first; "\r\n" is one Character).
+        func body(_ text: String) -> String { text.components(separatedBy: "\r\n\r\n").last ?? "" }
+        let home = body(first)
+        for _ in 0..<6 {
+            let again = try Tool.run(
+                curl, ["-sk", "-D", "-", "-b", jar, "https://127.0.0.1:\(ferry.httpsPort)/cookie/whoami"]
+            ).stdout
+            #expect(body(again) == home, "\(again)")
+            #expect(!again.lowercased().contains("set-cookie"), "no new cookie while the server serves: \(again)")
+        }
         for user in ["alice", "bob", "carol", "dave"] {
             let first = try whoami("/sticky/whoami", user: user)
             for _ in 0..<4 { #expect(try whoami("/sticky/whoami", user: user) == first, "\(user)") }
