@@ -462,14 +462,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         let sticky = stickyServer(group, current.head)
         guard let server = group.pick(key: key, excluding: current.triedServers, preferred: sticky) else {
             // Only when every server is draining (`ferry server drain`).
-            var headers = HTTPHeaders()
-            headers.add(name: "Retry-After", value: "1")
-            respondLocally(
-                status: .serviceUnavailable,
-                body: "ferry: every server of backend \(backend.name) is draining (route \(route.path))\n",
-                close: false, extraHeaders: headers)
-            setClientReads(paused: false)
-            return
+            return respondUnavailable("every server of backend \(backend.name) is draining (route \(route.path))")
         }
         let pool = group.pools[server]
         current.pool = pool
@@ -535,14 +528,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             loop.logger.warning(
                 "no server of the backend accepted within its queue_timeout",
                 metadata: ["route": "\(route.path)", "backend": "\(backend.name)", "error": "\(error)"])
-            var headers = HTTPHeaders()
-            headers.add(name: "Retry-After", value: "1")
-            respondLocally(
-                status: .serviceUnavailable,
-                body: "ferry: no server of backend \(backend.name) accepted the connection (route \(route.path))\n",
-                close: false, extraHeaders: headers)
-            setClientReads(paused: false)
-            return
+            return respondUnavailable(
+                "no server of backend \(backend.name) accepted the connection (route \(route.path))")
         }
         current.pool?.recordRetry()
         if current.triedServers.count < backend.servers.count {
@@ -988,6 +975,14 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         context?.close(promise: nil)
     }
 
+    /// 503 with `Retry-After: 1`: nothing of the backend can take the request now.
+    private func respondUnavailable(_ reason: String, close: Bool = false) {
+        var headers = HTTPHeaders()
+        headers.add(name: "Retry-After", value: "1")
+        respondLocally(status: .serviceUnavailable, body: "ferry: \(reason)\n", close: close, extraHeaders: headers)
+        setClientReads(paused: false)
+    }
+
     /// The server the request's sticky cookie names, if the backend has one.
     private func stickyServer(_ group: UpstreamGroup, _ head: HTTPRequestHead) -> Int? {
         guard let name = group.backend.stickyCookie, let value = RequestRules.cookie(named: name, in: head.headers)
@@ -1014,13 +1009,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         guard let group = loop.group(for: backend.name) else { return }
         // Counted from now, so that upgrades arriving together spread over the servers.
         guard let server = group.pick(key: balanceKey(group, head), preferred: stickyServer(group, head)) else {
-            var headers = HTTPHeaders()
-            headers.add(name: "Retry-After", value: "1")
             state = .proxying
-            respondLocally(
-                status: .serviceUnavailable, body: "ferry: every server of backend \(backend.name) is draining\n",
-                close: true, extraHeaders: headers)
-            return
+            return respondUnavailable("every server of backend \(backend.name) is draining", close: true)
         }
         group.tunnelOpened(server: server)
         let connector = loop.tunnelConnector(to: backend.servers[server])

@@ -88,6 +88,28 @@ final class FerryInstance: @unchecked Sendable {
         try waitUntilAccepting(port: httpsPort, timeout: timeout)
     }
 
+    /// The `[master]` and `[[listen]]` part of a test configuration: state in `directory`, TLS with
+    /// the generated self-signed certificate on 127.0.0.1:`port`.
+    static func preamble(_ directory: URL, port: Int, workers: Int) -> String {
+        let state = directory.appendingPathComponent("state").path
+        return """
+            [master]
+            workers = \(workers)
+            control_socket = "\(state)/control.sock"
+            state_dir = "\(state)"
+            graceful_timeout = "2s"
+
+            [[listen]]
+            name = "https"
+            address = "127.0.0.1:\(port)"
+            [listen.tls]
+            certificate = "\(state)/tls/selfsigned.crt"
+            key = "\(state)/tls/selfsigned.key"
+            self_signed = true
+
+            """
+    }
+
     func waitUntilAccepting(port: Int, timeout: TimeInterval) throws {
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
@@ -159,21 +181,17 @@ enum FreePort {
     }
 
     static func isBindable(_ port: Int) -> Bool {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { return false }
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = UInt16(port).bigEndian
-        return withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
-            }
-        }
+        onLoopback(port) { fd, address, length in bind(fd, address, length) == 0 }
     }
 
     static func accepts(port: Int) -> Bool {
+        onLoopback(port) { fd, address, length in connect(fd, address, length) == 0 }
+    }
+
+    /// `body` with a new TCP socket and the address of 127.0.0.1:`port`; false without a socket.
+    private static func onLoopback(
+        _ port: Int, _ body: (CInt, UnsafePointer<sockaddr>, socklen_t) -> Bool
+    ) -> Bool {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { return false }
         defer { close(fd) }
@@ -183,7 +201,7 @@ enum FreePort {
         address.sin_port = UInt16(port).bigEndian
         return withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
+                body(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
             }
         }
     }

@@ -29,22 +29,9 @@ import Testing
         guard let curl = Tool.path("curl") else { throw E2EError("curl is not installed") }
         var certificates: [String: (cert: String, key: String)] = [:]
         let ferry = try FerryInstance(name: "sites") { directory, port in
-            let state = directory.appendingPathComponent("state").path
             certificates["a"] = try? Self.certificate("a", ["a.example"], in: directory)
             certificates["b"] = try? Self.certificate("b", ["b.example", "*.b.example"], in: directory)
-            return """
-                [master]
-                workers = 1
-                control_socket = "\(state)/control.sock"
-                state_dir = "\(state)"
-
-                [[listen]]
-                name = "https"
-                address = "127.0.0.1:\(port)"
-                [listen.tls]
-                certificate = "\(state)/tls/selfsigned.crt"
-                key = "\(state)/tls/selfsigned.key"
-                self_signed = true
+            return FerryInstance.preamble(directory, port: port, workers: 1) + """
                 [[listen.tls.sni]]
                 certificate = "\(certificates["a"]?.cert ?? "")"
                 key = "\(certificates["a"]?.key ?? "")"

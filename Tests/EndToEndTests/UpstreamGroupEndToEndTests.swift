@@ -56,22 +56,7 @@ import Testing
     /// Ferry with one WebSocket backend `tts` of the given servers, two workers.
     static func startFerry(name: String, servers ports: [Int]) throws -> FerryInstance {
         try FerryInstance(name: name) { dir, port in
-            let state = dir.appendingPathComponent("state").path
-            return """
-                [master]
-                workers = 2
-                control_socket = "\(state)/control.sock"
-                state_dir = "\(state)"
-                graceful_timeout = "2s"
-
-                [[listen]]
-                name = "https"
-                address = "127.0.0.1:\(port)"
-                [listen.tls]
-                certificate = "\(state)/tls/selfsigned.crt"
-                key = "\(state)/tls/selfsigned.key"
-                self_signed = true
-
+            return FerryInstance.preamble(dir, port: port, workers: 2) + """
                 [[backend]]
                 name = "tts"
                 servers = [\(ports.map { "{ address = \"127.0.0.1:\($0)\" }" }.joined(separator: ", "))]
@@ -183,25 +168,10 @@ import Testing
     @Test func killingOneOfThreeInstancesUnderLoadFailsNoRequest() throws {
         let base = try FreePort.pickRange(3)
         let ferry = try FerryInstance(name: "instances") { dir, port in
-            let state = dir.appendingPathComponent("state").path
             let www = dir.appendingPathComponent("www")
             try? FileManager.default.createDirectory(at: www, withIntermediateDirectories: true)
             try? Data(repeating: 7, count: 1024).write(to: www.appendingPathComponent("1k.bin"))
-            return """
-                [master]
-                workers = 2
-                control_socket = "\(state)/control.sock"
-                state_dir = "\(state)"
-                graceful_timeout = "2s"
-
-                [[listen]]
-                name = "https"
-                address = "127.0.0.1:\(port)"
-                [listen.tls]
-                certificate = "\(state)/tls/selfsigned.crt"
-                key = "\(state)/tls/selfsigned.key"
-                self_signed = true
-
+            return FerryInstance.preamble(dir, port: port, workers: 2) + """
                 [[backend]]
                 name = "files"
                 builtin = "static"
@@ -276,21 +246,7 @@ import Testing
         var servers = try ports.map { try Self.httpServer(port: $0, directory: directory) }
         defer { for server in servers { kill(server.processIdentifier, SIGKILL) } }
         let ferry = try FerryInstance(name: "health") { dir, port in
-            let state = dir.appendingPathComponent("state").path
-            return """
-                [master]
-                workers = 1
-                control_socket = "\(state)/control.sock"
-                state_dir = "\(state)"
-
-                [[listen]]
-                name = "https"
-                address = "127.0.0.1:\(port)"
-                [listen.tls]
-                certificate = "\(state)/tls/selfsigned.crt"
-                key = "\(state)/tls/selfsigned.key"
-                self_signed = true
-
+            return FerryInstance.preamble(dir, port: port, workers: 1) + """
                 [[backend]]
                 name = "app"
                 servers = [\(ports.map { "{ address = \"127.0.0.1:\($0)\" }" }.joined(separator: ", "))]
@@ -368,21 +324,7 @@ import Testing
             .appendingPathComponent("FerryProxyTests/Fixtures/seed_tornado_app.py").path
         let base = try FreePort.pickRange(3)
         let ferry = try FerryInstance(name: "tornado") { dir, port in
-            let state = dir.appendingPathComponent("state").path
-            return """
-                [master]
-                workers = 1
-                control_socket = "\(state)/control.sock"
-                state_dir = "\(state)"
-
-                [[listen]]
-                name = "https"
-                address = "127.0.0.1:\(port)"
-                [listen.tls]
-                certificate = "\(state)/tls/selfsigned.crt"
-                key = "\(state)/tls/selfsigned.key"
-                self_signed = true
-
+            return FerryInstance.preamble(dir, port: port, workers: 1) + """
                 [[backend]]
                 name = "app"
                 command = ["\(python)", "\(app)", "\(dir.path)", "{port}"]
