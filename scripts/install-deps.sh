@@ -56,6 +56,8 @@ if [ "$mode" = test ] || [ "$mode" = bench ]; then
     for mod in websockets tornado selenium; do
         python3 -c "import $mod" 2>/dev/null || missing_py+=("$mod")
     done
+    # The reference parser of the PROXY protocol differential test.
+    python3 -c "import proxyprotocol" 2>/dev/null || missing_py+=("proxy-protocol==0.11.3")
     if [ ${#missing_py[@]} -gt 0 ]; then
         echo "install-deps: pip installing ${missing_py[*]}"
         python3 -m pip install -q "${missing_py[@]}"
