@@ -140,6 +140,12 @@ public struct ListenerConfiguration: Sendable, Equatable {
     public var backlog: Int
     /// nil: plain HTTP (linted when the address is not loopback).
     public var tls: TLSSettings?
+    /// PROXY protocol (v1 or v2) in front of every connection from `proxyProtocolFrom` (every
+    /// source when empty): required from those, refused from any other source.
+    public var proxyProtocol = false
+    public var proxyProtocolFrom: [CIDRBlock] = []
+    /// How long a connection that owes a PROXY header may take to send it.
+    public var proxyProtocolTimeout: Duration = .seconds(5)
 
     public init(name: String, address: ListenAddress, backlog: Int = 511, tls: TLSSettings? = nil) {
         self.name = name

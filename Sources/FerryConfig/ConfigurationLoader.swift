@@ -190,7 +190,25 @@ struct SectionParser {
         let addressText = table.requiredString("address", example: "\"0.0.0.0:443\"")
         let backlog = table.int("backlog", range: 1...65535)
         let tls = table.subtable("tls").flatMap(parseTLS)
+        let proxyProtocol = table.bool("proxy_protocol")
+        let proxyProtocolFrom = table.stringArray("proxy_protocol_from")
+        let proxyProtocolTimeout = table.duration("proxy_protocol_timeout", minimum: .milliseconds(10))
         table.finish()
+        var sources: [CIDRBlock] = []
+        for text in proxyProtocolFrom ?? [] {
+            if let block = CIDRBlock(text) {
+                sources.append(block)
+            } else {
+                sink.error(
+                    table.keyPath("proxy_protocol_from"),
+                    "'\(text)' is not an address or a network (\"10.0.0.0/8\", \"2001:db8::/32\", \"192.0.2.7\")")
+            }
+        }
+        if proxyProtocol != true && (proxyProtocolFrom != nil || proxyProtocolTimeout != nil) {
+            sink.error(
+                table.keyPath(proxyProtocolFrom != nil ? "proxy_protocol_from" : "proxy_protocol_timeout"),
+                "applies only with proxy_protocol = true")
+        }
         guard let name, let addressText else { return nil }
         guard case .success(let address) = parse(ConfigValue.listenAddress(addressText), at: table.keyPath("address"))
         else {
@@ -198,6 +216,9 @@ struct SectionParser {
         }
         var listener = ListenerConfiguration(name: name, address: address, tls: tls)
         if let backlog { listener.backlog = backlog }
+        listener.proxyProtocol = proxyProtocol ?? false
+        listener.proxyProtocolFrom = sources
+        if let proxyProtocolTimeout { listener.proxyProtocolTimeout = proxyProtocolTimeout }
         return listener
     }
 

@@ -17,6 +17,8 @@ public struct WorkerStats: Codable, Sendable, Equatable {
     public var acceptPauses: Int = 0
     /// `accept` calls that failed for lack of descriptors (EMFILE, ENFILE…).
     public var acceptErrors: Int = 0
+    /// Connections closed for a missing, malformed, late or untrusted PROXY protocol header.
+    public var proxyProtocolRefused: Int = 0
 
     public init(
         connectionsOpen: Int = 0,
@@ -126,6 +128,7 @@ extension WorkerStats {
         connectionLimit += other.connectionLimit
         acceptPauses += other.acceptPauses
         acceptErrors += other.acceptErrors
+        proxyProtocolRefused += other.proxyProtocolRefused
         tlsFailures.merge(other.tlsFailures, uniquingKeysWith: +)
         if routes.isEmpty {
             routes = other.routes
@@ -180,7 +183,7 @@ extension PoolStats {
 extension WorkerStats {
     enum CodingKeys: String, CodingKey {
         case connectionsOpen, connectionsTotal, requests, activeTunnels, tlsFailures, routes, pools
-        case connectionLimit, acceptPauses, acceptErrors
+        case connectionLimit, acceptPauses, acceptErrors, proxyProtocolRefused
     }
 
     /// Counters added later decode as 0 when absent, so a master and workers of different builds
@@ -198,5 +201,6 @@ extension WorkerStats {
         connectionLimit = try container.decodeIfPresent(Int.self, forKey: .connectionLimit) ?? 0
         acceptPauses = try container.decodeIfPresent(Int.self, forKey: .acceptPauses) ?? 0
         acceptErrors = try container.decodeIfPresent(Int.self, forKey: .acceptErrors) ?? 0
+        proxyProtocolRefused = try container.decodeIfPresent(Int.self, forKey: .proxyProtocolRefused) ?? 0
     }
 }

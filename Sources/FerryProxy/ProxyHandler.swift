@@ -182,6 +182,9 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if let event = event as? ChannelEvent, case .inputClosed = event {
             clientFinishedSending(context: context)
+        } else if let proxied = event as? ProxyProtocolClient {
+            // The balancer's word on who the client is (logs, X-Forwarded-For, Forwarded, hashing).
+            clientAddress = proxied.address
         } else if let read = handshakeServerName, let negotiated = read(event) {
             serverName = negotiated.serverName.flatMap(HostName.normalize)
         }

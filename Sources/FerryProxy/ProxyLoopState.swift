@@ -23,6 +23,8 @@ final class ProxyLoopState: @unchecked Sendable {
     var connectionsTotal = 0
     var requests = 0
     var activeTunnels = 0
+    /// Connections closed for a missing, malformed, late or untrusted PROXY protocol header.
+    var proxyProtocolRefusals = 0
     /// Backends the master reported as not ready (starting or restarting).
     var unavailableBackends: Set<String> = []
     /// Waiters for a backend to become available again.
@@ -229,6 +231,7 @@ final class ProxyLoopState: @unchecked Sendable {
         stats.connectionLimit = connectionLimit
         stats.acceptPauses = acceptPauses
         stats.acceptErrors = acceptErrors
+        stats.proxyProtocolRefused = proxyProtocolRefusals
         return stats
     }
 

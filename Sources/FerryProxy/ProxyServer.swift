@@ -222,6 +222,7 @@ public final class ProxyServer: Sendable {
         let prepare = listener.prepareChannel
         let certificates = listener.configuration.tls.map(CertificateSelector.init).flatMap { $0.isTrivial ? nil : $0 }
         let handshakeServerName = certificates == nil ? nil : listener.handshakeServerName
+        let proxyProtocol = listener.configuration.proxyProtocol ? listener.configuration : nil
         return { channel in
             channel.eventLoop.makeCompletedFuture {
                 let loop = states[ObjectIdentifier(channel.eventLoop)]!
@@ -234,6 +235,21 @@ public final class ProxyServer: Sendable {
                     return
                 }
                 defer { loop.checkCapacity() }
+                if let proxyProtocol {
+                    // First, before TLS: the header comes before the ClientHello.
+                    let logger = loop.logger
+                    let peer = channel.remoteAddress?.description ?? "?"
+                    try channel.pipeline.syncOperations.addHandler(
+                        ProxyProtocolHandler(
+                            trusted: proxyProtocol.proxyProtocolFrom,
+                            timeout: .milliseconds(proxyProtocol.proxyProtocolTimeout.wholeMilliseconds),
+                            refused: { reason in
+                                loop.proxyProtocolRefusals += 1
+                                logger.info(
+                                    "connection refused: PROXY protocol",
+                                    metadata: ["peer": "\(peer)", "reason": "\(reason)"])
+                            }))
+                }
                 try prepare?(channel)
                 let activity = ConnectionActivity()
                 let operations = channel.pipeline.syncOperations

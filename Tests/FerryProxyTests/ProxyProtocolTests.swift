@@ -121,3 +121,100 @@ import Testing
         }
     }
 }
+
+/// The PROXY protocol on a listener, with the framing backend echoing the request it received.
+@Suite struct ProxyProtocolListenerTests {
+    static let request = "GET /request HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+
+    func withProxy(from: [CIDRBlock], _ body: (ProxyHarness) async throws -> Void) async throws {
+        guard PythonBackend.available else { return }
+        let backend = try PythonBackend(script: "framing_backend.py", arguments: [])
+        let proxy = try await ProxyHarness(
+            backendPort: backend.port, routes: [route("/", strip: nil)], proxyProtocolFrom: from)
+        do {
+            try await body(proxy)
+        } catch {
+            await proxy.stop()
+            throw error
+        }
+        await proxy.stop()
+    }
+
+    static func v2Header(_ source: String, _ port: UInt16) -> [UInt8] {
+        let address = IPAddressBytes.parseIPv4(source)!
+        let bytes =
+            ProxyProtocolHeader.v2Signature + [0x21, 0x11, 0x00, 0x0C] + address + [10, 0, 0, 1]
+            + [UInt8(port >> 8), UInt8(port & 0xFF), 0x01, 0xBB]
+        return bytes
+    }
+
+    @Test func theHeadersClientBecomesTheRequestsClient() async throws {
+        try await withProxy(from: []) { proxy in
+            let v1 = try rawExchange(port: proxy.port, "PROXY TCP4 192.0.2.77 10.0.0.1 5555 80\r\n" + Self.request)
+            #expect(v1.hasPrefix("HTTP/1.1 200"), "\(v1)")
+            #expect(v1.contains("X-Forwarded-For: 192.0.2.77\r\n"), "\(v1)")
+            #expect(v1.contains("for=192.0.2.77"), "\(v1)")
+            let v6 = try rawExchange(port: proxy.port, "PROXY TCP6 2001:db8::9 2001:db8::1 5555 80\r\n" + Self.request)
+            #expect(v6.contains("X-Forwarded-For: 2001:db8::9\r\n"), "\(v6)")
+            let v2 = try rawConversation(
+                port: proxy.port, "", rawBytes: Self.v2Header("198.51.100.3", 40000) + Array(Self.request.utf8)
+            ).received
+            #expect(v2.contains("X-Forwarded-For: 198.51.100.3\r\n"), "\(v2)")
+            // LOCAL / UNKNOWN: the connection's own address stands.
+            let unknown = try rawExchange(port: proxy.port, "PROXY UNKNOWN\r\n" + Self.request)
+            #expect(unknown.contains("X-Forwarded-For: 127.0.0.1\r\n"), "\(unknown)")
+        }
+    }
+
+    @Test func aMissingMalformedOrLateHeaderClosesTheConnection() async throws {
+        try await withProxy(from: []) { proxy in
+            for bad in [Self.request, "PROXY TCP4 1.2.3.4\r\n" + Self.request, "PROXY TCP4 999.1.1.1 1.1.1.1 1 2\r\n"] {
+                let (received, closed) = try rawConversation(port: proxy.port, bad, timeout: 2)
+                #expect(received.isEmpty && closed, "\(bad.debugDescription): \(received)")
+            }
+            // Nothing at all: closed after the header timeout (300 ms here), not held open.
+            let started = Date()
+            let (_, closed) = try rawConversation(port: proxy.port, "", timeout: 3)
+            #expect(closed && Date().timeIntervalSince(started) < 2)
+            let stats = await proxy.server.stats()
+            #expect(stats.proxyProtocolRefused == 4, "\(stats.proxyProtocolRefused)")
+        }
+    }
+
+    /// From a source outside proxy_protocol_from, a header is refused and plain requests pass.
+    @Test func anUntrustedSourceMayNotSendAHeader() async throws {
+        try await withProxy(from: [CIDRBlock("10.0.0.0/8")!]) { proxy in
+            let plain = try rawExchange(port: proxy.port, Self.request)
+            #expect(plain.hasPrefix("HTTP/1.1 200") && plain.contains("X-Forwarded-For: 127.0.0.1\r\n"), "\(plain)")
+            let forged = try rawConversation(
+                port: proxy.port, "PROXY TCP4 192.0.2.77 10.0.0.1 5555 80\r\n" + Self.request, timeout: 2)
+            #expect(forged.received.isEmpty && forged.closedByPeer, "\(forged.received)")
+            let forgedV2 = try rawConversation(
+                port: proxy.port, "", timeout: 2, rawBytes: Self.v2Header("192.0.2.1", 1) + Array(Self.request.utf8))
+            #expect(forgedV2.received.isEmpty && forgedV2.closedByPeer)
+        }
+    }
+
+    /// The generated corpus through a listener: every header is refused or accepted, the worker
+    /// lives on and still serves.
+    @Test func fuzzedHeadersLeaveTheListenerServing() async throws {
+        guard (try? shell("/usr/bin/env", ["python3", "-c", "import proxyprotocol"]).status) == 0 else { return }
+        let corpus = try shell(
+            "/usr/bin/env", ["python3", fixtures.appendingPathComponent("proxy_protocol_corpus.py").path, "300"]
+        ).output
+        try await withProxy(from: []) { proxy in
+            var answered = 0
+            for line in corpus.split(separator: "\n") {
+                guard let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+                    let hex = object["hex"] as? String
+                else { continue }
+                let bytes = ProxyProtocolTests.bytes(hex) + Array(Self.request.utf8)
+                let received = try rawConversation(port: proxy.port, "", timeout: 1, rawBytes: bytes).received
+                if received.hasPrefix("HTTP/1.1") { answered += 1 }
+            }
+            print("fuzzed PROXY headers: \(answered) connections answered, the rest refused")
+            let after = try rawExchange(port: proxy.port, "PROXY TCP4 192.0.2.1 10.0.0.1 1 2\r\n" + Self.request)
+            #expect(after.hasPrefix("HTTP/1.1 200"))
+        }
+    }
+}

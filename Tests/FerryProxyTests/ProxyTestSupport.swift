@@ -87,13 +87,14 @@ final class ProxyHarness: @unchecked Sendable {
         backendPort: Int, backendAddress: BackendAddress? = nil, routes: [RouteConfiguration],
         limits: LimitSettings = LimitSettings(),
         pool: PoolSettings = PoolSettings(), reuseMode: ProxyServer.ReuseMode = .strict,
-        listenHost: String = "127.0.0.1", backend: BackendConfiguration? = nil
+        listenHost: String = "127.0.0.1", backend: BackendConfiguration? = nil,
+        proxyProtocolFrom: [CIDRBlock]? = nil
     ) async throws {
         var master = MasterSettings()
         master.accessLog = .off
         let configuration = FerryConfiguration(
             master: master,
-            listeners: [ListenerConfiguration(name: "http", address: .inet(host: listenHost, port: 0))],
+            listeners: [Self.listener(host: listenHost, proxyProtocolFrom: proxyProtocolFrom)],
             backends: [
                 backend
                     ?? BackendConfiguration(
@@ -109,6 +110,16 @@ final class ProxyHarness: @unchecked Sendable {
             ProxyListener(configuration: configuration.listeners[0], socket: .bind(host: listenHost, port: 0))
         ])
         port = addresses.first?.port ?? 0
+    }
+
+    static func listener(host: String, proxyProtocolFrom: [CIDRBlock]?) -> ListenerConfiguration {
+        var listener = ListenerConfiguration(name: "http", address: .inet(host: host, port: 0))
+        if let proxyProtocolFrom {
+            listener.proxyProtocol = true
+            listener.proxyProtocolFrom = proxyProtocolFrom
+            listener.proxyProtocolTimeout = .milliseconds(300)
+        }
+        return listener
     }
 
     func stop() async {
@@ -154,7 +165,8 @@ enum HalfClose {
 /// `rawExchange`, and whether the peer closed the connection (rather than `timeout` passing).
 func rawConversation(
     port: Int, _ request: String, timeout: Double = 3, readUntilClose: Bool = true,
-    then followUp: (after: String, send: String)? = nil, ipv6: Bool = false, halfClose: HalfClose? = nil
+    then followUp: (after: String, send: String)? = nil, ipv6: Bool = false, halfClose: HalfClose? = nil,
+    rawBytes: [UInt8]? = nil
 ) throws -> (received: String, closedByPeer: Bool) {
     let fd = socket(ipv6 ? AF_INET6 : AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     defer { close(fd) }
@@ -183,7 +195,8 @@ func rawConversation(
     guard connected == 0 else { throw TestFailure("connect failed") }
     var tv = timeval(tv_sec: Int(timeout), tv_usec: Int((timeout - Double(Int(timeout))) * 1_000_000))
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-    _ = request.withCString { send(fd, $0, strlen($0), 0) }
+    let bytes = rawBytes ?? Array(request.utf8)
+    _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
     var halfClose = halfClose
     if case .afterSending? = halfClose {
         shutdown(fd, Int32(SHUT_WR))

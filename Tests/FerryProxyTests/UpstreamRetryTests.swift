@@ -33,13 +33,33 @@ import Testing
     /// (it got 502 at once before).
     @Test func aRequestWaitsForABackendThatComesBackWithinItsQueueTimeout() async throws {
         guard PythonBackend.available else { return }
-        let port = try freePort()
+        // The port stays bound (not listening: connects are refused, as to a stopped backend) until
+        // the server starts, so that no parallel test's server can take it meanwhile (it happened:
+        // a 404 from another test's backend).
+        let reservation = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(reservation, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(reservation, $0, &length) }
+        }
+        #expect(bound == 0)
+        let port = Int(UInt16(bigEndian: address.sin_port))
         let backend = BackendConfiguration(
             name: "app", address: .inet(host: "127.0.0.1", port: port), queueTimeout: .seconds(8))
         let proxy = try await ProxyHarness(backendPort: port, routes: [route("/", strip: nil)], backend: backend)
         let late = DispatchQueue.global()
         let server = ServerBox()
-        late.asyncAfter(deadline: .now() + 1) { server.process = try? Self.startHTTPServer(port: port) }
+        late.asyncAfter(deadline: .now() + 1) {
+            close(reservation)
+            server.process = try? Self.startHTTPServer(port: port)
+        }
         let started = Date()
         let response = try Self.get(proxy.port)
         #expect(response.hasPrefix("HTTP/1.1 200"), "\(response)")
