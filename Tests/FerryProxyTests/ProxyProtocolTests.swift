@@ -127,17 +127,7 @@ import Testing
     static let request = "GET /request HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
 
     func withProxy(from: [CIDRBlock], _ body: (ProxyHarness) async throws -> Void) async throws {
-        guard PythonBackend.available else { return }
-        let backend = try PythonBackend(script: "framing_backend.py", arguments: [])
-        let proxy = try await ProxyHarness(
-            backendPort: backend.port, routes: [route("/", strip: nil)], proxyProtocolFrom: from)
-        do {
-            try await body(proxy)
-        } catch {
-            await proxy.stop()
-            throw error
-        }
-        await proxy.stop()
+        try await withFramingBackendProxy(proxyProtocolFrom: from, body)
     }
 
     static func v2Header(_ source: String, _ port: UInt16) -> [UInt8] {

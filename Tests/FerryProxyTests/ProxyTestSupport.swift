@@ -129,10 +129,14 @@ final class ProxyHarness: @unchecked Sendable {
 }
 
 /// A proxy with every path routed to `framing_backend.py` (skipped without python3).
-func withFramingBackendProxy(_ body: (ProxyHarness) async throws -> Void) async throws {
+/// `proxyProtocolFrom`: the listener takes PROXY protocol headers from these sources.
+func withFramingBackendProxy(
+    proxyProtocolFrom: [CIDRBlock]? = nil, _ body: (ProxyHarness) async throws -> Void
+) async throws {
     guard PythonBackend.available else { return }
     let backend = try PythonBackend(script: "framing_backend.py", arguments: [])
-    let proxy = try await ProxyHarness(backendPort: backend.port, routes: [route("/", strip: nil)])
+    let proxy = try await ProxyHarness(
+        backendPort: backend.port, routes: [route("/", strip: nil)], proxyProtocolFrom: proxyProtocolFrom)
     do {
         try await body(proxy)
     } catch {
