@@ -57,7 +57,9 @@ let package = Package(
         ),
         .target(
             name: "FerrySupervisor",
-            dependencies: ["FerryConfig", "CSystemd", nioCore, nioPosix, nioConcurrencyHelpers, nioExtras, logging],
+            dependencies: [
+                "FerryConfig", "CSystemd", nioCore, nioPosix, nioHTTP1, nioConcurrencyHelpers, nioExtras, logging,
+            ],
             swiftSettings: swiftSettings
         ),
         .target(

@@ -11,6 +11,8 @@ public struct FerryConfiguration: Sendable, Equatable {
     public var routes: [RouteConfiguration]
     public var pool: PoolSettings
     public var limits: LimitSettings
+    /// The readiness and liveness endpoint for load balancers (`[health]`); nil: none.
+    public var health: HealthEndpointSettings?
 
     public init(
         master: MasterSettings = MasterSettings(),
@@ -115,6 +117,23 @@ public struct MasterSettings: Sendable, Equatable {
         self.logFormat = logFormat
         self.accessLog = accessLog
         self.logFile = logFile
+    }
+}
+
+// MARK: - [health]
+
+/// A plain-HTTP endpoint the master serves for load balancers and orchestrators: `/ready` (200 while
+/// this host takes traffic, 503 from the moment a stop begins) and `/live` (200 while the master
+/// runs).
+public struct HealthEndpointSettings: Sendable, Equatable {
+    public var listen: ListenAddress
+    /// How long a stop keeps serving normally after `/ready` turned 503, so balancers take the host
+    /// out before it stops accepting.
+    public var drainDelay: Duration
+
+    public init(listen: ListenAddress, drainDelay: Duration = .zero) {
+        self.listen = listen
+        self.drainDelay = drainDelay
     }
 }
 

@@ -121,6 +121,7 @@ struct SectionParser {
         configuration.routes = routeReaders.compactMap(parseRoute)
         if let pool = root.subtable("pool") { configuration.pool = parsePool(pool) }
         if let limits = root.subtable("limits") { configuration.limits = parseLimits(limits) }
+        if let health = root.subtable("health") { configuration.health = parseHealthEndpoint(health) }
         root.finish()
         if configuration.listeners.isEmpty && !root.has("listen") {
             sink.error("listen", "at least one [[listen]] is required")
@@ -627,6 +628,20 @@ struct SectionParser {
     }
 
     // MARK: [pool], [limits]
+
+    func parseHealthEndpoint(_ table: TableReader) -> HealthEndpointSettings? {
+        let listen = table.requiredString("listen", example: "\"127.0.0.1:8080\"")
+        let drainDelay = table.duration("drain_delay")
+        table.finish()
+        guard let listen,
+            case .success(let address) = parse(ConfigValue.listenAddress(listen), at: table.keyPath("listen"))
+        else { return nil }
+        guard case .inet = address else {
+            sink.error(table.keyPath("listen"), "the health endpoint listens on an address of its own (host:port)")
+            return nil
+        }
+        return HealthEndpointSettings(listen: address, drainDelay: drainDelay ?? .zero)
+    }
 
     func parsePool(_ table: TableReader) -> PoolSettings {
         var pool = PoolSettings()

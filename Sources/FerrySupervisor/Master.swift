@@ -121,6 +121,8 @@ public final class Master: @unchecked Sendable {
     /// `ferry server drain`: per backend, the addresses of its servers taking no new work (kept
     /// across reloads while the server stays in the file).
     var drainedServers: [String: Set<BackendAddress>] = [:]
+    /// `[health] listen`: /ready and /live for load balancers.
+    var readinessServer: (any Channel)?
     /// Active health checks (created at boot).
     var healthChecks: HealthChecks?
     var signalSources: [any DispatchSourceSignal] = []
@@ -248,6 +250,18 @@ public final class Master: @unchecked Sendable {
         for backend in configuration.supervisedUnits { startBackend(backend) }
         healthChecks = HealthChecks(master: self)
         healthChecks?.apply(configuration)
+        if let settings = configuration.health {
+            ReadinessServer.start(settings, master: self).whenComplete { result in
+                switch result {
+                case .success(let channel):
+                    master.readinessServer = channel
+                case .failure(let error):
+                    master.logger.error(
+                        "cannot open the health endpoint",
+                        metadata: ["listen": "\(settings.listen)", "error": "\(error)"])
+                }
+            }
+        }
         for slot in 0..<workerCount { spawnWorker(slot: slot, generation: generation) }
         spawnStandbyIfWanted()
         loop.scheduleRepeatedTask(initialDelay: .milliseconds(250), delay: .milliseconds(250)) { _ in
@@ -461,8 +475,19 @@ public final class Master: @unchecked Sendable {
     func gracefulStop(promise: EventLoopPromise<ControlResponse>? = nil) {
         if let promise { stopPromises.append(promise) }
         guard !stopping else { return }
+        // From here /ready answers 503; with a drain_delay, everything keeps serving that long so
+        // that load balancers take this host out before it stops accepting.
         stopping = true
         SystemdNotifier.notify("STOPPING=1")
+        let delay = configuration.health?.drainDelay ?? .zero
+        guard delay > .zero else { return drainForStop() }
+        logger.notice(
+            "stopping: /ready answers 503; draining after the drain delay", metadata: ["drain_delay": "\(delay)"])
+        let master = self
+        loop.scheduleTask(in: .milliseconds(delay.wholeMilliseconds)) { master.drainForStop() }
+    }
+
+    func drainForStop() {
         logger.notice(
             "stopping: draining workers", metadata: ["graceful_timeout": "\(configuration.master.gracefulTimeout)"])
         let graceful = Int(configuration.master.gracefulTimeout.wholeMilliseconds)
@@ -494,6 +519,7 @@ public final class Master: @unchecked Sendable {
 
     func finish(code: Int32) {
         healthChecks?.stop()
+        readinessServer?.close(promise: nil)
         for promise in stopPromises { promise.succeed(ControlResponse(ok: true, message: "stopped")) }
         stopPromises = []
         controlServer?.close(promise: nil)

@@ -479,6 +479,7 @@ import Testing
             [[route]]
             [pool]
             [limits]
+            [health]
             """
         let keys = ConfigurationLoader.acceptedKeys(source: maximal)
         #expect(keys.count > 60)
@@ -486,7 +487,7 @@ import Testing
             let name = String(key.split(separator: ".").last!)
             let tables = [
                 "master", "listen", "listen.tls", "listen.tls.sni", "backend", "backend.restart", "backend.readiness",
-                "backend.health",
+                "backend.health", "health",
                 "route", "pool", "limits",
             ]
             let isTable = tables.contains(key)
