@@ -121,8 +121,10 @@ import Testing
         defer { kill(second.0.processIdentifier, SIGKILL) }
         let afterDrain = ports.map { Self.established(localPort: $0) }
         print("WebSockets per server after draining the second: \(afterDrain)")
-        #expect(afterDrain[1] == before[1], "the drained server kept its own and got none of the 30 new")
-        #expect(afterDrain[0] + afterDrain[2] == before[0] + before[2] + 30, "\(afterDrain)")
+        // Counted from /proc/net/tcp while other tests run: one stray entry is tolerated (seen once
+        // in CI, 51 for 50); without the drain the second server would have taken about 10 more.
+        #expect(afterDrain[1] - before[1] <= 1, "the drained server kept its own and got none of the 30 new")
+        #expect(afterDrain[0] + afterDrain[2] >= before[0] + before[2] + 29, "\(afterDrain)")
         let status = try FerryBinary.run(["status", "--socket", ferry.controlSocket]).stdout
         #expect(status.contains("draining"), "\(status)")
         let metrics = try FerryBinary.run(["metrics", "--socket", ferry.controlSocket]).stdout
