@@ -1034,7 +1034,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
                 case .success(.switching(let response, let upstream)):
                     group.recordSuccess(server: server)
                     handler.completeTunnel(
-                        response: response, upstream: upstream, backend: backend.name,
+                        response: response, upstream: upstream, backend: backend.name, server: server,
                         closed: { group.tunnelClosed(server: server) })
                 case .success(.refused(let response, let body, let upstream)):
                     group.tunnelClosed(server: server)
@@ -1073,7 +1073,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
 
     /// - Parameter closed: called once when the tunnel ends (or cannot start): the server's count.
     private func completeTunnel(
-        response: HTTPResponseHead, upstream: any Channel, backend: String, closed: @escaping () -> Void
+        response: HTTPResponseHead, upstream: any Channel, backend: String, server: Int,
+        closed: @escaping () -> Void
     ) {
         guard let context, case .awaitingTunnel = state, let current = exchange else {
             upstream.close(promise: nil)
@@ -1112,7 +1113,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         let idle = TunnelIdleTimer(
             timeout: limits.websocketIdleTimeout.timeAmount, client: context.channel, upstream: upstream)
         loopState.tunnelChannels[tunnelKey] = TunnelChannels(
-            client: context.channel, upstream: upstream, clientGlue: clientGlue, upstreamGlue: upstreamGlue,
+            backend: backend, server: server, client: context.channel, upstream: upstream, clientGlue: clientGlue,
+            upstreamGlue: upstreamGlue,
             idle: idle)
         let tunnelClosed = {
             guard !closedOnce else { return }

@@ -293,6 +293,18 @@ public final class ProxyServer: Sendable {
         }
     }
 
+    /// `ferry server drain --deadline`: the server's WebSockets still open get 1001 and close.
+    public func closeTunnels(_ backend: String, server: Int) {
+        for loop in loops {
+            let state = state(for: loop)
+            loop.execute {
+                for tunnel in state.tunnelChannels.values where tunnel.backend == backend && tunnel.server == server {
+                    TunnelCloser.closeGoingAway(tunnel)
+                }
+            }
+        }
+    }
+
     /// `ferry server drain|enable`: a draining server takes no new requests or tunnels.
     public func setServerDraining(_ backend: String, server: Int, draining: Bool) {
         for loop in loops {
@@ -520,6 +532,9 @@ enum TunnelCloser {
 }
 
 struct TunnelChannels {
+    /// The backend and the index of its server this tunnel goes to (`ferry server drain --deadline`).
+    let backend: String
+    let server: Int
     let client: any Channel
     let upstream: any Channel
     let clientGlue: GlueHandler

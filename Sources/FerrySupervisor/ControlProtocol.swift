@@ -20,6 +20,8 @@ public enum MasterToWorker: Codable, Sendable, Equatable {
     /// `ferry server drain|enable`: a draining server takes no new requests or tunnels; what it
     /// has open finishes (WebSockets stay until they close).
     case serverDraining(backend: String, server: Int, draining: Bool)
+    /// The drain deadline passed: the server's WebSockets get 1001 and close.
+    case closeServerTunnels(backend: String, server: Int)
 }
 
 public enum WorkerToMaster: Codable, Sendable, Equatable {

@@ -1,14 +1,18 @@
 import FerryConfig
 import Logging
+import NIOCore
 
 /// The servers of backends with several: `ferry server drain|enable`, and their rows in the status
 /// document (state for new work, what the workers carry there).
 extension Master {
-    /// `server-drain` / `server-enable` with [backend, server]: the server is the address as in the
-    /// file, or its 1-based position.
+    /// `server-drain` / `server-enable` with [backend, server (, deadline seconds)]: the server is
+    /// the address as in the file, or its 1-based position. With a deadline, the WebSockets the
+    /// server still has then get 1001 and close (if it is still draining).
     func setServerDraining(_ arguments: [String], draining: Bool) -> ControlResponse {
-        guard arguments.count == 2 else {
-            return ControlResponse(ok: false, message: "usage: ferry server drain|enable BACKEND SERVER")
+        guard arguments.count == 2 || (draining && arguments.count == 3 && Int(arguments[2]) != nil) else {
+            return ControlResponse(
+                ok: false,
+                message: "usage: ferry server drain BACKEND SERVER [--deadline SECONDS] | enable BACKEND SERVER")
         }
         guard let backend = configuration.backend(named: arguments[0]) else {
             let names = configuration.backends.map(\.name).joined(separator: ", ")
@@ -34,6 +38,23 @@ extension Master {
         logger.notice(
             draining ? "server draining: no new requests or WebSockets" : "server enabled",
             metadata: ["backend": "\(backend.name)", "server": "\(address)"])
+        if draining, arguments.count == 3, let seconds = Int(arguments[2]) {
+            let master = self
+            let name = backend.name
+            loop.scheduleTask(in: .seconds(Int64(seconds))) {
+                guard master.drainedServers[name]?.contains(address) == true,
+                    let index = master.configuration.backend(named: name)?.servers.firstIndex(where: {
+                        $0.address == address
+                    })
+                else { return }
+                master.logger.notice(
+                    "drain deadline: closing the server's WebSockets with 1001",
+                    metadata: ["backend": "\(name)", "server": "\(address)"])
+                for (pid, record) in master.workers where record.generation == master.generation {
+                    master.send(.closeServerTunnels(backend: name, server: index), to: pid)
+                }
+            }
+        }
         return ControlResponse(
             ok: true,
             message: draining

@@ -30,6 +30,7 @@ public protocol WorkerDataPlane: Sendable {
     /// The master's active health check on server `server` of `backend`.
     func setServerHealthy(_ backend: String, server: Int, healthy: Bool)
     func setServerDraining(_ backend: String, server: Int, draining: Bool)
+    func closeServerTunnels(_ backend: String, server: Int)
     func drain(gracefulTimeout: Duration) async
     func shutdown() async
 }
@@ -175,6 +176,8 @@ public enum WorkerRuntime {
                 dataPlane.setServerHealthy(backend, server: server, healthy: healthy)
             case .serverDraining(let backend, let server, let draining)?:
                 dataPlane.setServerDraining(backend, server: server, draining: draining)
+            case .closeServerTunnels(let backend, let server)?:
+                dataPlane.closeServerTunnels(backend, server: server)
             case .drain(let gracefulMilliseconds)?:
                 guard drainTask == nil else { continue }
                 drainTask = Task {

@@ -93,8 +93,9 @@ struct ServerCommand: ParsableCommand {
         @OptionGroup var target: ControlTarget
         @Argument(help: "The backend's name.") var backend: String
         @Argument(help: "The server: its address as in the file, or its position (1, 2, …).") var server: String
+        @Option(help: "Close the WebSockets it still has after this many seconds (code 1001).") var deadline: Int?
 
-        func run() throws { try change("server-drain", backend, server, target) }
+        func run() throws { try change("server-drain", backend, server, target, deadline: deadline) }
     }
 
     struct Enable: ParsableCommand {
@@ -106,8 +107,11 @@ struct ServerCommand: ParsableCommand {
         func run() throws { try change("server-enable", backend, server, target) }
     }
 
-    static func change(_ command: String, _ backend: String, _ server: String, _ target: ControlTarget) throws {
-        let response = try send(command, arguments: [backend, server], to: try target.path())
+    static func change(
+        _ command: String, _ backend: String, _ server: String, _ target: ControlTarget, deadline: Int? = nil
+    ) throws {
+        let arguments = [backend, server] + (deadline.map { [String($0)] } ?? [])
+        let response = try send(command, arguments: arguments, to: try target.path())
         guard response.ok else { throw failure(response) }
         print("ferry: \(response.message ?? "done")")
     }

@@ -143,6 +143,10 @@ final class ProxyDataPlane: WorkerDataPlane, @unchecked Sendable {
         server.withLockedValue { $0 }?.setServerHealthy(backend, server: index, healthy: healthy)
     }
 
+    func closeServerTunnels(_ backend: String, server index: Int) {
+        server.withLockedValue { $0 }?.closeTunnels(backend, server: index)
+    }
+
     func setServerDraining(_ backend: String, server index: Int, draining: Bool) {
         server.withLockedValue { $0 }?.setServerDraining(backend, server: index, draining: draining)
     }

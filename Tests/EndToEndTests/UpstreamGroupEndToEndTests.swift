@@ -142,6 +142,16 @@ import Testing
         #expect(afterEnable[1] > afterDrain[1] + 10, "back in rotation and the least loaded: most of the new ones")
         let unknown = try FerryBinary.run(["server", "drain", "tts", "9.9.9.9:1", "--socket", ferry.controlSocket])
         #expect(unknown.status == 1 && unknown.stderr.contains("has no server"))
+        // Drained with a deadline: after it, the WebSockets it still holds get 1001 and close.
+        let held = Self.established(localPort: ports[0])
+        let deadlined = try FerryBinary.run(
+            ["server", "drain", "tts", "1", "--deadline", "1", "--socket", ferry.controlSocket])
+        #expect(deadlined.status == 0, "\(deadlined.stderr)")
+        #expect(held > 0 && Self.established(localPort: ports[0]) == held, "kept until the deadline")
+        let closedBy = Date().addingTimeInterval(6)
+        while Self.established(localPort: ports[0]) > 0 && Date() < closedBy { Thread.sleep(forTimeInterval: 0.1) }
+        #expect(Self.established(localPort: ports[0]) == 0, "closed at the deadline")
+        #expect(ferry.log().contains("drain deadline: closing the server's WebSockets with 1001"))
         for holder in [first, second, third] { try holder.1.fileHandleForWriting.close() }
     }
 
