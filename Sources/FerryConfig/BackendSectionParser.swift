@@ -229,15 +229,19 @@ extension SectionParser {
         return policy
     }
 
+    /// A URL path (starting with `/`) for a probe; nil when absent or refused.
+    private func absolutePath(_ table: TableReader, _ key: String) -> String? {
+        guard let path = table.string(key) else { return nil }
+        guard path.hasPrefix("/") else {
+            sink.error(table.keyPath(key), "'\(path)' must start with '/'")
+            return nil
+        }
+        return path
+    }
+
     func parseHealth(_ table: TableReader) -> HealthCheckSettings {
         var check = HealthCheckSettings()
-        if let path = table.string("path") {
-            if path.hasPrefix("/") {
-                check.path = path
-            } else {
-                sink.error(table.keyPath("path"), "'\(path)' must start with '/'")
-            }
-        }
+        check.path = absolutePath(table, "path")
         if let host = table.string("host") { check.host = host }
         if let statuses = table.intArray("status", range: 100...599) { check.statuses = statuses }
         if let interval = table.duration("interval", minimum: .milliseconds(100)) { check.interval = interval }
@@ -253,13 +257,7 @@ extension SectionParser {
 
     func parseReadiness(_ table: TableReader) -> ReadinessCheck {
         var check = ReadinessCheck()
-        if let path = table.string("http_path") {
-            if path.hasPrefix("/") {
-                check.httpPath = path
-            } else {
-                sink.error(table.keyPath("http_path"), "'\(path)' must start with '/'")
-            }
-        }
+        check.httpPath = absolutePath(table, "http_path")
         if let timeout = table.duration("timeout", minimum: .milliseconds(100)) { check.timeout = timeout }
         table.finish()
         return check

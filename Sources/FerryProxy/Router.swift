@@ -69,12 +69,12 @@ public struct Router: Sendable {
     /// - Parameter host: the request's host, normalized (`HostName.normalize`); nil for none.
     public func route(uri: String, host: String? = nil) -> Outcome {
         let (rawPath, query) = Self.split(uri)
-        guard let path = Self.isNormalized(rawPath) ? String(rawPath) : Self.normalize(rawPath) else {
-            return .badRequest
-        }
+        let fast = Self.isNormalized(rawPath)
+        guard let path = fast ? String(rawPath) : Self.normalize(rawPath) else { return .badRequest }
         let routes = site(forHost: host)
         guard let (index, route) = Self.longestMatch(path.utf8, in: routes) else { return .notFound }
-        if DecodedPathCheck.needsCheck(path) {
+        // The fast path has no `%` and no `\`: nothing a backend could decode differently.
+        if !fast, DecodedPathCheck.needsCheck(path) {
             // Encoded separators, dot segments and overlong forms that a decoding backend would act
             // on: refused, unless the route allows encoded slashes and the decoded path routes to
             // the same route (else `/public%2F..%2Fadmin`-like paths could leave their prefix).

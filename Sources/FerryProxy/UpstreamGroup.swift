@@ -62,20 +62,26 @@ final class UpstreamGroup: @unchecked Sendable {
     /// server is ejected, the ejections are ignored: a request still tries (and the queue retries)
     /// rather than failing at once. nil only when every server is excluded.
     ///   - preferred: a sticky cookie's server, taken when it may take new work.
-    func pick(key: String?, excluding: Set<Int> = [], preferred: Int? = nil, now: NIODeadline = .now()) -> Int? {
-        let excluding = excluding.union(pools.indices.filter { draining[$0] })
-        var eligible = pools.indices.map {
-            !excluding.contains($0) && !down[$0] && !unhealthy[$0] && !health[$0].isEjected(at: now)
+    func pick(key: String?, excluding: Set<Int> = [], preferred: Int? = nil, now: NIODeadline? = nil) -> Int? {
+        // One server (most backends): whatever its state it is the last resort anyway, so only a
+        // drain or a failed try rules it out; no arrays, no clock read per request.
+        if pools.count == 1 { return excluding.contains(0) || draining[0] ? nil : 0 }
+        let now = now ?? .now()
+        let open = pools.indices.map { !excluding.contains($0) && !draining[$0] }
+        // From the best candidates to the last resort: the first tier with a server in it.
+        let tiers: [(Int) -> Bool] = [
+            { !self.down[$0] && !self.unhealthy[$0] && !self.health[$0].isEjected(at: now) },
+            { !self.down[$0] && !self.unhealthy[$0] },
+            { !self.down[$0] },
+            { _ in true },
+        ]
+        for (level, admits) in tiers.enumerated() {
+            let eligible = pools.indices.map { open[$0] && admits($0) }
+            guard eligible.contains(true) else { continue }
+            if level == 0, let preferred, eligible.indices.contains(preferred), eligible[preferred] { return preferred }
+            return balancer.pick(loads: loads, eligible: eligible, key: key, weightsNow: rampedWeights(now: now))
         }
-        if let preferred, eligible.indices.contains(preferred), eligible[preferred] { return preferred }
-        if !eligible.contains(true) {
-            eligible = pools.indices.map { !excluding.contains($0) && !down[$0] && !unhealthy[$0] }
-        }
-        if !eligible.contains(true) { eligible = pools.indices.map { !excluding.contains($0) && !down[$0] } }
-        if !eligible.contains(true) { eligible = pools.indices.map { !excluding.contains($0) } }
-        guard eligible.contains(true) else { return nil }
-        if pools.count == 1 { return eligible[0] ? 0 : nil }
-        return balancer.pick(loads: loads, eligible: eligible, key: key, weightsNow: rampedWeights(now: now))
+        return nil
     }
 
     /// Weights scaled by 10, each server back in rotation within `slow_start` at a share growing
