@@ -18,6 +18,9 @@
 #include <fcntl.h>
 #include <unistd.h>
 #include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <pthread.h>
+#include <stdlib.h>
 
 static inline const char *ferry_openssl_build_version_text(void) { return OPENSSL_VERSION_TEXT; }
 
@@ -58,10 +61,6 @@ static inline void ferry_OPENSSL_free(void *ptr) {
 
 static inline uint64_t ferry_SSL_OP_NO_RENEGOTIATION(void) { return SSL_OP_NO_RENEGOTIATION; }
 static inline uint64_t ferry_SSL_OP_NO_COMPRESSION(void) { return SSL_OP_NO_COMPRESSION; }
-
-static inline long ferry_SSL_CTX_set_tlsext_ticket_keys(SSL_CTX *ctx, unsigned char *keys, long length) {
-    return SSL_CTX_set_tlsext_ticket_keys(ctx, keys, length);
-}
 
 static inline long ferry_SSL_CTX_set1_groups_list(SSL_CTX *ctx, const char *list) {
     return SSL_CTX_set1_groups_list(ctx, list);
@@ -183,6 +182,111 @@ done:
     X509_free(cert);
     EVP_PKEY_free(key);
     return rc;
+}
+
+
+/* Session ticket keys of one TLS listener, shared by its contexts (the default and the SNI ones).
+ * A key is 80 bytes laid out as nginx's `ssl_session_ticket_key` files and OpenSSL's own
+ * SSL_CTX_set_tlsext_ticket_keys: 16 bytes of name, 32 of HMAC-SHA256 key, 32 of AES-256-CBC key.
+ * The first key encrypts new tickets; every key decrypts, and a ticket decrypted with an older key
+ * is renewed with the first. The set is replaced as a whole under the lock (a rotation on a
+ * running worker); handshakes copy the key they use out of it. */
+typedef struct {
+    unsigned char name[16];
+    unsigned char hmac[32];
+    unsigned char aes[32];
+} ferry_ticket_key;
+
+typedef struct {
+    pthread_mutex_t lock;
+    ferry_ticket_key *keys;
+    int count;
+} ferry_ticket_store;
+
+static inline ferry_ticket_store *ferry_ticket_store_new(void) {
+    ferry_ticket_store *store = calloc(1, sizeof *store);
+    if (store != NULL) pthread_mutex_init(&store->lock, NULL);
+    return store;
+}
+
+/* `keys`: `count` keys of 80 bytes each, back to back. Returns 0 on success. */
+static inline int ferry_ticket_store_set(ferry_ticket_store *store, const unsigned char *keys, int count) {
+    if (count <= 0 || sizeof(ferry_ticket_key) != 80) return -1;
+    ferry_ticket_key *copy = malloc((size_t)count * sizeof *copy);
+    if (copy == NULL) return -1;
+    memcpy(copy, keys, (size_t)count * 80);
+    pthread_mutex_lock(&store->lock);
+    ferry_ticket_key *old = store->keys;
+    int oldCount = store->count;
+    store->keys = copy;
+    store->count = count;
+    pthread_mutex_unlock(&store->lock);
+    if (old != NULL) {
+        OPENSSL_cleanse(old, (size_t)oldCount * sizeof *old);
+        free(old);
+    }
+    return 0;
+}
+
+static inline void ferry_ticket_store_free(ferry_ticket_store *store) {
+    if (store == NULL) return;
+    if (store->keys != NULL) {
+        OPENSSL_cleanse(store->keys, (size_t)store->count * sizeof *store->keys);
+        free(store->keys);
+    }
+    pthread_mutex_destroy(&store->lock);
+    free(store);
+}
+
+/* SSL_CTX_set_tlsext_ticket_key_evp_cb's callback: 1 = use this key, 2 = decrypted with an older
+ * key (issue a fresh ticket), 0 = unknown key name (full handshake), -1 = failure. */
+static inline int ferry_ticket_key_callback(
+    SSL *ssl, unsigned char *keyName, unsigned char *iv, EVP_CIPHER_CTX *cipher, EVP_MAC_CTX *mac, int encrypt
+) {
+    ferry_ticket_store *store = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
+    if (store == NULL) return -1;
+    ferry_ticket_key key;
+    int result = 0;
+    pthread_mutex_lock(&store->lock);
+    if (encrypt) {
+        if (store->count > 0) {
+            key = store->keys[0];
+            result = 1;
+        } else {
+            result = -1;
+        }
+    } else {
+        for (int index = 0; index < store->count; index++) {
+            if (memcmp(store->keys[index].name, keyName, 16) == 0) {
+                key = store->keys[index];
+                result = index == 0 ? 1 : 2;
+                break;
+            }
+        }
+    }
+    pthread_mutex_unlock(&store->lock);
+    if (result <= 0) return result;
+    if (encrypt) {
+        memcpy(keyName, key.name, 16);
+        if (RAND_bytes(iv, 16) <= 0) result = -1;
+    }
+    if (result > 0) {
+        int ok = encrypt ? EVP_EncryptInit_ex(cipher, EVP_aes_256_cbc(), NULL, key.aes, iv)
+                         : EVP_DecryptInit_ex(cipher, EVP_aes_256_cbc(), NULL, key.aes, iv);
+        OSSL_PARAM params[3];
+        params[0] = OSSL_PARAM_construct_octet_string(OSSL_MAC_PARAM_KEY, key.hmac, sizeof key.hmac);
+        params[1] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0);
+        params[2] = OSSL_PARAM_construct_end();
+        if (ok != 1 || EVP_MAC_CTX_set_params(mac, params) != 1) result = -1;
+    }
+    OPENSSL_cleanse(&key, sizeof key);
+    return result;
+}
+
+/* Makes `ctx` issue and accept tickets with `store`'s keys (kept as the context's app data). */
+static inline int ferry_SSL_CTX_use_ticket_store(SSL_CTX *ctx, ferry_ticket_store *store) {
+    SSL_CTX_set_app_data(ctx, store);
+    return SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, ferry_ticket_key_callback);
 }
 
 #endif

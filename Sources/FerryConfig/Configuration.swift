@@ -203,6 +203,10 @@ public struct TLSSettings: Sendable, Equatable {
     /// When true (the embedded default), a self-signed certificate is generated
     /// in the state directory if the configured files do not exist yet.
     public var selfSigned: Bool
+    /// `ticket_keys`: a file of session ticket keys shared by a fleet (see `TicketKeyFile`), read
+    /// by the master and watched for changes. nil: keys of this host's own, new at each start and
+    /// reload.
+    public var ticketKeysPath: String?
 
     public init(
         certificates: [CertificateConfiguration],

@@ -240,6 +240,14 @@ struct SectionParser {
         if let timeout = table.duration("handshake_timeout", minimum: .milliseconds(100)) {
             settings.handshakeTimeout = timeout
         }
+        if let path = table.string("ticket_keys") {
+            settings.ticketKeysPath = path
+            if options.checkFiles {
+                do { _ = try TicketKeyFile.read(path: path) } catch {
+                    sink.error(table.keyPath("ticket_keys"), "'\(path)': \(error)")
+                }
+            }
+        }
         var sni: [CertificateConfiguration] = []
         for entry in table.tableArray("sni") {
             let certificate = entry.requiredString("certificate", example: "\"/etc/ferry/example.pem\"")

@@ -5,7 +5,14 @@ import Foundation
 /// per line. The master sends the configuration *text* first, so a worker never re-reads a file
 /// that may have changed since the master validated it.
 public enum MasterToWorker: Codable, Sendable, Equatable {
-    case configure(source: String, fileName: String, ticketKeys: String, generation: Int, heartbeatMilliseconds: Int)
+    /// `ticketKeys`: this host's own session ticket key (base64, 80 bytes), for listeners without
+    /// a `ticket_keys` file; `fileTicketKeys`: listener name → the keys of its file (base64, the
+    /// encrypting key first).
+    case configure(
+        source: String, fileName: String, ticketKeys: String, fileTicketKeys: [String: [String]], generation: Int,
+        heartbeatMilliseconds: Int)
+    /// A listener's `ticket_keys` file changed: new handshakes use these keys (base64, first encrypts).
+    case ticketKeys(listener: String, keys: [String])
     case backend(name: String, available: Bool)
     /// Start accepting on the listeners (sent once no other process accepts on this slot's sockets).
     case accept

@@ -106,6 +106,8 @@ public final class Master: @unchecked Sendable {
     /// its replacement is ready.
     var replacing: [pid_t: pid_t] = [:]
     var ticketKeys: [UInt8]
+    /// The `ticket_keys` files of the current configuration, watched on every tick.
+    var ticketKeyFiles: TicketKeyFiles
     var lastReload: StatusDocument.ReloadResult?
     /// Slot → why its worker could not boot; cleared when a worker of the slot is ready.
     var unservedSlots: [Int: StatusDocument.UnservedSlot] = [:]
@@ -139,8 +141,9 @@ public final class Master: @unchecked Sendable {
 
     init(
         loaded: LoadedConfiguration, source: ConfigurationSource, listeners: ListenerSockets, group: any EventLoopGroup,
-        logger: Logger
+        logger: Logger, ticketKeyFiles: TicketKeyFiles = TicketKeyFiles()
     ) {
+        self.ticketKeyFiles = ticketKeyFiles
         self.loaded = loaded
         self.source = source
         self.listeners = listeners
@@ -173,6 +176,13 @@ public final class Master: @unchecked Sendable {
             return 1
         }
         for warning in loaded.warnings { logger.warning("\(warning)") }
+        let ticketKeyFiles: TicketKeyFiles
+        do {
+            ticketKeyFiles = try TicketKeyFiles(loaded.configuration)
+        } catch {
+            logger.critical("configuration refused:\n\(error)")
+            return 1
+        }
         let systemd = SystemdSockets.take()
         let slots: Int
         switch loaded.configuration.master.workers {
@@ -193,7 +203,8 @@ public final class Master: @unchecked Sendable {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         defer { try? group.syncShutdownGracefully() }
         let master = Master(
-            loaded: loaded, source: source, listeners: listeners, group: group, logger: logger)
+            loaded: loaded, source: source, listeners: listeners, group: group, logger: logger,
+            ticketKeyFiles: ticketKeyFiles)
         master.loop.execute { master.boot() }
         let code = (try? master.finished.futureResult.wait()) ?? 1
         listeners.closeAll()
@@ -311,6 +322,7 @@ public final class Master: @unchecked Sendable {
             startBackend(record.configuration, restarts: record.restarts, recent: record.recentRestarts)
         case .tick:
             tick()
+            refreshTicketKeyFiles()
         case .control(let request, let promise):
             handleControl(request, promise)
         }
@@ -399,6 +411,12 @@ public final class Master: @unchecked Sendable {
         }
         let problems = source.validate(candidate)
         guard problems.isEmpty else { return finishReload(ok: false, message: problems.joined(separator: "\n")) }
+        let candidateTicketKeys: TicketKeyFiles
+        do {
+            candidateTicketKeys = try TicketKeyFiles(candidate.configuration)
+        } catch {
+            return finishReload(ok: false, message: "\(error)")
+        }
         if candidate.configuration.listeners != configuration.listeners {
             do {
                 let systemd = SystemdSockets.take()
@@ -416,6 +434,7 @@ public final class Master: @unchecked Sendable {
         loaded = candidate
         generation += 1
         ticketKeys = Self.randomKeys()
+        ticketKeyFiles = candidateTicketKeys
         do { try listeners.ensureSlots(workerCount) } catch { logger.error("\(error)") }
         reloadInProgress = (generation, .now())
         // Backends: restart only those whose configuration changed; stop removed ones.

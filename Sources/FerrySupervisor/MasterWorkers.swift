@@ -48,10 +48,8 @@ extension Master {
             workers[pid] = WorkerRecord(
                 pid: pid, generation: generation, slot: slot, phase: .starting, channel: nil,
                 lastHeartbeat: .now(), stats: nil, restarts: workerRestarts[slot, default: 0], killDeadline: nil)
-            let configure = MasterToWorker.configure(
-                source: loaded.source, fileName: loaded.fileName, ticketKeys: Data(ticketKeys).base64EncodedString(),
-                generation: generation,
-                heartbeatMilliseconds: Int(configuration.master.heartbeatInterval.wholeMilliseconds))
+            let (source, fileName) = (loaded.source, loaded.fileName)
+            let heartbeat = Int(configuration.master.heartbeatInterval.wholeMilliseconds)
             let master = self
             WorkerChannel.attach(fd: masterEnd, pid: pid, master: self).whenComplete { result in
                 switch result {
@@ -61,7 +59,15 @@ extension Master {
                         return
                     }
                     master.workers[pid]?.channel = channel
-                    master.send(configure, to: pid)
+                    // The keys as they are now, not at spawn: a ticket key file that changed
+                    // meanwhile was broadcast only to workers with a channel.
+                    master.send(
+                        .configure(
+                            source: source, fileName: fileName,
+                            ticketKeys: Data(master.ticketKeys).base64EncodedString(),
+                            fileTicketKeys: master.ticketKeyFiles.encoded, generation: generation,
+                            heartbeatMilliseconds: heartbeat),
+                        to: pid)
                     for (name, record) in master.backends where record.phase != .ready && record.phase != .external {
                         master.send(.backend(name: name, available: false), to: pid)
                     }

@@ -17,7 +17,13 @@ public protocol WorkerDataPlane: Sendable {
     /// Everything a worker does before it needs its listeners: TLS contexts (certificates loaded),
     /// the proxy and its event loop, privileges dropped. Throws when the worker cannot boot (bad
     /// certificate…): the master then stops respawning it. A standby worker stops here.
-    func prepare(configuration: FerryConfiguration, ticketKeys: [UInt8]) async throws
+    ///
+    /// `ticketKeys`: this host's own session ticket key; `fileTicketKeys`: listener name → the
+    /// keys of its `ticket_keys` file (first encrypts), which take precedence.
+    func prepare(configuration: FerryConfiguration, ticketKeys: [UInt8], fileTicketKeys: [String: [[UInt8]]])
+        async throws
+    /// A listener's `ticket_keys` file changed: the next handshakes use `keys`.
+    func replaceTicketKeys(listener: String, keys: [[UInt8]]) throws
     /// Adopts the inherited listener fds of `slot` (one per `[[listen]]`, in order) without
     /// accepting yet.
     func serve(listenerFDs: [CInt], shared: [Bool], slot: Int, generation: Int) async throws
@@ -119,7 +125,8 @@ public enum WorkerRuntime {
                 heartbeat?.cancel()
                 await dataPlane.shutdown()
                 return 0
-            case .configure(let source, let fileName, let keys, let configuredGeneration, let heartbeatMilliseconds)?:
+            case .configure(
+                let source, let fileName, let keys, let fileKeys, let configuredGeneration, let heartbeatMilliseconds)?:
                 generation = configuredGeneration
                 let configuration: FerryConfiguration
                 do {
@@ -128,7 +135,8 @@ public enum WorkerRuntime {
                     ).configuration
                     listenerCount = configuration.listeners.count
                     try await dataPlane.prepare(
-                        configuration: configuration, ticketKeys: Array(Data(base64Encoded: keys) ?? Data()))
+                        configuration: configuration, ticketKeys: Array(Data(base64Encoded: keys) ?? Data()),
+                        fileTicketKeys: fileKeys.mapValues(decodeTicketKeys))
                     if let slot = layout.slot { try await serve(slot: slot) }
                 } catch {
                     logger.critical("worker cannot boot", metadata: ["error": "\(error)"])
@@ -172,6 +180,14 @@ public enum WorkerRuntime {
                 dataPlane.startAccepting()
             case .backend(let name, let available)?:
                 dataPlane.setBackendAvailable(name, available)
+            case .ticketKeys(let listener, let keys)?:
+                do {
+                    try dataPlane.replaceTicketKeys(listener: listener, keys: decodeTicketKeys(keys))
+                    logger.info("session ticket keys replaced", metadata: ["listener": "\(listener)"])
+                } catch {
+                    logger.error(
+                        "session ticket keys not replaced", metadata: ["listener": "\(listener)", "error": "\(error)"])
+                }
             case .health(let backend, let server, let healthy)?:
                 dataPlane.setServerHealthy(backend, server: server, healthy: healthy)
             case .serverDraining(let backend, let server, let draining)?:
@@ -282,4 +298,9 @@ public enum ControlClient {
         }
         return response
     }
+}
+
+/// Ticket keys as the master sends them (base64) → bytes; the data plane checks their length.
+private func decodeTicketKeys(_ keys: [String]) -> [[UInt8]] {
+    keys.map { Array(Data(base64Encoded: $0) ?? Data()) }
 }

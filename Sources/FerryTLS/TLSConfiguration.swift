@@ -19,15 +19,16 @@ public struct TLSServerConfiguration: Sendable, Equatable {
     public var certificates: [Certificate]
     public var minimumVersion: TLSProtocolVersion
     public var alpn: [String]
-    /// 80 bytes (16 name + 32 HMAC + 32 AES) shared by every worker so a session ticket issued by
-    /// one worker resumes on any other. nil: OpenSSL's per-process random keys.
-    public var ticketKeys: [UInt8]?
+    /// Session ticket keys of 80 bytes each (16 name + 32 HMAC + 32 AES), the first encrypting:
+    /// shared by every worker (and, from a `ticket_keys` file, by every host) so a ticket issued by
+    /// one resumes on any other. Empty: OpenSSL's per-process random keys.
+    public var ticketKeys: [[UInt8]]
 
     public init(
         certificates: [Certificate],
         minimumVersion: TLSProtocolVersion = .tls12,
         alpn: [String] = ["http/1.1"],
-        ticketKeys: [UInt8]? = nil
+        ticketKeys: [[UInt8]] = []
     ) {
         self.certificates = certificates
         self.minimumVersion = minimumVersion

@@ -16,6 +16,9 @@ public final class TLSContext: @unchecked Sendable {
     let context: OpaquePointer
     /// Additional certificates selected by SNI, each in its own `SSL_CTX`.
     let sniContexts: [(names: [String], context: OpaquePointer)]
+    /// The listener's session ticket keys when the configuration names them (nil: OpenSSL's own
+    /// per-process keys). Set once, before the context serves.
+    public private(set) var ticketKeys: TLSTicketKeys?
     /// ALPN protocols in wire format; OpenSSL's select callback reads them, so they live as long as the context.
     private let alpnWire: UnsafeMutableBufferPointer<UInt8>
 
@@ -45,9 +48,7 @@ public final class TLSContext: @unchecked Sendable {
         guard let first = configuration.certificates.first else {
             throw TLSError(code: .contextSetup, message: "a TLS listener needs at least one certificate")
         }
-        if let keys = configuration.ticketKeys, keys.count != 80 {
-            throw TLSError(code: .contextSetup, message: "session ticket keys must be 80 bytes, got \(keys.count)")
-        }
+        let ticketKeys = try configuration.ticketKeys.isEmpty ? nil : TLSTicketKeys(configuration.ticketKeys)
         let main = try makeServerContext(first, configuration)
         var sni: [(names: [String], context: OpaquePointer)] = []
         do {
@@ -62,9 +63,11 @@ public final class TLSContext: @unchecked Sendable {
             throw error
         }
         let tls = TLSContext(role: .server, context: main, sni: sni, alpn: configuration.alpn)
+        tls.ticketKeys = ticketKeys
         let opaque = Unmanaged.passUnretained(tls).toOpaque()
         for context in [main] + sni.map(\.context) {
             SSL_CTX_set_alpn_select_cb(context, alpnSelectCallback, opaque)
+            ticketKeys?.install(on: context)
         }
         if !sni.isEmpty {
             ferry_SSL_CTX_set_tlsext_servername_callback(main, serverNameCallback)
@@ -122,11 +125,6 @@ public final class TLSContext: @unchecked Sendable {
         SSL_CTX_set_cipher_list(context, "ECDHE+AESGCM:ECDHE+CHACHA20")
         ferry_SSL_CTX_set1_groups_list(context, "X25519:P-256:P-384")
         ferry_SSL_CTX_set_session_cache_mode(context, ferry_SSL_SESS_CACHE_SERVER())
-        if var keys = configuration.ticketKeys {
-            _ = keys.withUnsafeMutableBufferPointer {
-                ferry_SSL_CTX_set_tlsext_ticket_keys(context, $0.baseAddress, 80)
-            }
-        }
         ERR_clear_error()
         guard SSL_CTX_use_certificate_chain_file(context, certificate.certificatePath) == 1 else {
             throw TLSError(

@@ -52,7 +52,9 @@ final class ProxyDataPlane: WorkerDataPlane, @unchecked Sendable {
     /// Built by `prepare`, started by `serve`.
     private var prepared: (proxy: ProxyServer, configuration: FerryConfiguration, tls: [TLSContext?])?
 
-    func prepare(configuration: FerryConfiguration, ticketKeys: [UInt8]) async throws {
+    func prepare(configuration: FerryConfiguration, ticketKeys: [UInt8], fileTicketKeys: [String: [[UInt8]]])
+        async throws
+    {
         var logger = self.logger
         logger.logLevel = Logger.Level(rawValue: configuration.master.logLevel.rawValue) ?? .info
         let proxy = ProxyServer(configuration: configuration, group: group, logger: logger)
@@ -64,12 +66,20 @@ final class ProxyDataPlane: WorkerDataPlane, @unchecked Sendable {
                         .init(certificatePath: $0.certificatePath, keyPath: $0.keyPath, serverNames: $0.serverNames)
                     },
                     minimumVersion: tls.minimumVersion == .tls13 ? .tls13 : .tls12, alpn: tls.alpn,
-                    ticketKeys: ticketKeys.count == 80 ? ticketKeys : nil))
+                    ticketKeys: fileTicketKeys[listener.name] ?? (ticketKeys.count == 80 ? [ticketKeys] : [])))
         }
         prepared = (proxy, configuration, contexts)
         // The key files were read above; the listeners are inherited descriptors: nothing left
         // needs root.
         try Privileges.drop(user: configuration.master.user, group: configuration.master.group)
+    }
+
+    func replaceTicketKeys(listener: String, keys: [[UInt8]]) throws {
+        guard let (_, configuration, contexts) = prepared,
+            let index = configuration.listeners.firstIndex(where: { $0.name == listener }),
+            let ticketKeys = contexts[index]?.ticketKeys
+        else { return }
+        try ticketKeys.replace(with: keys)
     }
 
     func serve(listenerFDs: [CInt], shared: [Bool], slot: Int, generation: Int) async throws {

@@ -12,8 +12,10 @@ import Testing
     @Test func workerMessagesRoundTripAsJSONLines() throws {
         let messages: [MasterToWorker] = [
             .configure(
-                source: "[master]\n", fileName: "f.toml", ticketKeys: "AAAA", generation: 2, heartbeatMilliseconds: 1000
-            ),
+                source: "[master]\n", fileName: "f.toml", ticketKeys: "AAAA",
+                fileTicketKeys: ["https": ["AAAA", "BBBB"]],
+                generation: 2, heartbeatMilliseconds: 1000),
+            .ticketKeys(listener: "https", keys: ["CCCC"]),
             .backend(name: "tts", available: false),
             .accept,
             .drain(gracefulMilliseconds: 30_000),

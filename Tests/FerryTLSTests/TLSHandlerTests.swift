@@ -180,8 +180,8 @@ import Testing
         let fixture = try CertificateFixture()
         let pairConfig = try fixture.pair("server")
         let keys = (0..<80).map { UInt8($0) }
-        let first = try TLSContext.server(.init(certificates: [pairConfig], ticketKeys: keys))
-        let second = try TLSContext.server(.init(certificates: [pairConfig], ticketKeys: keys))
+        let first = try TLSContext.server(.init(certificates: [pairConfig], ticketKeys: [keys]))
+        let second = try TLSContext.server(.init(certificates: [pairConfig], ticketKeys: [keys]))
         // Resumption is exercised end to end with Python in TLSRealPeerTests; here both contexts accept the keys.
         let pair = try BackToBack(serverContext: first)
         try pair.shuttle()
@@ -190,7 +190,7 @@ import Testing
         try pair2.shuttle()
         #expect(pair2.serverCollector.handshake != nil)
         #expect(throws: TLSError.self) {
-            try TLSContext.server(.init(certificates: [pairConfig], ticketKeys: [1, 2, 3]))
+            try TLSContext.server(.init(certificates: [pairConfig], ticketKeys: [[1, 2, 3]]))
         }
     }
 }

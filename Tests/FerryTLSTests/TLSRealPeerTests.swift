@@ -28,9 +28,11 @@ final class TLSTestServer: @unchecked Sendable {
     let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
     let channel: any Channel
     let counters = TLSCounters()
+    let context: TLSContext
     var port: Int { channel.localAddress?.port ?? 0 }
 
     init(context: TLSContext) throws {
+        self.context = context
         let counters = self.counters
         channel = try ServerBootstrap(group: group)
             .childChannelInitializer { channel in
@@ -145,8 +147,8 @@ final class TLSTestServer: @unchecked Sendable {
         let pair = try fixture.pair("server")
         let keys = (0..<80).map { _ in UInt8.random(in: 0...255) }
         // Two servers, as two workers: a ticket from the first must resume on the second.
-        let first = try TLSTestServer(context: TLSContext.server(.init(certificates: [pair], ticketKeys: keys)))
-        let second = try TLSTestServer(context: TLSContext.server(.init(certificates: [pair], ticketKeys: keys)))
+        let first = try TLSTestServer(context: TLSContext.server(.init(certificates: [pair], ticketKeys: [keys])))
+        let second = try TLSTestServer(context: TLSContext.server(.init(certificates: [pair], ticketKeys: [keys])))
         let script = """
             import socket, ssl, sys
             ctx = ssl.create_default_context(cafile=sys.argv[1])
@@ -170,5 +172,58 @@ final class TLSTestServer: @unchecked Sendable {
             "/usr/bin/env", ["python3", "-c", script, pair.certificatePath, String(first.port), String(second.port)])
         #expect(output.contains("ok"), "\(output)")
         #expect(second.counters.completedHandshakes.resumed == 1)
+    }
+
+    /// A session from `issuer` saved with `-sess_out`, then offered to `resumer` with `-sess_in`:
+    /// "Reused" or "New", as s_client reports it (TLS 1.3: tickets arrive after the handshake, so
+    /// the first connection sends a request and reads the answer before it ends).
+    static func resumes(issuer: Int, resumer: Int, directory: String, name: String) throws -> Bool {
+        let session = "\(directory)/\(name).session"
+        let request = "printf 'GET / HTTP/1.1\\r\\nHost: localhost\\r\\n\\r\\n'; sleep 0.3"
+        let first = try run(
+            "/bin/sh",
+            ["-c", "(\(request)) | \(openssl!) s_client -connect 127.0.0.1:\(issuer) -sess_out \(session) 2>&1"])
+        guard first.contains("hello over tls") else { throw TLSError(code: .protocolError, message: first) }
+        let second = try run(
+            "/bin/sh",
+            ["-c", "(\(request)) | \(openssl!) s_client -connect 127.0.0.1:\(resumer) -sess_in \(session) 2>&1"])
+        guard second.contains("hello over tls") else { throw TLSError(code: .protocolError, message: second) }
+        return second.contains("\nReused, ")
+    }
+
+    @Test func ticketKeyRotationOlderKeysDecryptFirstKeyEncryptsReplacedKeysStopResuming() throws {
+        guard Self.openssl != nil else {
+            print("skipped: openssl is not installed")
+            return
+        }
+        let fixture = try CertificateFixture()
+        let pair = try fixture.pair("server")
+        func key() -> [UInt8] { (0..<80).map { _ in UInt8.random(in: 0...255) } }
+        let (old, new) = (key(), key())
+        let hostA = try TLSTestServer(context: TLSContext.server(.init(certificates: [pair], ticketKeys: [old])))
+        // Host B got the new key prepended (the rotation's first step): it still decrypts A's tickets.
+        let hostB = try TLSTestServer(context: TLSContext.server(.init(certificates: [pair], ticketKeys: [new, old])))
+        // Host C knows only the new key.
+        let hostC = try TLSTestServer(context: TLSContext.server(.init(certificates: [pair], ticketKeys: [new])))
+        let directory = fixture.directory.path
+        #expect(try Self.resumes(issuer: hostA.port, resumer: hostB.port, directory: directory, name: "a-b"))
+        #expect(try !Self.resumes(issuer: hostA.port, resumer: hostC.port, directory: directory, name: "a-c"))
+        // B encrypts with its first key, which C knows.
+        #expect(try Self.resumes(issuer: hostB.port, resumer: hostC.port, directory: directory, name: "b-c"))
+        // A rotation in place on a serving context: A's old tickets no longer resume on A, new ones
+        // resume on C.
+        let before = "\(directory)/a-a"
+        _ = try Self.resumes(issuer: hostA.port, resumer: hostA.port, directory: directory, name: "a-a")
+        try hostA.context.ticketKeys?.replace(with: [new])
+        let stale = try run(
+            "/bin/sh",
+            [
+                "-c",
+                "(printf 'GET / HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n'; sleep 0.3) | \(Self.openssl!) s_client -connect 127.0.0.1:\(hostA.port) -sess_in \(before).session 2>&1",
+            ])
+        #expect(stale.contains("\nNew, "), "\(stale)")
+        #expect(try Self.resumes(issuer: hostA.port, resumer: hostC.port, directory: directory, name: "a2-c"))
+        #expect(throws: TLSError.self) { try hostA.context.ticketKeys?.replace(with: [[1, 2, 3]]) }
+        #expect(throws: TLSError.self) { try hostA.context.ticketKeys?.replace(with: []) }
     }
 }
