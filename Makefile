@@ -9,6 +9,8 @@ run: run-deps
 	.build/release/ferry serve $(if $(CONFIG),--config $(CONFIG),)
 
 test: test-deps
+	python3 scripts/check-kubernetes.py
+	python3 scripts/check-kubernetes.py --self-test
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build --parallel --num-workers 2
 

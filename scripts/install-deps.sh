@@ -59,6 +59,10 @@ if [ "$mode" = test ] || [ "$mode" = bench ]; then
     done
     # The reference parser of the PROXY protocol differential test.
     python3 -c "import proxyprotocol" 2>/dev/null || missing_py+=("proxy-protocol==0.11.3")
+    # scripts/check-kubernetes.py: the manifests against the committed JSON schemas (jsonschema
+    # 4.18 or later: its `referencing` resolves the schemas' $refs offline).
+    python3 -c "import jsonschema, referencing" 2>/dev/null || missing_py+=("jsonschema>=4.18")
+    python3 -c "import yaml" 2>/dev/null || missing_py+=("pyyaml")
     if [ ${#missing_py[@]} -gt 0 ]; then
         echo "install-deps: pip installing ${missing_py[*]}"
         python3 -m pip install -q "${missing_py[@]}"
