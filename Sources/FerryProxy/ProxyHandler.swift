@@ -51,6 +51,9 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         var bytesOut = 0
         var status: Int?
         var responseStarted = false
+        /// The response head went out without `Connection: close`: the client may send its next
+        /// request on this connection as soon as it has read the response.
+        var announcedKeepAlive = false
         var timedOut = false
         /// `100 Continue` was sent for an `Expect: 100-continue` request.
         var continueSent = false
@@ -627,6 +630,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         RequestRules.writeDownstreamHeaders(head.headers, listing: facts.listing, framer: framer, into: &out)
         if let cookie = current.stickyCookie { ResponseFramer.writeHeader("Set-Cookie", cookie, into: &out) }
         framer.finishHead(keepAlive: keepAlive, into: &out)
+        current.announcedKeepAlive = keepAlive
         writePending()
         pendingOut = out
     }
@@ -841,6 +845,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             if pipelined.isEmpty {
                 // Request-body backpressure may have paused reads; the next request must be read.
                 setClientReads(paused: false)
+                // A drain that came while this keep-alive response was going out (see `drain`).
+                if loop.draining && current.announcedKeepAlive { drain() }
             } else {
                 // Not from inside this call: it may run within the upstream connection's own
                 // callbacks, which the next request could lease again.
@@ -963,6 +969,11 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     /// now (it would see a reset, not a response), so only connections idle for a while are closed;
     /// a busy one gets its next response with `Connection: close` instead.
     func drain() {
+        // The response in flight already told the client to keep the connection: closing after it
+        // would race with the request the client sends next (a reset, not a response). It ends as
+        // promised; then the connection drains as an idle one (`finishExchange`), and a next
+        // request that comes first is answered with `Connection: close` (`loop.draining`).
+        if let current = exchange, current.announcedKeepAlive { return }
         closeAfterResponse = true
         guard case .idle = state, requestsCompleted > 0, let context else { return }
         let idleFor = NIODeadline.now() - idleSince
