@@ -76,6 +76,10 @@ public final class ProxyServer: Sendable {
     private let states: [ObjectIdentifier: ProxyLoopState]
     private let loops: [any EventLoop]
     private let serverChannels = NIOLockedValueBox<[any Channel]>([])
+    private let drainBegun = NIOLockedValueBox(false)
+
+    /// Every connection has been told to drain (`drain` went past its first step).
+    public var isDraining: Bool { drainBegun.withLockedValue { $0 } }
     private let acceptors = NIOLockedValueBox<[Acceptor]>([])
     /// Read by the acceptor threads before each `accept`: true while a loop is at capacity.
     private let acceptPaused = NIOLockedValueBox(false)
@@ -325,6 +329,7 @@ public final class ProxyServer: Sendable {
                 for pool in state.pools { pool.closeIdle(reason: .draining) }
             }.get()
         }
+        drainBegun.withLockedValue { $0 = true }
         let deadline = ContinuousClock.now + gracefulTimeout
         while ContinuousClock.now < deadline {
             if await openConnections() == 0 { return }

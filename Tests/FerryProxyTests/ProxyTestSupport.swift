@@ -170,7 +170,7 @@ enum HalfClose {
 func rawConversation(
     port: Int, _ request: String, timeout: Double = 3, readUntilClose: Bool = true,
     then followUp: (after: String, send: String)? = nil, ipv6: Bool = false, halfClose: HalfClose? = nil,
-    rawBytes: [UInt8]? = nil
+    rawBytes: [UInt8]? = nil, onReceive: ((String) -> Void)? = nil
 ) throws -> (received: String, closedByPeer: Bool) {
     let fd = socket(ipv6 ? AF_INET6 : AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     defer { close(fd) }
@@ -217,6 +217,7 @@ func rawConversation(
             break
         }
         received.append(contentsOf: buffer[0..<count])
+        onReceive?(String(decoding: received, as: UTF8.self))
         if let next = followUp, String(decoding: received, as: UTF8.self).contains(next.after) {
             followUp = nil
             _ = next.send.withCString { send(fd, $0, strlen($0), 0) }

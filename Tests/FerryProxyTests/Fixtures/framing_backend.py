@@ -2,11 +2,12 @@
 """A backend that answers with each kind of response framing, byte for byte, by path:
 /length (Content-Length), /chunked (three chunks), /eof (no length, ends by closing),
 /304 (with a Content-Length that must not reach the client), /204. Keep-alive except /eof.
-/slow answers after half a second. /partial sends its head and half its body, the rest half a second later (/partial?seconds=N: N), then closes. /request (any query) answers with the exact bytes of the request it got (head and body, the body read as its
+/slow answers after half a second. /partial sends its head and half its body, the rest half a second later (/partial?until=FILE: once FILE exists), then closes. /request (any query) answers with the exact bytes of the request it got (head and body, the body read as its
 Content-Length or its chunks say). /early answers at once, reading no body, and keeps the connection (a method it does not know,
 such as body bytes glued to the next request, gets a 400 and the connection closed).
 Listens on 127.0.0.1, or on the address given as the first argument (::1 for IPv6).
 Prints "listening PORT" once it accepts."""
+import os
 import socket
 import sys
 import threading
@@ -67,9 +68,15 @@ def serve(conn):
             if path.split(b"?")[0] == b"/partial":
                 # Half the body now, the rest 0.5 s later (or ?seconds=N); the request body is not read.
                 query = path.partition(b"?")[2]
-                delay = float(query.split(b"=")[1]) if query.startswith(b"seconds=") else 0.5
                 conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhello")
-                time.sleep(delay)
+                if query.startswith(b"until="):
+                    # The rest once this file exists (at most 20 s).
+                    release = query.split(b"=", 1)[1].decode()
+                    deadline = time.monotonic() + 20
+                    while not os.path.exists(release) and time.monotonic() < deadline:
+                        time.sleep(0.01)
+                else:
+                    time.sleep(0.5)
                 conn.sendall(b"world")
                 return
             if path == b"/slow":
