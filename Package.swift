@@ -58,7 +58,8 @@ let package = Package(
         .target(
             name: "FerrySupervisor",
             dependencies: [
-                "FerryConfig", "CSystemd", nioCore, nioPosix, nioHTTP1, nioConcurrencyHelpers, nioExtras, logging,
+                "FerryConfig", "FerryTLS", "CSystemd", nioCore, nioPosix, nioHTTP1, nioConcurrencyHelpers, nioExtras,
+                logging,
             ],
             swiftSettings: swiftSettings
         ),

@@ -28,6 +28,7 @@ if [ "$mode" = test ] || [ "$mode" = bench ]; then
     need_deb procps pgrep
     need_deb haproxy haproxy
     need_deb iproute2 ip # the fleet test's network namespaces
+    need_deb tmux tmux   # `ferry top` in a terminal
     need_deb openssl openssl
     need_deb systemd systemd-socket-activate
     need_deb python3 python3

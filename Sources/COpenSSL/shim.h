@@ -19,6 +19,7 @@
 #include <unistd.h>
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
+#include <time.h>
 #include <pthread.h>
 #include <stdlib.h>
 
@@ -287,6 +288,56 @@ static inline int ferry_ticket_key_callback(
 static inline int ferry_SSL_CTX_use_ticket_store(SSL_CTX *ctx, ferry_ticket_store *store) {
     SSL_CTX_set_app_data(ctx, store);
     return SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, ferry_ticket_key_callback);
+}
+
+
+/* The DNS names and IP addresses of a certificate's subjectAltName, comma-separated into `out`
+ * (truncated to `size`); returns how many names there were. */
+static inline int ferry_X509_alt_names(X509 *certificate, char *out, size_t size) {
+    if (size > 0) out[0] = 0;
+    GENERAL_NAMES *names = X509_get_ext_d2i(certificate, NID_subject_alt_name, NULL, NULL);
+    if (names == NULL) return 0;
+    int count = sk_GENERAL_NAME_num(names);
+    size_t used = 0;
+    for (int index = 0; index < count; index++) {
+        const GENERAL_NAME *name = sk_GENERAL_NAME_value(names, index);
+        char text[256];
+        text[0] = 0;
+        if (name->type == GEN_DNS) {
+            const unsigned char *data = ASN1_STRING_get0_data(name->d.dNSName);
+            int length = ASN1_STRING_length(name->d.dNSName);
+            snprintf(text, sizeof text, "%.*s", length, (const char *)data);
+        } else if (name->type == GEN_IPADD) {
+            const unsigned char *data = ASN1_STRING_get0_data(name->d.iPAddress);
+            int length = ASN1_STRING_length(name->d.iPAddress);
+            if (length == 4) {
+                snprintf(text, sizeof text, "%u.%u.%u.%u", data[0], data[1], data[2], data[3]);
+            } else if (length == 16) {
+                size_t at = 0;
+                for (int part = 0; part < 8 && at < sizeof text; part++) {
+                    at += (size_t)snprintf(text + at, sizeof text - at, part ? ":%x" : "%x",
+                                           (unsigned)(data[2 * part] << 8 | data[2 * part + 1]));
+                }
+            }
+        }
+        size_t length = strlen(text);
+        if (length > 0 && used + length + 2 < size) {
+            if (used > 0) out[used++] = ',';
+            memcpy(out + used, text, length);
+            used += length;
+            out[used] = 0;
+        }
+    }
+    GENERAL_NAMES_free(names);
+    return count;
+}
+
+/* A certificate's notAfter as Unix seconds (0 when it cannot be read). */
+static inline long long ferry_X509_not_after(X509 *certificate) {
+    struct tm time;
+    memset(&time, 0, sizeof time);
+    if (ASN1_TIME_to_tm(X509_get0_notAfter(certificate), &time) != 1) return 0;
+    return (long long)timegm(&time);
 }
 
 #endif

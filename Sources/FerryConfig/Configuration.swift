@@ -13,6 +13,8 @@ public struct FerryConfiguration: Sendable, Equatable {
     public var limits: LimitSettings
     /// The readiness and liveness endpoint for load balancers (`[health]`); nil: none.
     public var health: HealthEndpointSettings?
+    /// The status page, its JSON and /ready, /live (`[admin]`); nil: none.
+    public var admin: AdminSettings?
 
     public init(
         master: MasterSettings = MasterSettings(),
@@ -117,6 +119,24 @@ public struct MasterSettings: Sendable, Equatable {
         self.logFormat = logFormat
         self.accessLog = accessLog
         self.logFile = logFile
+    }
+}
+
+// MARK: - [admin]
+
+/// `[admin]`: the master's status page (`/`), its data (`/status.json`, `/history.json`) and the
+/// readiness endpoints, in plain HTTP. Loopback clients are let in; others need `user` and the
+/// password whose SHA-256 is `password_sha256` (HTTP Basic), or get 403 when none is set.
+public struct AdminSettings: Sendable, Equatable {
+    public var listen: ListenAddress
+    public var user: String?
+    /// Lowercase hex SHA-256 of the password.
+    public var passwordSHA256: String?
+
+    public init(listen: ListenAddress, user: String? = nil, passwordSHA256: String? = nil) {
+        self.listen = listen
+        self.user = user
+        self.passwordSHA256 = passwordSHA256
     }
 }
 

@@ -9,6 +9,30 @@ enum ConfigurationLinter {
         lintShadowedRoutes(configuration, sink: sink)
         lintPlainListeners(configuration, sink: sink)
         lintSitesShadowingWildcards(configuration, sink: sink)
+        lintAdmin(configuration, sink: sink)
+    }
+
+    /// The status page shows the whole deployment: on a public address it needs credentials, and
+    /// it never shares a port with a public listener.
+    static func lintAdmin(_ configuration: FerryConfiguration, sink: DiagnosticSink) {
+        guard let admin = configuration.admin, case .inet(let host, let port) = admin.listen else { return }
+        if !ConfigValue.isLoopback(host) && admin.user == nil {
+            sink.warning(
+                "admin.listen",
+                "the admin listener on \(admin.listen) is not loopback and has no user/password_sha256: "
+                    + "clients not on loopback get 403")
+        }
+        for (index, listener) in configuration.listeners.enumerated() {
+            guard case .inet(let other, let otherPort) = listener.address, otherPort == port, port != 0 else {
+                continue
+            }
+            if other == host || other == "0.0.0.0" || other == "::" || host == "0.0.0.0" || host == "::" {
+                sink.warning(
+                    "admin.listen",
+                    "the admin listener shares port \(port) with listener '\(listener.name)' (listen[\(index + 1)]): "
+                        + "the status page must not be on a public listener; give it a port of its own")
+            }
+        }
     }
 
     /// A name with routes of its own is a site of its own: a wildcard site's routes do not apply to

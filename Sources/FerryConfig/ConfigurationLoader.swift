@@ -122,6 +122,7 @@ struct SectionParser {
         if let pool = root.subtable("pool") { configuration.pool = parsePool(pool) }
         if let limits = root.subtable("limits") { configuration.limits = parseLimits(limits) }
         if let health = root.subtable("health") { configuration.health = parseHealthEndpoint(health) }
+        if let admin = root.subtable("admin") { configuration.admin = parseAdmin(admin) }
         root.finish()
         if configuration.listeners.isEmpty && !root.has("listen") {
             sink.error("listen", "at least one [[listen]] is required")
@@ -385,6 +386,31 @@ struct SectionParser {
             return nil
         }
         return HealthEndpointSettings(listen: address, drainDelay: drainDelay ?? .zero)
+    }
+
+    func parseAdmin(_ table: TableReader) -> AdminSettings? {
+        let listen = table.requiredString("listen", example: "\"127.0.0.1:9090\"")
+        let user = table.string("user")
+        let digest = table.string("password_sha256")
+        table.finish()
+        if (user == nil) != (digest == nil) {
+            sink.error(
+                table.keyPath(user == nil ? "password_sha256" : "user"),
+                "user and password_sha256 go together (the password's digest: printf %s PASSWORD | sha256sum)")
+        }
+        if let digest, digest.count != 64 || !digest.allSatisfy(\.isHexDigit) {
+            sink.error(
+                table.keyPath("password_sha256"),
+                "not a SHA-256 digest (64 hex digits: printf %s PASSWORD | sha256sum)")
+        }
+        guard let listen,
+            case .success(let address) = parse(ConfigValue.listenAddress(listen), at: table.keyPath("listen"))
+        else { return nil }
+        guard case .inet = address else {
+            sink.error(table.keyPath("listen"), "the admin listener listens on an address of its own (host:port)")
+            return nil
+        }
+        return AdminSettings(listen: address, user: user, passwordSHA256: digest?.lowercased())
     }
 
     func parsePool(_ table: TableReader) -> PoolSettings {

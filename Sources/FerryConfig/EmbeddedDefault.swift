@@ -74,5 +74,9 @@ public enum EmbeddedDefault {
         path = "/"
         backend = "files"
 
+        # The status page, loopback only.
+        [admin]
+        listen = "127.0.0.1:9090"
+
         """
 }

@@ -10,7 +10,19 @@ final class DiagnosticSink {
     private(set) var acceptedKeys: Set<String> = []
 
     func accept(_ keyPath: String) {
-        acceptedKeys.insert(String(keyPath.filter { !"0123456789[]".contains($0) }))
+        // listen[2].tls.alpn → listen.tls.alpn (indexes only: digits in names stay).
+        var normalized = ""
+        var inIndex = false
+        for character in keyPath {
+            if character == "[" {
+                inIndex = true
+            } else if character == "]" {
+                inIndex = false
+            } else if !inIndex {
+                normalized.append(character)
+            }
+        }
+        acceptedKeys.insert(normalized)
     }
 
     init(fileName: String, locator: SourceLocator) {

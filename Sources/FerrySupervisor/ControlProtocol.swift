@@ -149,6 +149,12 @@ public struct StatusDocument: Codable, Sendable {
     public var health: [ServerHealth]?
     /// Pool counters summed over the workers of the current generation.
     public var pools: [PoolStats]
+    /// The listeners' certificates; absent from older masters.
+    public var certificates: [CertificateStatus]?
+    /// The master's last 50 log lines at info and above; absent from older masters.
+    public var events: [StatusEvent]?
+    /// The last second's rates (the newest `/history.json` sample); absent until one is taken.
+    public var latest: HistorySample?
 }
 
 enum JSONLine {

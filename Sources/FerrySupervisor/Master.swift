@@ -2,6 +2,7 @@ import CSystemd
 public import FerryConfig
 import Foundation
 public import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOExtras
 import NIOPosix
@@ -64,6 +65,9 @@ public final class Master: @unchecked Sendable {
         var stats: WorkerStats?
         var restarts: Int
         var killDeadline: NIODeadline?
+        /// When `stats` arrived, and the rates between it and the heartbeat before (status page).
+        var statsAt: NIODeadline?
+        var rates: WorkerRates?
     }
 
     struct BackendRecord {
@@ -84,6 +88,8 @@ public final class Master: @unchecked Sendable {
     let loop: any EventLoop
     let group: any EventLoopGroup
     var logger: Logger
+    /// The same log without the status page's event ring: backends' own output goes here.
+    let outputLogger: Logger
     let source: ConfigurationSource
     /// Checked at each spawn, not once: the file on disk may be replaced while the master runs.
     var executable: String { Spawner.executablePath }
@@ -124,7 +130,14 @@ public final class Master: @unchecked Sendable {
     /// across reloads while the server stays in the file).
     var drainedServers: [String: Set<BackendAddress>] = [:]
     /// `[health] listen`: /ready and /live for load balancers.
-    var readinessServer: (any Channel)?
+    /// `[health] listen` and `[admin] listen` (one channel when they share the address).
+    var adminServers: [any Channel] = []
+    /// A sample a second for the status page (`/history.json`).
+    var history = StatusHistory()
+    /// The master's recent log lines (info and above), kept by its log handler.
+    let events = NIOLockedValueBox<[StatusEvent]>([])
+    /// Certificates of the listeners, read again only when a file changes.
+    var certificateCache: [String: (stamp: FileStamp?, summary: CertificateStatus?)] = [:]
     /// Active health checks (created at boot).
     var healthChecks: HealthChecks?
     var signalSources: [any DispatchSourceSignal] = []
@@ -149,8 +162,11 @@ public final class Master: @unchecked Sendable {
         self.listeners = listeners
         self.group = group
         self.loop = group.next()
-        self.logger = logger
         self.ticketKeys = Self.randomKeys()
+        var recording = logger
+        recording.handler = EventRecordingLogHandler(inner: logger.handler, events: events)
+        self.logger = recording
+        self.outputLogger = logger
         self.finished = loop.makePromise(of: Int32.self)
     }
 
@@ -261,18 +277,7 @@ public final class Master: @unchecked Sendable {
         for backend in configuration.supervisedUnits { startBackend(backend) }
         healthChecks = HealthChecks(master: self)
         healthChecks?.apply(configuration)
-        if let settings = configuration.health {
-            ReadinessServer.start(settings, master: self).whenComplete { result in
-                switch result {
-                case .success(let channel):
-                    master.readinessServer = channel
-                case .failure(let error):
-                    master.logger.error(
-                        "cannot open the health endpoint",
-                        metadata: ["listen": "\(settings.listen)", "error": "\(error)"])
-                }
-            }
-        }
+        startAdminServers()
         for slot in 0..<workerCount { spawnWorker(slot: slot, generation: generation) }
         spawnStandbyIfWanted()
         loop.scheduleRepeatedTask(initialDelay: .milliseconds(250), delay: .milliseconds(250)) { _ in
@@ -552,7 +557,8 @@ public final class Master: @unchecked Sendable {
             servers: serverRows(
                 pools: workers.values.filter { $0.generation == generation }.flatMap { $0.stats?.pools ?? [] }),
             health: healthChecks.map { $0.backends.isEmpty ? nil : $0.statusRows } ?? nil,
-            pools: pools)
+            pools: pools, certificates: certificateRows(), events: Array(events.withLockedValue { $0 }.suffix(50)),
+            latest: history.samples.last)
     }
 }
 

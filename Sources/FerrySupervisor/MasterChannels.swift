@@ -61,7 +61,7 @@ enum WorkerChannel {
 /// A backend's stdout/stderr, line by line into the master's log with the backend's name.
 enum BackendOutput {
     static func attach(fd: CInt, name: String, master: Master) -> EventLoopFuture<any Channel> {
-        let logger = master.logger
+        let logger = master.outputLogger
         return NIOPipeBootstrap(group: master.loop)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {

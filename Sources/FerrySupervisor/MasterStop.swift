@@ -59,7 +59,7 @@ extension Master {
 
     func finish(code: Int32) {
         healthChecks?.stop()
-        readinessServer?.close(promise: nil)
+        for server in adminServers { server.close(promise: nil) }
         for promise in stopPromises { promise.succeed(ControlResponse(ok: true, message: "stopped")) }
         stopPromises = []
         controlServer?.close(promise: nil)

@@ -133,7 +133,13 @@ extension Master {
             checkReady()
             checkReloadProgress()
         case .heartbeat(let stats):
+            let now = NIODeadline.now()
+            if let previous = record.stats, let at = record.statsAt {
+                record.rates = WorkerRates(
+                    previous: previous, current: stats, seconds: Double((now - at).nanoseconds) / 1e9)
+            }
             record.stats = stats
+            record.statsAt = now
             workers[pid] = record
         case .stoppedAccepting:
             workers[pid] = record

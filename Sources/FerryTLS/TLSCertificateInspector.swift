@@ -91,11 +91,38 @@ public enum TLSCertificateInspector {
         return X509_check_host(leaf, name, name.utf8.count, UInt32(X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS), nil) == 1
     }
 
+    /// What the status page shows of a certificate: its leaf's names, issuer and expiry.
+    public struct Summary: Sendable, Equatable {
+        public var subject: String
+        public var issuer: String
+        /// subjectAltName DNS names and IP addresses.
+        public var names: [String]
+        /// Unix seconds.
+        public var notAfter: Double
+    }
+
+    /// The leaf of `certificatePath`; nil when the file holds no readable certificate.
+    public static func summarize(certificatePath: String) -> Summary? {
+        var chain = [OpaquePointer?](repeating: nil, count: 16)
+        let count = Int(ferry_read_certificates(certificatePath, &chain, Int32(chain.count)))
+        defer { for certificate in chain.prefix(max(count, 0)) { X509_free(certificate) } }
+        ERR_clear_error()
+        guard count > 0, let leaf = chain[0] else { return nil }
+        var buffer = [CChar](repeating: 0, count: 4096)
+        ferry_X509_alt_names(leaf, &buffer, buffer.count)
+        let names = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        return Summary(
+            subject: subject(leaf), issuer: name(X509_get_issuer_name(leaf)),
+            names: names.split(separator: ",").map(String.init), notAfter: Double(ferry_X509_not_after(leaf)))
+    }
+
     static func subject(_ certificate: OpaquePointer) -> String {
+        name(X509_get_subject_name(certificate))
+    }
+
+    private static func name(_ name: OpaquePointer?) -> String {
         var buffer = [CChar](repeating: 0, count: 256)
-        guard X509_NAME_oneline(X509_get_subject_name(certificate), &buffer, Int32(buffer.count)) != nil else {
-            return "?"
-        }
+        guard X509_NAME_oneline(name, &buffer, Int32(buffer.count)) != nil else { return "?" }
         return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 }

@@ -12,7 +12,7 @@ struct Ferry: ParsableCommand {
         version: versionText,
         subcommands: [
             Serve.self, Check.self, Status.self, Reload.self, Stop.self, MetricsCommand.self, ServerCommand.self,
-            TLSCommand.self, Worker.self, Backend.self, ExecAs.self,
+            TLSCommand.self, Top.self, Worker.self, Backend.self, ExecAs.self,
         ]
     )
 

@@ -84,3 +84,38 @@ import Testing
         #expect(try load(source(bad)).configuration.listeners[0].tls?.ticketKeysPath == bad)
     }
 }
+
+@Suite struct AdminSectionTests {
+    @Test func adminListenerWithCredentials() throws {
+        let digest = String(repeating: "ab", count: 32)
+        let config = try load(
+            minimalConfig
+                + "[admin]\nlisten = \"127.0.0.1:9090\"\nuser = \"ops\"\npassword_sha256 = \"\(digest.uppercased())\"\n"
+        ).configuration
+        #expect(
+            config.admin
+                == AdminSettings(listen: .inet(host: "127.0.0.1", port: 9090), user: "ops", passwordSHA256: digest))
+    }
+
+    @Test func badAdminSectionsAreRefusedWithTheKey() {
+        #expect(
+            errors(minimalConfig + "[admin]\nlisten = \"127.0.0.1:9090\"\nuser = \"ops\"\n").map(\.keyPath) == [
+                "admin.user"
+            ])
+        #expect(
+            errors(
+                minimalConfig + "[admin]\nlisten = \"127.0.0.1:9090\"\nuser = \"ops\"\npassword_sha256 = \"secret\"\n"
+            )
+            .map(\.keyPath) == ["admin.password_sha256"])
+        #expect(errors(minimalConfig + "[admin]\nlisten = \"systemd:admin\"\n").map(\.keyPath) == ["admin.listen"])
+        #expect(errors(minimalConfig + "[admin]\n").first?.message.contains("missing required key 'listen'") == true)
+    }
+
+    @Test func aPublicAdminListenerWithoutCredentialsOrOnAListenersPortIsLinted() throws {
+        let open = try load(minimalConfig + "[admin]\nlisten = \"0.0.0.0:9090\"\n")
+        #expect(open.warnings.contains { $0.keyPath == "admin.listen" && $0.message.contains("get 403") })
+        let shared = try load(minimalConfig + "[admin]\nlisten = \"127.0.0.1:8080\"\n")
+        #expect(shared.warnings.contains { $0.message.contains("shares port 8080 with listener 'http'") })
+        #expect(try load(minimalConfig + "[admin]\nlisten = \"127.0.0.1:9090\"\n").warnings.isEmpty)
+    }
+}

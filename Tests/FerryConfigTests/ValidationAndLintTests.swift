@@ -480,6 +480,7 @@ import Testing
             [pool]
             [limits]
             [health]
+            [admin]
             """
         let keys = ConfigurationLoader.acceptedKeys(source: maximal)
         #expect(keys.count > 60)
@@ -487,7 +488,7 @@ import Testing
             let name = String(key.split(separator: ".").last!)
             let tables = [
                 "master", "listen", "listen.tls", "listen.tls.sni", "backend", "backend.restart", "backend.readiness",
-                "backend.health", "health",
+                "backend.health", "health", "admin",
                 "route", "pool", "limits",
             ]
             let isTable = tables.contains(key)
