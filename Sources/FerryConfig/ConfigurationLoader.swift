@@ -378,13 +378,7 @@ struct SectionParser {
         let listen = table.requiredString("listen", example: "\"127.0.0.1:8080\"")
         let drainDelay = table.duration("drain_delay")
         table.finish()
-        guard let listen,
-            case .success(let address) = parse(ConfigValue.listenAddress(listen), at: table.keyPath("listen"))
-        else { return nil }
-        guard case .inet = address else {
-            sink.error(table.keyPath("listen"), "the health endpoint listens on an address of its own (host:port)")
-            return nil
-        }
+        guard let address = ownAddress(listen, table, "the health endpoint") else { return nil }
         return HealthEndpointSettings(listen: address, drainDelay: drainDelay ?? .zero)
     }
 
@@ -403,14 +397,19 @@ struct SectionParser {
                 table.keyPath("password_sha256"),
                 "not a SHA-256 digest (64 hex digits: printf %s PASSWORD | sha256sum)")
         }
-        guard let listen,
-            case .success(let address) = parse(ConfigValue.listenAddress(listen), at: table.keyPath("listen"))
+        guard let address = ownAddress(listen, table, "the admin listener") else { return nil }
+        return AdminSettings(listen: address, user: user, passwordSHA256: digest?.lowercased())
+    }
+
+    /// The `listen` of a master endpoint: a host:port of its own (not a systemd socket).
+    private func ownAddress(_ text: String?, _ table: TableReader, _ what: String) -> ListenAddress? {
+        guard let text, case .success(let address) = parse(ConfigValue.listenAddress(text), at: table.keyPath("listen"))
         else { return nil }
         guard case .inet = address else {
-            sink.error(table.keyPath("listen"), "the admin listener listens on an address of its own (host:port)")
+            sink.error(table.keyPath("listen"), "\(what) listens on an address of its own (host:port)")
             return nil
         }
-        return AdminSettings(listen: address, user: user, passwordSHA256: digest?.lowercased())
+        return address
     }
 
     func parsePool(_ table: TableReader) -> PoolSettings {

@@ -1,3 +1,4 @@
+import CSystemd
 import FerryConfig
 import Foundation
 import Logging
