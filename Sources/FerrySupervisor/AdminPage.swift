@@ -305,7 +305,7 @@ enum AdminPage {
             const x = w.stats || {};
             body.append(h('tr', { 'data-worker': w.pid, 'data-generation': w.generation, 'data-state': w.state },
               td(w.pid, 'm'), td(num(w.slot) < 0 ? 'standby' : str(w.slot)), td(badge(cls('worker', w.state), w.state)),
-              td(w.accepting == null ? '–' : w.accepting ? 'yes' : 'not yet', w.accepting === false ? 'amb' : 'mute'),
+              td(w.accepting == null || w.slot < 0 ? '–' : w.accepting ? 'yes' : 'not yet', w.accepting === false && w.slot >= 0 ? 'amb' : 'mute'),
               tn(int(w.restarts), num(w.restarts) > 0 ? 'amb' : null), tn(w.stats ? int(x.connectionsOpen) : '–'), tn(w.stats ? int(x.activeTunnels) : '–'),
               tn(w.stats ? int(x.requests) : '–'), tn(num(x.connectionLimit) ? int(x.connectionLimit) : '–', 'mute')));
           }

@@ -113,7 +113,18 @@ public enum TLSCertificateInspector {
         let names = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         return Summary(
             subject: subject(leaf), issuer: name(X509_get_issuer_name(leaf)),
-            names: names.split(separator: ",").map(String.init), notAfter: Double(ferry_X509_not_after(leaf)))
+            names: names.split(separator: ",").map { canonicalAddress(String($0)) },
+            notAfter: Double(ferry_X509_not_after(leaf)))
+    }
+
+    /// An IPv6 literal in its short form (`::1`, not `0:0:0:0:0:0:0:1`); anything else unchanged.
+    private static func canonicalAddress(_ name: String) -> String {
+        guard name.contains(":") else { return name }
+        var address = in6_addr()
+        guard inet_pton(AF_INET6, name, &address) == 1 else { return name }
+        var text = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
+        guard inet_ntop(AF_INET6, &address, &text, socklen_t(text.count)) != nil else { return name }
+        return String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
     static func subject(_ certificate: OpaquePointer) -> String {

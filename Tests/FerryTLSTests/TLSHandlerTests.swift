@@ -371,3 +371,17 @@ func run(_ executable: String, _ arguments: [String], input: String? = nil) thro
     process.waitUntilExit()
     return String(decoding: data, as: UTF8.self)
 }
+
+@Suite struct CertificateSummaryTests {
+    @Test func theGeneratedCertificateIsSummarizedWithItsNamesIssuerAndExpiry() throws {
+        let fixture = try CertificateFixture()
+        let certificate = fixture.path("generated.crt")
+        _ = try SelfSignedCertificate.ensure(certificatePath: certificate, keyPath: fixture.path("generated.key"))
+        let summary = try #require(TLSCertificateInspector.summarize(certificatePath: certificate))
+        #expect(summary.names == ["localhost", "127.0.0.1", "::1"])
+        #expect(summary.issuer == summary.subject && summary.issuer.contains("CN=localhost"))
+        let days = (summary.notAfter - Date().timeIntervalSince1970) / 86400
+        #expect(days > 360 && days < 370)
+        #expect(TLSCertificateInspector.summarize(certificatePath: fixture.path("missing.crt")) == nil)
+    }
+}
