@@ -65,6 +65,10 @@ public enum ConfigurationLoader {
         let sink = DiagnosticSink(fileName: fileName, locator: SourceLocator(source: source))
         let configuration = SectionParser(sink: sink, options: options).parse(
             TableReader(table: table, path: "", sink: sink))
+        // TOMLKit 0.6.0's TOMLTable has no deinit: the parsed document would stay allocated for
+        // good (~3 KiB per parse of a small file, measured), and reloads parse again and again.
+        // Clearing the root frees every node below it; only the empty root is left.
+        table.clear()
         let errors = sink.errors
         guard errors.isEmpty else { throw ConfigurationError(diagnostics: errors) }
         ConfigurationLinter.lint(configuration, sink: sink)
@@ -85,6 +89,7 @@ public enum ConfigurationLoader {
         let sink = DiagnosticSink(fileName: "<keys>", locator: SourceLocator(source: source))
         _ = SectionParser(sink: sink, options: Options(checkFiles: false)).parse(
             TableReader(table: table, path: "", sink: sink))
+        table.clear()
         return sink.acceptedKeys
     }
 

@@ -78,6 +78,9 @@ public enum PoolCloseReason: String, Codable, Sendable, CaseIterable {
     /// Idle connections closed to give descriptors back when the worker reached its limit.
     case descriptorLimit = "descriptor_limit"
     case draining
+    /// The backend's address, servers or pool settings changed in a reload applied in place: its
+    /// old pool takes no new exchange, and each connection closes when its exchange ends.
+    case reconfigured
 }
 
 public struct PoolStats: Codable, Sendable, Equatable {

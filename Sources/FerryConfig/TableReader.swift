@@ -260,6 +260,10 @@ final class TableReader {
 
     /// Reports every key that no accessor asked for, naming the valid ones.
     func finish() {
+        // TOMLKit's `keys` leaks what it allocates (a C array of copied strings): counted first,
+        // the keys are listed only when one is unknown, an error anyway. Reloads parse often.
+        let present = known.filter { table.contains(key: $0) }.count
+        guard table.count > present else { return }
         for key in table.keys where !known.contains(key) {
             let valid = known.sorted().joined(separator: ", ")
             let here = path.isEmpty ? "at the top level" : "in [\(path)]"

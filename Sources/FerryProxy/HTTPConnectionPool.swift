@@ -167,6 +167,7 @@ final class HTTPConnectionPool: @unchecked Sendable {
         eventLoop.assertInEventLoop()
         var reason = outcome.closeReason(maxRequestsPerConnection: settings.maxRequestsPerConnection)
         if reusePolicy == .unconditionalForTesting && connection.channel.isActive { reason = nil }
+        if reason == nil && retired { reason = .reconfigured }
         if reason == nil && idle.count >= settings.maxIdlePerBackend { reason = .poolFull }
         if reason == nil && !connection.channel.isActive { reason = .backendClose }
         if let reason {
@@ -214,6 +215,15 @@ final class HTTPConnectionPool: @unchecked Sendable {
     }
 
     func recordRetry() { stats.retries += 1 }
+
+    /// A reload applied in place replaced this pool: idle connections close now, leased ones when
+    /// their exchange ends; nothing new is leased from it (its group is gone from the loop).
+    private(set) var retired = false
+
+    func retire() {
+        retired = true
+        closeIdle(reason: .reconfigured)
+    }
 
     /// Closes every idle connection (drain, shutdown).
     func closeIdle(reason: PoolCloseReason) {

@@ -25,6 +25,12 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         /// One pass over the request's headers, read by every later decision.
         let facts: RequestRules.RequestHeadFacts
         var routeIndex: Int?
+        /// The loop's `routeVersion` when the route was chosen, and the route itself: a reload
+        /// applied in place meanwhile does not change what this exchange does.
+        var routeVersion = 0
+        var route: RouteConfiguration?
+        /// The backend's group the exchange's tries use (a reload may give the loop a new one).
+        var group: UpstreamGroup?
         var routePath: String?
         var backend: String?
         var upstreamURI: String?
@@ -354,6 +360,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             respondLocally(status: .notFound, body: "ferry: no route for this path\n", close: false)
         case .matched(let match):
             exchange?.routeIndex = match.index
+            exchange?.routeVersion = loop.routeVersion
             exchange?.routePath = match.route.path
             exchange?.upstreamURI = match.upstreamURI
             loop.routeStats[match.index].requests += 1
@@ -471,6 +478,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             return respondUnavailable("every server of backend \(backend.name) is draining (route \(route.path))")
         }
         let pool = group.pools[server]
+        current.group = group
+        current.route = route
         current.pool = pool
         current.server = server
         current.attempts += 1
@@ -715,8 +724,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         let resendable = RequestRules.isIdempotent(current.head.method) && current.bodyBytesIn == 0
         let budget = loop.configuration.backend(named: current.backend ?? "")?.retries ?? 0
         if resendable, !current.timedOut, current.reused ? !current.retried : current.retries < budget,
-            let group = loop.group(for: current.backend ?? ""), let server = current.server,
-            let routeIndex = current.routeIndex
+            let group = current.group, let server = current.server, let route = current.route
         {
             if current.reused {
                 exchange?.retried = true
@@ -726,7 +734,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
                 group.recordFailure(server: server)
             }
             current.pool?.recordRetry()
-            attemptHTTP(group: group, route: loop.configuration.routes[routeIndex], fresh: true)
+            attemptHTTP(group: group, route: route, fresh: true)
             return
         }
         let status: HTTPResponseStatus = current.timedOut ? .gatewayTimeout : .badGateway
@@ -822,7 +830,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         let close = endsAfterThisResponse || !current.keepAlive
         let status = current.status ?? 0
         loop.recordResponse(
-            route: current.routeIndex, status: status, bytesIn: current.bodyBytesIn, bytesOut: current.bytesOut)
+            route: loop.routeStatsIndex(current.routeIndex, version: current.routeVersion, path: current.routePath),
+            status: status, bytesIn: current.bodyBytesIn, bytesOut: current.bytesOut)
         accessLog(current, status: status)
         if let terminator = framer.terminator { gather { $0.writeStaticString(terminator) } }
         framer = ResponseFramer()
@@ -1094,12 +1103,14 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         }
         state = .tunneling
         deadline = nil
-        loop.recordResponse(route: current.routeIndex, status: 101, bytesIn: 0, bytesOut: 0)
+        let statsIndex = loop.routeStatsIndex(
+            current.routeIndex, version: current.routeVersion, path: current.routePath)
+        loop.recordResponse(route: statsIndex, status: 101, bytesIn: 0, bytesOut: 0)
         accessLog(current, status: 101)
         exchange = nil
         loop.tunnelStats[backend]?.opened += 1
         loop.tunnelStats[backend]?.upgrades += 1
-        if let index = current.routeIndex {
+        if let index = statsIndex {
             loop.routeStats[index].upgrades += 1
             loop.routeStats[index].activeTunnels += 1
         }
@@ -1118,7 +1129,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
 
         let (clientGlue, upstreamGlue) = GlueHandler.matchedPair()
         let loopState = loop
-        let routeIndex = current.routeIndex
+        let (routeIndex, routeVersion, routePath) = (statsIndex, loop.routeVersion, current.routePath)
         var closedOnce = false
         let tunnelKey = ObjectIdentifier(clientGlue)
         let idle = TunnelIdleTimer(
@@ -1132,7 +1143,9 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             closedOnce = true
             loopState.tunnelChannels.removeValue(forKey: tunnelKey)
             loopState.activeTunnels -= 1
-            if let routeIndex { loopState.routeStats[routeIndex].activeTunnels -= 1 }
+            if let index = loopState.routeStatsIndex(routeIndex, version: routeVersion, path: routePath) {
+                loopState.routeStats[index].activeTunnels -= 1
+            }
             loopState.tunnelStats[backend]?.closed[PoolCloseReason.upgraded.rawValue, default: 0] += 1
             closed()
         }

@@ -8,14 +8,19 @@ import NIOCore
 /// it through `eventLoop.submit`.
 final class ProxyLoopState: @unchecked Sendable {
     let eventLoop: any EventLoop
-    let configuration: FerryConfiguration
-    let router: Router
-    let logger: Logger
+    /// Replaced as a whole by a reload applied in place (`apply`), between two requests: an
+    /// exchange keeps the route and pool it was given.
+    private(set) var configuration: FerryConfiguration
+    private(set) var router: Router
+    /// Bumped by `apply`: a route index taken before it is looked up again by path.
+    private(set) var routeVersion = 0
+    private(set) var logger: Logger
     let accessLogger: Logger?
     let reusePolicy: HTTPConnectionPool.ReusePolicy
     /// Each backend's servers, pools and balancer.
     private(set) var groups: [String: UpstreamGroup] = [:]
-    /// Every server's pool, flat (sweeps, descriptor counts, drain).
+    /// Every server's pool, flat (sweeps, descriptor counts, drain), and those a reload retired
+    /// that still hold leased connections.
     private(set) var pools: [HTTPConnectionPool] = []
     var tunnelStats: [String: PoolStats] = [:]
     var routeStats: [RouteStats]
@@ -40,7 +45,20 @@ final class ProxyLoopState: @unchecked Sendable {
     let descriptorBudget: Int
     /// Client connections (HTTP or WebSocket) this loop holds at most: `max_connections_per_worker`,
     /// lowered to what the descriptor budget allows, since each may need a backend connection too.
-    let connectionLimit: Int
+    private(set) var connectionLimit: Int
+    /// Per TLS listener with several certificates: which names each serves (421 decisions).
+    private var certificateSelectors: [String: CertificateSelector] = [:]
+
+    func certificateSelector(listener: String) -> CertificateSelector? { certificateSelectors[listener] }
+
+    private static func selectors(_ configuration: FerryConfiguration) -> [String: CertificateSelector] {
+        var selectors: [String: CertificateSelector] = [:]
+        for listener in configuration.listeners {
+            guard let selector = listener.tls.map(CertificateSelector.init), !selector.isTrivial else { continue }
+            selectors[listener.name] = selector
+        }
+        return selectors
+    }
     /// At capacity: the listeners are not accepting (connections wait in the kernel's backlog).
     private(set) var acceptPaused = false
     private(set) var acceptPauses = 0
@@ -70,6 +88,7 @@ final class ProxyLoopState: @unchecked Sendable {
         self.accessLogger = accessLogger
         self.reusePolicy = reusePolicy
         self.routeStats = configuration.routes.map { RouteStats(path: $0.path, backend: $0.backendName) }
+        self.certificateSelectors = Self.selectors(configuration)
         for backend in configuration.backends {
             let group = UpstreamGroup(
                 backend: backend, settings: configuration.pool, eventLoop: eventLoop, reusePolicy: reusePolicy)
@@ -80,6 +99,58 @@ final class ProxyLoopState: @unchecked Sendable {
     }
 
     func group(for backend: String) -> UpstreamGroup? { groups[backend] }
+
+    /// A reload applied in place: new requests route with `new`; backends whose configuration is
+    /// unchanged keep their group (pools, balancer, passive health); the others get a new group
+    /// and their old pools are retired (idle connections closed now, leased ones after their
+    /// exchange). Route counters follow their path. Call on `eventLoop`.
+    func apply(_ new: FerryConfiguration, logLevel: Logger.Level, connectionLimit: Int) {
+        eventLoop.assertInEventLoop()
+        self.connectionLimit = connectionLimit
+        certificateSelectors = Self.selectors(new)
+        let poolSettingsChanged = new.pool != configuration.pool
+        var kept: [String: UpstreamGroup] = [:]
+        var retiredPools: [HTTPConnectionPool] = []
+        for backend in new.backends {
+            if let group = groups[backend.name], group.backend == backend, !poolSettingsChanged {
+                kept[backend.name] = group
+            } else {
+                kept[backend.name] = UpstreamGroup(
+                    backend: backend, settings: new.pool, eventLoop: eventLoop, reusePolicy: reusePolicy)
+            }
+            if tunnelStats[backend.name] == nil {
+                tunnelStats[backend.name] = PoolStats(backend: backend.name, protocol: "websocket")
+            }
+        }
+        for (name, group) in groups where kept[name] !== group { retiredPools += group.pools }
+        for pool in retiredPools { pool.retire() }
+        groups = kept
+        // Retired pools stay swept and counted until their last leased connection is back.
+        let stillOpen = (pools.filter(\.retired) + retiredPools).filter { $0.openConnections > 0 }
+        pools = new.backends.flatMap { kept[$0.name]?.pools ?? [] } + stillOpen
+        unavailableBackends = unavailableBackends.filter { name in
+            new.backends.contains { $0.name == name || BackendConfiguration.splitInstanceName(name)?.0 == $0.name }
+        }
+        let previous = Dictionary(routeStats.map { ($0.path, $0) }, uniquingKeysWith: { first, _ in first })
+        routeStats = new.routes.map { route in
+            var stats = previous[route.path] ?? RouteStats(path: route.path, backend: route.backendName)
+            stats.backend = route.backendName
+            return stats
+        }
+        configuration = new
+        router = Router(routes: new.routes)
+        routeVersion += 1
+        logger.logLevel = logLevel
+    }
+
+    /// The index in `routeStats` of the route an exchange was given (`index` at `version`): the
+    /// same index while no reload intervened, else the route with the same path, if it remains.
+    func routeStatsIndex(_ index: Int?, version: Int, path: String?) -> Int? {
+        guard let index else { return nil }
+        if version == routeVersion { return routeStats.indices.contains(index) ? index : nil }
+        guard let path else { return nil }
+        return routeStats.firstIndex { $0.path == path }
+    }
 
     /// Starts the repeating sweep; call on `eventLoop`.
     func startSweeping() {
@@ -105,6 +176,9 @@ final class ProxyLoopState: @unchecked Sendable {
         }
         for connection in due { connection.deadlinePassed() }
         for pool in pools { pool.sweep(now: now) }
+        if pools.contains(where: { $0.retired && $0.openConnections == 0 }) {
+            pools.removeAll { $0.retired && $0.openConnections == 0 }
+        }
         for tunnel in tunnelChannels.values { tunnel.idle.sweep(now: now) }
         checkCapacity()
     }

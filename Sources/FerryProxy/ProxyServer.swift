@@ -108,7 +108,8 @@ public final class ProxyServer: Sendable {
         self.loops = loops
         var accessLogger = Logger(label: "ferry.access")
         accessLogger.logLevel = .info
-        let access = configuration.master.accessLog == .off ? nil : accessLogger
+        // Always there: a reload applied in place may turn the access log on.
+        let access: Logger? = accessLogger
         let budget = Self.descriptorBudget(loops: loops.count)
         let configured = max(1, configuration.limits.maxConnectionsPerWorker / max(1, loops.count))
         let limit = min(configured, budget / 2)
@@ -132,6 +133,18 @@ public final class ProxyServer: Sendable {
                 connectionLimit: limit)
         }
         self.states = states
+    }
+
+    /// A reload applied in place: every loop switches to `new` between two requests (see
+    /// `ProxyLoopState.apply`); returns once all have. Listeners are not touched: a configuration
+    /// whose listeners differ needs new workers (the master decides).
+    public func apply(_ new: FerryConfiguration, logLevel: Logger.Level) async {
+        let budget = Self.descriptorBudget(loops: loops.count)
+        let limit = min(max(1, new.limits.maxConnectionsPerWorker / max(1, loops.count)), budget / 2)
+        for loop in loops {
+            let state = state(for: loop)
+            try? await loop.submit { state.apply(new, logLevel: logLevel, connectionLimit: limit) }.get()
+        }
     }
 
     private func state(for loop: any EventLoop) -> ProxyLoopState {
@@ -224,8 +237,8 @@ public final class ProxyServer: Sendable {
         let states = self.states
         let tls = listener.configuration.tls != nil
         let prepare = listener.prepareChannel
-        let certificates = listener.configuration.tls.map(CertificateSelector.init).flatMap { $0.isTrivial ? nil : $0 }
-        let handshakeServerName = certificates == nil ? nil : listener.handshakeServerName
+        let listenerName = listener.configuration.name
+        let listenerHandshakeServerName = listener.handshakeServerName
         let proxyProtocol = listener.configuration.proxyProtocol ? listener.configuration : nil
         return { channel in
             channel.eventLoop.makeCompletedFuture {
@@ -239,6 +252,10 @@ public final class ProxyServer: Sendable {
                     return
                 }
                 defer { loop.checkCapacity() }
+                // The listener's certificates as the loop's configuration has them now (a reload
+                // applied in place may have changed them).
+                let certificates = loop.certificateSelector(listener: listenerName)
+                let handshakeServerName = certificates == nil ? nil : listenerHandshakeServerName
                 if let proxyProtocol {
                     // First, before TLS: the header comes before the ClientHello.
                     let logger = loop.logger

@@ -11,6 +11,9 @@ public enum MasterToWorker: Codable, Sendable, Equatable {
     case configure(
         source: String, fileName: String, ticketKeys: String, fileTicketKeys: [String: [String]], generation: Int,
         heartbeatMilliseconds: Int)
+    /// A reload applied in place: the new configuration (validated by the master; same listeners)
+    /// for new requests and handshakes; answered with `reconfigured` or `reconfigureFailed`.
+    case reconfigure(source: String, fileName: String, fileTicketKeys: [String: [String]], version: Int)
     /// A listener's `ticket_keys` file changed: new handshakes use these keys (base64, first encrypts).
     case ticketKeys(listener: String, keys: [String])
     case backend(name: String, available: Bool)
@@ -38,6 +41,10 @@ public enum WorkerToMaster: Codable, Sendable, Equatable {
     case stoppedAccepting
     case drained
     case bootFailed(reason: String)
+    /// The configuration of `version` is in use for new requests and handshakes.
+    case reconfigured(version: Int)
+    /// The worker could not apply it (it keeps the previous one; the master replaces it).
+    case reconfigureFailed(version: Int, reason: String)
     /// The worker itself got SIGTERM or SIGINT (systemd's default KillMode signals every process of
     /// the unit; a terminal's Ctrl-C signals the whole process group). It keeps serving: the master
     /// drains it, after starting its replacement unless the master is stopping too.
@@ -89,6 +96,10 @@ public struct StatusDocument: Codable, Sendable {
         /// still accepts on the shared sockets); absent from older masters.
         public var accepting: Bool?
         public var stats: WorkerStats?
+        /// The configuration version the worker runs (bumped by each reload applied in place) and
+        /// when it took it; absent from older masters.
+        public var configVersion: Int?
+        public var configuredAt: Double?
     }
 
     /// One server of a backend with several: its state for new work, and what it carries.
@@ -134,6 +145,8 @@ public struct StatusDocument: Codable, Sendable {
     public var masterPID: Int32
     public var uptimeSeconds: Double
     public var generation: Int
+    /// The configuration version (see `Worker.configVersion`); absent from older masters.
+    public var configVersion: Int?
     public var configFile: String
     public var lastReload: ReloadResult?
     /// Absent from older masters.

@@ -65,6 +65,10 @@ public final class Master: @unchecked Sendable {
         var stats: WorkerStats?
         var restarts: Int
         var killDeadline: NIODeadline?
+        /// The configuration version it runs (its `configure`, then each in-place reload it
+        /// applied) and when it took it.
+        var configVersion = 0
+        var configuredAt: Double?
         /// When `stats` arrived, and the rates between it and the heartbeat before (status page).
         var statsAt: NIODeadline?
         var rates: WorkerRates?
@@ -121,6 +125,12 @@ public final class Master: @unchecked Sendable {
     var bootFailures: [pid_t: String] = [:]
     var pendingReloads: [EventLoopPromise<ControlResponse>] = []
     var reloadInProgress: (generation: Int, started: NIODeadline)?
+    /// Bumped by every reload that succeeds validation; a worker runs the version it was
+    /// configured with, then the ones it applies in place.
+    var configVersion = 1
+    var inPlaceReload: InPlaceReload?
+    /// Why the reload in progress starts a new generation (said when it finishes).
+    var newGenerationReason = ""
     var stopping = false
     var stopPromises: [EventLoopPromise<ControlResponse>] = []
     var announcedReady = false
@@ -399,13 +409,20 @@ public final class Master: @unchecked Sendable {
         if let reload = reloadInProgress, now - reload.started > .seconds(60) {
             finishReload(ok: false, message: "new workers did not become ready within 60 s")
         }
+        checkInPlaceProgress()
+        if let reload = inPlaceReload, now - reload.started > .seconds(30) {
+            // A worker that neither applied nor refused in 30 s is hung: replaced like a refusal.
+            for pid in reload.waiting {
+                reconfigureAnswered(pid: pid, version: reload.version, refusal: "no answer in 30 s")
+            }
+        }
     }
 
     // MARK: - Reload
 
-    func reload(promise: EventLoopPromise<ControlResponse>?) {
+    func reload(promise: EventLoopPromise<ControlResponse>?, restartWorkers: Bool = false) {
         if let promise { pendingReloads.append(promise) }
-        guard reloadInProgress == nil, !stopping else { return }
+        guard reloadInProgress == nil, inPlaceReload == nil, !stopping else { return }
         SystemdNotifier.notify("RELOADING=1\nMONOTONIC_USEC=\(SystemdNotifier.monotonicMicroseconds())")
         logger.notice("reloading", metadata: ["config": "\(loaded.fileName)"])
         let candidate: LoadedConfiguration
@@ -422,7 +439,8 @@ public final class Master: @unchecked Sendable {
         } catch {
             return finishReload(ok: false, message: "\(error)")
         }
-        if candidate.configuration.listeners != configuration.listeners {
+        let plan = ReloadPlan.between(configuration, candidate.configuration, restartWorkers: restartWorkers)
+        if case .newGeneration = plan, candidate.configuration.listeners != configuration.listeners {
             do {
                 let systemd = SystemdSockets.take()
                 let reopened = try ListenerSockets.open(
@@ -437,12 +455,27 @@ public final class Master: @unchecked Sendable {
         for warning in candidate.warnings { logger.warning("\(warning)") }
         let previous = configuration
         loaded = candidate
+        ticketKeyFiles = candidateTicketKeys
+        if case .inPlace(let summary) = plan {
+            applyBackendChanges(previous: previous)
+            healthChecks?.apply(configuration)
+            applyInPlace(summary: summary)
+            return
+        }
+        if case .newGeneration(let reason) = plan { newGenerationReason = reason }
+        configVersion += 1
         generation += 1
         ticketKeys = Self.randomKeys()
-        ticketKeyFiles = candidateTicketKeys
         do { try listeners.ensureSlots(workerCount) } catch { logger.error("\(error)") }
         reloadInProgress = (generation, .now())
-        // Backends: restart only those whose configuration changed; stop removed ones.
+        applyBackendChanges(previous: previous)
+        for slot in 0..<workerCount { spawnWorker(slot: slot, generation: generation) }
+        spawnStandbyIfWanted()
+        healthChecks?.apply(configuration)
+    }
+
+    /// Backends: restart only those whose configuration changed; stop removed ones.
+    func applyBackendChanges(previous: FerryConfiguration) {
         for backend in configuration.supervisedUnits {
             if let old = previous.supervisedUnit(named: backend.name), old == backend { continue }
             if backends[backend.name]?.pid != nil {
@@ -456,9 +489,6 @@ public final class Master: @unchecked Sendable {
             }
         }
         for name in backends.keys where configuration.supervisedUnit(named: name) == nil { stopBackend(name) }
-        for slot in 0..<workerCount { spawnWorker(slot: slot, generation: generation) }
-        spawnStandbyIfWanted()
-        healthChecks?.apply(configuration)
     }
 
     func checkReloadProgress() {
@@ -474,7 +504,8 @@ public final class Master: @unchecked Sendable {
         // goes away when its old worker closes it at drain (connections still queued on it then
         // are reset by the kernel: a worker-count decrease is the one reload that can lose some).
         listeners.closeSlots(from: workerCount)
-        finishReload(ok: true, message: "generation \(reload.generation) serving")
+        finishReload(
+            ok: true, message: "generation \(reload.generation) serving (new generation: \(newGenerationReason))")
     }
 
     func finishReload(ok: Bool, message: String) {
@@ -516,7 +547,7 @@ public final class Master: @unchecked Sendable {
         case "status":
             promise.succeed(ControlResponse(ok: true, status: statusDocument()))
         case "reload":
-            reload(promise: promise)
+            reload(promise: promise, restartWorkers: request.arguments?.contains("restart-workers") == true)
         case "stop":
             gracefulStop(promise: promise)
         case "server-drain", "server-enable":
@@ -537,7 +568,8 @@ public final class Master: @unchecked Sendable {
         let rows = workers.values.sorted { ($0.generation, $0.slot) < ($1.generation, $1.slot) }.map {
             StatusDocument.Worker(
                 pid: $0.pid, generation: $0.generation, slot: $0.slot, state: $0.phase.rawValue, restarts: $0.restarts,
-                accepting: acceptingWorker[$0.slot] == $0.pid, stats: $0.stats)
+                accepting: acceptingWorker[$0.slot] == $0.pid, stats: $0.stats, configVersion: $0.configVersion,
+                configuredAt: $0.configuredAt)
         }
         let backendRows = configuration.supervisedUnits.compactMap { backend -> StatusDocument.Backend? in
             guard let record = backends[backend.name] else { return nil }
@@ -549,6 +581,7 @@ public final class Master: @unchecked Sendable {
             workers.values.filter { $0.generation == generation }.flatMap { $0.stats?.pools ?? [] })
         return StatusDocument(
             masterPID: getpid(), uptimeSeconds: Date().timeIntervalSince(started), generation: generation,
+            configVersion: configVersion,
             configFile: loaded.fileName, lastReload: lastReload,
             unservedSlots: unservedSlots.isEmpty ? nil : unservedSlots.values.sorted { $0.slot < $1.slot },
             workers: rows.filter { $0.slot != Self.standbySlot },

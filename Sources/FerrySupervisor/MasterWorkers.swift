@@ -47,7 +47,8 @@ extension Master {
                 displayName: "ferry: worker g\(generation)/\(isStandby ? "standby" : "s\(slot)")")
             workers[pid] = WorkerRecord(
                 pid: pid, generation: generation, slot: slot, phase: .starting, channel: nil,
-                lastHeartbeat: .now(), stats: nil, restarts: workerRestarts[slot, default: 0], killDeadline: nil)
+                lastHeartbeat: .now(), stats: nil, restarts: workerRestarts[slot, default: 0], killDeadline: nil,
+                configVersion: configVersion, configuredAt: nil)
             let (source, fileName) = (loaded.source, loaded.fileName)
             let heartbeat = Int(configuration.master.heartbeatInterval.wholeMilliseconds)
             let master = self
@@ -116,13 +117,17 @@ extension Master {
             // Booted; serves nothing until it adopts a dead worker's slot.
             if record.phase == .starting { record.phase = .standby }
             standbyRestarts = 0
+            if record.configuredAt == nil { record.configuredAt = Date().timeIntervalSince1970 }
             workers[pid] = record
+            catchUp(pid: pid)
             logger.info("standby worker ready", metadata: ["pid": "\(pid)", "generation": "\(record.generation)"])
         case .ready:
             if record.phase == .starting { record.phase = .ready }
             workerRestarts[record.slot] = 0
             unservedSlots.removeValue(forKey: record.slot)
+            if record.configuredAt == nil { record.configuredAt = Date().timeIntervalSince1970 }
             workers[pid] = record
+            catchUp(pid: pid)
             logger.info(
                 "worker ready",
                 metadata: ["pid": "\(pid)", "generation": "\(record.generation)", "slot": "\(record.slot)"])
@@ -146,6 +151,12 @@ extension Master {
             releaseAccepting(pid: pid, slot: record.slot)
         case .drained:
             workers[pid] = record
+        case .reconfigured(let version):
+            workers[pid] = record
+            reconfigureAnswered(pid: pid, version: version, refusal: nil)
+        case .reconfigureFailed(let version, let reason):
+            workers[pid] = record
+            reconfigureAnswered(pid: pid, version: version, refusal: reason)
         case .bootFailed(let reason):
             record.phase = .failed
             workers[pid] = record

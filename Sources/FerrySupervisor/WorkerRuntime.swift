@@ -22,6 +22,10 @@ public protocol WorkerDataPlane: Sendable {
     /// keys of its `ticket_keys` file (first encrypts), which take precedence.
     func prepare(configuration: FerryConfiguration, ticketKeys: [UInt8], fileTicketKeys: [String: [[UInt8]]])
         async throws
+    /// A reload applied in place (same listeners): new requests and handshakes use
+    /// `configuration`; what runs keeps what it started with. Throws (and changes nothing) when a
+    /// certificate cannot be loaded.
+    func reconfigure(configuration: FerryConfiguration, fileTicketKeys: [String: [[UInt8]]]) async throws
     /// A listener's `ticket_keys` file changed: the next handshakes use `keys`.
     func replaceTicketKeys(listener: String, keys: [[UInt8]]) throws
     /// Adopts the inherited listener fds of `slot` (one per `[[listen]]`, in order) without
@@ -180,6 +184,27 @@ public enum WorkerRuntime {
                 dataPlane.startAccepting()
             case .backend(let name, let available)?:
                 dataPlane.setBackendAvailable(name, available)
+            case .reconfigure(let source, let fileName, let fileKeys, let version)?:
+                do {
+                    let configuration = try ConfigurationLoader.load(
+                        source: source, fileName: fileName, options: .init(checkFiles: false)
+                    ).configuration
+                    // Test-only fault: a worker started with this variable refuses configurations
+                    // that carry the marker (the master must replace it).
+                    if ProcessInfo.processInfo.environment["FERRY_TEST_REFUSE_RECONFIGURE"] == "1",
+                        source.contains("# ferry-test: refuse")
+                    {
+                        throw ConfigurationRefused(description: "refused on purpose (FERRY_TEST_REFUSE_RECONFIGURE)")
+                    }
+                    try await dataPlane.reconfigure(
+                        configuration: configuration, fileTicketKeys: fileKeys.mapValues(decodeTicketKeys))
+                    send(.reconfigured(version: version))
+                    logger.info("configuration applied in place", metadata: ["version": "\(version)"])
+                } catch {
+                    logger.error(
+                        "configuration not applied", metadata: ["version": "\(version)", "error": "\(error)"])
+                    send(.reconfigureFailed(version: version, reason: "\(error)"))
+                }
             case .ticketKeys(let listener, let keys)?:
                 do {
                     try dataPlane.replaceTicketKeys(listener: listener, keys: decodeTicketKeys(keys))
@@ -303,4 +328,8 @@ public enum ControlClient {
 /// Ticket keys as the master sends them (base64) → bytes; the data plane checks their length.
 private func decodeTicketKeys(_ keys: [String]) -> [[UInt8]] {
     keys.map { Array(Data(base64Encoded: $0) ?? Data()) }
+}
+
+private struct ConfigurationRefused: Error, CustomStringConvertible {
+    var description: String
 }

@@ -48,11 +48,20 @@ struct Status: ParsableCommand {
 
 struct Reload: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Reload the configuration; returns when the reload has succeeded (0) or failed (1).")
+        abstract: "Reload the configuration; returns when the reload has succeeded (0) or failed (1).",
+        discussion: """
+            Changes to routes, sites, backends, pool and limit settings, certificates and TLS settings, \
+            logging and the master's endpoints are applied inside the running workers: nothing is closed, \
+            no process is started. Listener, worker count, user/group, standby_worker, heartbeat_interval \
+            or log_file changes start a new generation of workers and drain the old one.
+            """)
     @OptionGroup var target: ControlTarget
+    @Flag(help: "Start a new generation of workers even if the change could be applied in place (a new binary).")
+    var restartWorkers = false
 
     func run() throws {
-        let response = try send("reload", to: try target.path())
+        let response = try send(
+            "reload", arguments: restartWorkers ? ["restart-workers"] : nil, to: try target.path())
         print("ferry: reload \(response.ok ? "succeeded" : "failed"): \(response.message ?? "")")
         if !response.ok { throw ExitCode(1) }
     }

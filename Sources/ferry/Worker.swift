@@ -49,16 +49,40 @@ final class ProxyDataPlane: WorkerDataPlane, @unchecked Sendable {
         self.logger = logger
     }
 
-    /// Built by `prepare`, started by `serve`.
+    /// Built by `prepare`, started by `serve`, replaced by `reconfigure`.
     private var prepared: (proxy: ProxyServer, configuration: FerryConfiguration, tls: [TLSContext?])?
+    /// What each listener's new connections get (a reload applied in place swaps them).
+    private var tlsForNewConnections: [NIOLockedValueBox<(context: TLSContext, handshakeTimeout: TimeAmount)>?] = []
+    /// This host's own ticket key (listeners without a `ticket_keys` file).
+    private var hostTicketKey: [UInt8] = []
 
     func prepare(configuration: FerryConfiguration, ticketKeys: [UInt8], fileTicketKeys: [String: [[UInt8]]])
         async throws
     {
         var logger = self.logger
-        logger.logLevel = Logger.Level(rawValue: configuration.master.logLevel.rawValue) ?? .info
+        logger.logLevel = Self.logLevel(configuration)
         let proxy = ProxyServer(configuration: configuration, group: group, logger: logger)
-        let contexts = try configuration.listeners.map { listener -> TLSContext? in
+        hostTicketKey = ticketKeys
+        let contexts = try tlsContexts(configuration, fileTicketKeys: fileTicketKeys)
+        prepared = (proxy, configuration, contexts)
+        // The key files were read above; the listeners are inherited descriptors: nothing left
+        // needs root.
+        try Privileges.drop(user: configuration.master.user, group: configuration.master.group)
+    }
+
+    private static func handshakeTimeout(_ tls: TLSSettings) -> TimeAmount {
+        .milliseconds(tls.handshakeTimeout.wholeMilliseconds)
+    }
+
+    private static func logLevel(_ configuration: FerryConfiguration) -> Logger.Level {
+        Logger.Level(rawValue: configuration.master.logLevel.rawValue) ?? .info
+    }
+
+    /// A server context per TLS listener, certificates read now.
+    private func tlsContexts(_ configuration: FerryConfiguration, fileTicketKeys: [String: [[UInt8]]]) throws
+        -> [TLSContext?]
+    {
+        try configuration.listeners.map { listener -> TLSContext? in
             guard let tls = listener.tls else { return nil }
             return try TLSContext.server(
                 TLSServerConfiguration(
@@ -66,12 +90,26 @@ final class ProxyDataPlane: WorkerDataPlane, @unchecked Sendable {
                         .init(certificatePath: $0.certificatePath, keyPath: $0.keyPath, serverNames: $0.serverNames)
                     },
                     minimumVersion: tls.minimumVersion == .tls13 ? .tls13 : .tls12, alpn: tls.alpn,
-                    ticketKeys: fileTicketKeys[listener.name] ?? (ticketKeys.count == 80 ? [ticketKeys] : [])))
+                    ticketKeys: fileTicketKeys[listener.name] ?? (hostTicketKey.count == 80 ? [hostTicketKey] : [])))
+        }
+    }
+
+    func reconfigure(configuration: FerryConfiguration, fileTicketKeys: [String: [[UInt8]]]) async throws {
+        guard let (proxy, current, _) = prepared else { return }
+        guard configuration.listeners.map(\.name) == current.listeners.map(\.name),
+            zip(configuration.listeners, current.listeners).allSatisfy({ ($0.tls == nil) == ($1.tls == nil) })
+        else {
+            throw TLSError(code: .contextSetup, message: "listeners differ: this needs new workers")
+        }
+        // Certificates first: a file that cannot be read leaves everything as it was.
+        let contexts = try tlsContexts(configuration, fileTicketKeys: fileTicketKeys)
+        for (index, (box, context)) in zip(tlsForNewConnections, contexts).enumerated() {
+            if let box, let context, let tls = configuration.listeners[index].tls {
+                box.withLockedValue { $0 = (context, Self.handshakeTimeout(tls)) }
+            }
         }
         prepared = (proxy, configuration, contexts)
-        // The key files were read above; the listeners are inherited descriptors: nothing left
-        // needs root.
-        try Privileges.drop(user: configuration.master.user, group: configuration.master.group)
+        await proxy.apply(configuration, logLevel: Self.logLevel(configuration))
     }
 
     func replaceTicketKeys(listener: String, keys: [[UInt8]]) throws {
@@ -86,12 +124,16 @@ final class ProxyDataPlane: WorkerDataPlane, @unchecked Sendable {
         guard let (proxy, configuration, contexts) = prepared else { return }
         ProcessTitle.set("ferry: worker g\(generation)/s\(slot)")
         var listeners: [ProxyListener] = []
+        tlsForNewConnections = zip(contexts, configuration.listeners).map { context, listener in
+            guard let context, let tls = listener.tls else { return nil }
+            return NIOLockedValueBox((context, Self.handshakeTimeout(tls)))
+        }
         for (index, listener) in configuration.listeners.enumerated() {
             var prepare: (@Sendable (any Channel) throws -> Void)?
-            if let context = contexts[index], let tls = listener.tls {
-                let timeout = TimeAmount.milliseconds(tls.handshakeTimeout.wholeMilliseconds)
+            if let box = tlsForNewConnections[index], listener.tls != nil {
                 let counters = self.counters
                 prepare = { channel in
+                    let (context, timeout) = box.withLockedValue { $0 }
                     try channel.pipeline.syncOperations.addHandler(
                         TLSHandler(context: context, handshakeTimeout: timeout, counters: counters))
                 }

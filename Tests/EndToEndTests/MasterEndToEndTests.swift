@@ -254,12 +254,13 @@ import Testing
         try good.write(toFile: ferry.configPath, atomically: true, encoding: .utf8)
         let succeeded = try FerryBinary.run(["reload", "--socket", ferry.controlSocket])
         #expect(succeeded.status == 0, "\(succeeded.stdout)\(succeeded.stderr)")
-        #expect(try status(ferry).generation == 2)
+        #expect(succeeded.stdout.contains("applied in place"), "no listener changed: no new workers")
+        #expect(try status(ferry).generation == 1)
         #expect(try get(ferry) == "200")
     }
 
     /// Reload under load: continuous HTTPS requests and an open WebSocket while the master gets
-    /// twenty SIGHUPs (one with a broken config). Zero failed requests; the WebSocket of the old
+    /// twenty reloads with new workers (one with a broken config). Zero failed requests; the WebSocket of the old
     /// generation is closed with 1001 when its graceful timeout runs out.
     @Test func reloadsUnderLoadLoseNoRequest() throws {
         guard Tool.pythonWebSocketsAvailable() else { return }
@@ -282,7 +283,7 @@ import Testing
         try reloadUnderLoad(ferry)
     }
 
-    /// Twenty SIGHUPs, each awaited through status, the eighth with a broken configuration, while
+    /// Twenty reloads with new workers, each awaited through status, the eighth with a broken configuration, while
     /// load_during_reloads.py runs: zero failed requests, the old generation's WebSocket closed with
     /// 1001, no worker crash.
     func reloadUnderLoad(_ ferry: FerryInstance) throws {
@@ -299,7 +300,7 @@ import Testing
         load.standardOutput = output
         try load.run()
         Thread.sleep(forTimeInterval: 1)
-        // Twenty SIGHUPs, each awaited through status; the eighth with a broken configuration.
+        // Twenty reloads, each awaited through status; the eighth with a broken configuration.
         var outcomes: [Bool] = []
         for index in 0..<20 {
             let before = try status(ferry)
@@ -307,7 +308,13 @@ import Testing
                 try (good + "\n[limits]\nmax_header_bytes = \"lots\"\n").write(
                     toFile: ferry.configPath, atomically: true, encoding: .utf8)
             }
-            kill(ferry.process.processIdentifier, SIGHUP)
+            // The new-generation path, which routine changes no longer take (they are applied in
+            // place: ReloadInPlaceEndToEndTests): `--restart-workers`, not waited for here.
+            let reload = Process()
+            reload.executableURL = FerryBinary.url
+            reload.arguments = ["reload", "--restart-workers", "--socket", ferry.controlSocket]
+            reload.standardOutput = FileHandle.nullDevice
+            try reload.run()
             let after = try waitFor(ferry, timeout: 10) { current in
                 current.generation != before.generation
                     || (current.lastReload?.ok == false && current.lastReload?.message != before.lastReload?.message)
@@ -557,6 +564,10 @@ import Testing
         let old = try #require(before.workers.first?.pid)
         kill(old, SIGSTOP)
         defer { kill(old, SIGKILL) }
+        // A listener change: new workers (a routine change would be applied in place).
+        let good = try String(contentsOfFile: ferry.configPath, encoding: .utf8)
+        try good.replacing("name = \"https\"\n", with: "name = \"https\"\nbacklog = 512\n").write(
+            toFile: ferry.configPath, atomically: true, encoding: .utf8)
         kill(ferry.process.processIdentifier, SIGHUP)
         let waiting = try waitFor(ferry) { status in
             status.generation == 2 && status.workers.contains { $0.generation == 2 && $0.state == "ready" }

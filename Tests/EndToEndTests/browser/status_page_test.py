@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The status page in headless Chromium against a running Ferry under load (the caller runs the
 load): waits until the loaded route's rate is above zero, kills backend `app` (whose restarts then
-fail: FLAG_FILE) and waits until the page shows it not ready, opens a WebSocket and reloads so that
+fail: FLAG_FILE) and waits until the page shows it not ready, opens a WebSocket and reloads with new workers so that
 a generation drains, waits until the page shows it; screenshot at the end. Prints one JSON object;
 exit 0 when every step was seen. Every wait is bounded.
 
@@ -71,7 +71,7 @@ try:
     holder = subprocess.Popen([sys.executable, hold, https_port, cafile, "60"], stdout=subprocess.PIPE, text=True)
     opened = holder.stdout.readline().strip()
     result["websocket"] = opened
-    reload = subprocess.run([ferry, "reload", "--socket", control], capture_output=True, text=True, timeout=60)
+    reload = subprocess.run([ferry, "reload", "--restart-workers", "--socket", control], capture_output=True, text=True, timeout=60)
     result["reload"] = reload.stdout.strip()
     draining = wait_for("a draining generation", lambda: driver.execute_script(
         "const element = document.querySelector('[data-draining-generation]');"

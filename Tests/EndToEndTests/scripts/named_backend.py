@@ -1,0 +1,27 @@
+#!/usr/bin/env python3
+"""A plain HTTP backend that answers every GET with its NAME (keep-alive), so a test can tell
+which backend a route reached.
+
+Usage: named_backend.py PORT NAME
+"""
+import sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+port, name = int(sys.argv[1]), sys.argv[2].encode()
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(name)))
+        self.end_headers()
+        self.wfile.write(name)
+
+    def log_message(self, *args):
+        pass
+
+
+ThreadingHTTPServer.daemon_threads = True
+ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
