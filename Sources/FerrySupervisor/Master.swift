@@ -384,7 +384,7 @@ public final class Master: @unchecked Sendable {
         let backendsReady = backends.values.filter { $0.phase == .ready }.count
         let supervised = backends.values.filter { $0.phase != .external }.count
         return
-            "generation \(generation): \(ready)/\(workerCount) workers, \(backendsReady)/\(supervised) backends ready"
+            "generation \(generation), configuration version \(configVersion): \(ready)/\(workerCount) workers, \(backendsReady)/\(supervised) backends ready"
     }
 
     func tick() {
@@ -512,8 +512,8 @@ public final class Master: @unchecked Sendable {
         reloadInProgress = nil
         lastReload = .init(ok: ok, message: message, at: Date().timeIntervalSince1970)
         if ok {
-            logger.notice("reload complete", metadata: ["generation": "\(generation)"])
-            SystemdNotifier.notify("READY=1\nSTATUS=\(summary())")
+            logger.notice("reload complete", metadata: ["generation": "\(generation)", "how": "\(message)"])
+            SystemdNotifier.notify("READY=1\nSTATUS=\(summary()); last reload: \(message)")
         } else {
             logger.error("reload failed; the previous configuration keeps serving:\n\(message)")
             let firstLine = message.split(separator: "\n").first.map(String.init) ?? message

@@ -23,13 +23,15 @@ enum StatusTable {
         lines.append("")
         lines += table(
             [
-                "WORKER PID", "GEN", "SLOT", "STATE", "CONNS", "TUNNELS", "LIMIT", "ACCEPT PAUSES", "REQUESTS",
+                "WORKER PID", "GEN", "CONFIG", "SLOT", "STATE", "CONNS", "TUNNELS", "LIMIT", "ACCEPT PAUSES",
+                "REQUESTS",
                 "TLS ERRORS",
             ],
             (status.workers + (status.standby ?? [])).map { worker in
                 let stats = worker.stats
                 return [
-                    "\(worker.pid)", "\(worker.generation)", worker.slot < 0 ? "-" : "\(worker.slot)", worker.state,
+                    "\(worker.pid)", "\(worker.generation)", worker.configVersion.map { "v\($0)" } ?? "-",
+                    worker.slot < 0 ? "-" : "\(worker.slot)", worker.state,
                     "\(stats?.connectionsOpen ?? 0)", "\(stats?.activeTunnels ?? 0)", "\(stats?.connectionLimit ?? 0)",
                     "\(stats?.acceptPauses ?? 0)", "\(stats?.requests ?? 0)",
                     // Probes that connect and close without a byte are in the JSON, not counted as errors.
