@@ -95,8 +95,9 @@ import Testing
         #expect(history["capacity"] as? Int == 600)
         let last = samples.last?["t"] as? Double ?? 0
         let newer = Self.json(try Self.get("\(admin)/history.json?since=\(last)").body)["samples"] as? [[String: Any]]
-        // Only samples taken after `last` (a second or two may pass between the requests).
-        #expect(newer != nil && newer!.allSatisfy { ($0["t"] as? Double ?? 0) > last })
+        // Only samples from `last` on (a second or two may pass between the requests; `>=`:
+        // the decimal round trip of `t` may land a hair below it).
+        #expect(newer != nil && newer!.allSatisfy { ($0["t"] as? Double ?? 0) >= last })
         #expect((newer?.count ?? 99) < samples.count)
         // The page itself, self-contained.
         let page = try Self.get("\(admin)/")

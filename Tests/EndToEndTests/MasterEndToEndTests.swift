@@ -564,11 +564,13 @@ import Testing
         let old = try #require(before.workers.first?.pid)
         kill(old, SIGSTOP)
         defer { kill(old, SIGKILL) }
-        // A listener change: new workers (a routine change would be applied in place).
-        let good = try String(contentsOfFile: ferry.configPath, encoding: .utf8)
-        try good.replacing("name = \"https\"\n", with: "name = \"https\"\nbacklog = 512\n").write(
-            toFile: ferry.configPath, atomically: true, encoding: .utf8)
-        kill(ferry.process.processIdentifier, SIGHUP)
+        // New workers on the same sockets (a routine reload would be applied in place, and the
+        // stopped worker would never answer it).
+        let reload = Process()
+        reload.executableURL = FerryBinary.url
+        reload.arguments = ["reload", "--restart-workers", "--socket", ferry.controlSocket]
+        reload.standardOutput = FileHandle.nullDevice
+        try reload.run()
         let waiting = try waitFor(ferry) { status in
             status.generation == 2 && status.workers.contains { $0.generation == 2 && $0.state == "ready" }
         }
