@@ -563,36 +563,6 @@ public final class Master: @unchecked Sendable {
                 ))
         }
     }
-
-    func statusDocument() -> StatusDocument {
-        let rows = workers.values.sorted { ($0.generation, $0.slot) < ($1.generation, $1.slot) }.map {
-            StatusDocument.Worker(
-                pid: $0.pid, generation: $0.generation, slot: $0.slot, state: $0.phase.rawValue, restarts: $0.restarts,
-                accepting: acceptingWorker[$0.slot] == $0.pid, stats: $0.stats, configVersion: $0.configVersion,
-                configuredAt: $0.configuredAt)
-        }
-        let backendRows = configuration.supervisedUnits.compactMap { backend -> StatusDocument.Backend? in
-            guard let record = backends[backend.name] else { return nil }
-            return StatusDocument.Backend(
-                name: backend.name, address: backend.address.description, pid: record.pid, state: record.phase.rawValue,
-                restarts: record.restarts, supervised: backend.kind.isSupervised)
-        }
-        let pools = PoolStats.sum(
-            workers.values.filter { $0.generation == generation }.flatMap { $0.stats?.pools ?? [] })
-        return StatusDocument(
-            masterPID: getpid(), uptimeSeconds: Date().timeIntervalSince(started), generation: generation,
-            configVersion: configVersion,
-            configFile: loaded.fileName, lastReload: lastReload,
-            unservedSlots: unservedSlots.isEmpty ? nil : unservedSlots.values.sorted { $0.slot < $1.slot },
-            workers: rows.filter { $0.slot != Self.standbySlot },
-            standby: configuration.master.standbyWorker ? rows.filter { $0.slot == Self.standbySlot } : nil,
-            backends: backendRows,
-            servers: serverRows(
-                pools: workers.values.filter { $0.generation == generation }.flatMap { $0.stats?.pools ?? [] }),
-            health: healthChecks.map { $0.backends.isEmpty ? nil : $0.statusRows } ?? nil,
-            pools: pools, certificates: certificateRows(), events: Array(events.withLockedValue { $0 }.suffix(50)),
-            latest: history.samples.last)
-    }
 }
 
 /// The log file is standard error: opening it means putting it on fd 2, so every later line (and

@@ -24,7 +24,7 @@ import Testing
                 + """
                 [[backend]]
                 name = "app"
-                command = ["python3", "\(scripts.appendingPathComponent("flaky_backend.py").path)", "\(appPort)", "\(flag)"]
+                command = ["python3", "\(scripts.appendingPathComponent("named_backend.py").path)", "\(appPort)", "app", "\(flag)"]
                 address = "127.0.0.1:\(appPort)"
 
                 [[route]]

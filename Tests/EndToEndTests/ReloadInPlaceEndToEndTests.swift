@@ -166,28 +166,9 @@ import Testing
         let childrenBefore = Self.workerPIDs(master)
         #expect(childrenBefore.count == 6, "2 workers, the standby, 3 spawned backends: \(childrenBefore)")
         let before = try Self.status(ferry)
-        let stop = fleet.directory.appendingPathComponent("stop").path
-        let sockets = Process()
-        sockets.executableURL = URL(fileURLWithPath: python)
-        sockets.arguments = [
-            Self.scripts.appendingPathComponent("echo_websockets.py").path, "\(ferry.httpsPort)", "/ws", "100", stop,
-            "90",
-        ]
-        let socketsOut = Pipe()
-        sockets.standardOutput = socketsOut
-        try sockets.run()
-        defer { if sockets.isRunning { kill(sockets.processIdentifier, SIGKILL) } }
-        let opened = String(decoding: socketsOut.fileHandleForReading.availableData, as: UTF8.self)
-        #expect(opened.contains("open 100"), "\(opened)")
-        let load = Process()
-        load.executableURL = URL(fileURLWithPath: python)
-        load.arguments = [
-            Self.scripts.appendingPathComponent("steady_gets.py").path, "\(ferry.httpsPort)", "/c/", "30", "4",
-        ]
-        let loadOut = Pipe()
-        load.standardOutput = loadOut
-        try load.run()
-        defer { if load.isRunning { kill(load.processIdentifier, SIGKILL) } }
+        let traffic = try Traffic(python: python, port: ferry.httpsPort, fleet: fleet, seconds: 30, threads: 4)
+        defer { traffic.kill() }
+        #expect(traffic.opened.contains("open 100"), "\(traffic.opened)")
         Thread.sleep(forTimeInterval: 1)
 
         var messages: [String] = []
@@ -203,11 +184,7 @@ import Testing
             #expect(try Self.get(ferry.httpsPort, "/moving/") == (n % 2 == 0 ? "a" : "b"))
             #expect(try Self.servedSubject(ferry.httpsPort).contains(n % 2 == 0 ? "alpha.test" : "beta.test"))
         }
-        FileManager.default.createFile(atPath: stop, contents: nil)
-        let loadReport = String(decoding: loadOut.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        load.waitUntilExit()
-        sockets.waitUntilExit()
-        let socketReport = String(decoding: socketsOut.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let (loadReport, socketReport) = traffic.finish()
         let after = try Self.status(ferry)
         let childrenAfter = Self.workerPIDs(master)
         print(
@@ -307,27 +284,8 @@ import Testing
             try ferry.waitUntilAccepting(port: port, timeout: 30)
         }
         let master = ferry.process.processIdentifier
-        let stop = fleet.directory.appendingPathComponent("stop").path
-        let sockets = Process()
-        sockets.executableURL = URL(fileURLWithPath: python)
-        sockets.arguments = [
-            Self.scripts.appendingPathComponent("echo_websockets.py").path, "\(ferry.httpsPort)", "/ws", "100", stop,
-            "120",
-        ]
-        let socketsOut = Pipe()
-        sockets.standardOutput = socketsOut
-        try sockets.run()
-        defer { if sockets.isRunning { kill(sockets.processIdentifier, SIGKILL) } }
-        _ = socketsOut.fileHandleForReading.availableData
-        let load = Process()
-        load.executableURL = URL(fileURLWithPath: python)
-        load.arguments = [
-            Self.scripts.appendingPathComponent("steady_gets.py").path, "\(ferry.httpsPort)", "/c/", "66", "2",
-        ]
-        let loadOut = Pipe()
-        load.standardOutput = loadOut
-        try load.run()
-        defer { if load.isRunning { kill(load.processIdentifier, SIGKILL) } }
+        let traffic = try Traffic(python: python, port: ferry.httpsPort, fleet: fleet, seconds: 66, threads: 2)
+        defer { traffic.kill() }
         Thread.sleep(forTimeInterval: 3)
         let childrenBefore = Self.workerPIDs(master)
         let rssBefore = Self.childrenRSS(master)
@@ -340,10 +298,7 @@ import Testing
             ], timeout: 120)
         let rssAfter = Self.childrenRSS(master)
         let childrenAfter = Self.workerPIDs(master)
-        FileManager.default.createFile(atPath: stop, contents: nil)
-        let loadReport = String(decoding: loadOut.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        sockets.waitUntilExit()
-        let socketReport = String(decoding: socketsOut.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let (loadReport, socketReport) = traffic.finish()
         print(
             "reload storm: \(storm.stdout.trimmingCharacters(in: .whitespacesAndNewlines)); http \(loadReport.trimmingCharacters(in: .whitespacesAndNewlines)); websockets \(socketReport.split(separator: "\n").last ?? ""); children \(childrenBefore.count) → \(childrenAfter.count); their RSS \(rssBefore) KiB → \(rssAfter) KiB"
         )
@@ -361,5 +316,49 @@ import Testing
         #expect(childrenAfter == childrenBefore, "no process started or ended")
         // Flat: the storm may not grow the processes' memory by more than a few MiB in all.
         #expect(rssAfter - rssBefore < 16 * 1024, "RSS \(rssBefore) → \(rssAfter) KiB")
+    }
+}
+
+/// The load of the reload tests: keep-alive GETs on /c/ (`steady_gets.py`) and 100 WebSockets
+/// echoing every 200 ms on /ws (`echo_websockets.py`), until `finish`.
+struct Traffic {
+    let sockets = Process()
+    let socketsOut = Pipe()
+    let load = Process()
+    let loadOut = Pipe()
+    let stop: String
+    /// What the WebSocket script said once connected ("open N").
+    let opened: String
+
+    init(python: String, port: Int, fleet: ReloadInPlaceEndToEndTests.Fleet, seconds: Int, threads: Int) throws {
+        let scripts = ReloadInPlaceEndToEndTests.scripts
+        stop = fleet.directory.appendingPathComponent("stop").path
+        sockets.executableURL = URL(fileURLWithPath: python)
+        sockets.arguments = [
+            scripts.appendingPathComponent("echo_websockets.py").path, "\(port)", "/ws", "100", stop, "\(seconds + 60)",
+        ]
+        sockets.standardOutput = socketsOut
+        try sockets.run()
+        opened = String(decoding: socketsOut.fileHandleForReading.availableData, as: UTF8.self)
+        load.executableURL = URL(fileURLWithPath: python)
+        load.arguments = [
+            scripts.appendingPathComponent("steady_gets.py").path, "\(port)", "/c/", "\(seconds)", "\(threads)",
+        ]
+        load.standardOutput = loadOut
+        try load.run()
+    }
+
+    /// Stops the WebSockets, waits for both scripts; their JSON reports (HTTP, WebSockets).
+    func finish() -> (String, String) {
+        FileManager.default.createFile(atPath: stop, contents: nil)
+        let loadReport = String(decoding: loadOut.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        load.waitUntilExit()
+        sockets.waitUntilExit()
+        let socketReport = String(decoding: socketsOut.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        return (loadReport, socketReport)
+    }
+
+    func kill() {
+        for process in [sockets, load] where process.isRunning { Glibc.kill(process.processIdentifier, SIGKILL) }
     }
 }

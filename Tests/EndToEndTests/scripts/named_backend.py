@@ -1,13 +1,17 @@
 #!/usr/bin/env python3
 """A plain HTTP backend that answers every GET with its NAME (keep-alive), so a test can tell
-which backend a route reached.
+which backend a route reached. With FLAG_FILE, it cannot start again once that file exists (a
+crash that stays down).
 
-Usage: named_backend.py PORT NAME
+Usage: named_backend.py PORT NAME [FLAG_FILE]
 """
+import os
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 port, name = int(sys.argv[1]), sys.argv[2].encode()
+if len(sys.argv) > 3 and os.path.exists(sys.argv[3]):
+    sys.exit("named_backend: flag file present, refusing to start")
 
 
 class Handler(BaseHTTPRequestHandler):
