@@ -146,6 +146,8 @@ public final class Master: @unchecked Sendable {
     var history = StatusHistory()
     /// The master's recent log lines (info and above), kept by its log handler.
     let events = NIOLockedValueBox<[StatusEvent]>([])
+    /// Certificate and key files, watched on every tick (a renewal reaches the workers in place).
+    var certificateWatch = CertificateWatch()
     /// Certificates of the listeners, read again only when a file changes.
     var certificateCache: [String: (stamp: FileStamp?, summary: CertificateStatus?)] = [:]
     /// Active health checks (created at boot).
@@ -255,6 +257,7 @@ public final class Master: @unchecked Sendable {
     // MARK: - Boot
 
     func boot() {
+        certificateWatch.reset(configuration)
         for signal in Self.handledSignals {
             let source = DispatchSource.makeSignalSource(signal: signal, queue: .global())
             let master = self
@@ -338,6 +341,7 @@ public final class Master: @unchecked Sendable {
         case .tick:
             tick()
             refreshTicketKeyFiles()
+            checkCertificateFiles()
         case .control(let request, let promise):
             handleControl(request, promise)
         }
@@ -510,6 +514,7 @@ public final class Master: @unchecked Sendable {
 
     func finishReload(ok: Bool, message: String) {
         reloadInProgress = nil
+        certificateWatch.reset(configuration)
         lastReload = .init(ok: ok, message: message, at: Date().timeIntervalSince1970)
         if ok {
             logger.notice("reload complete", metadata: ["generation": "\(generation)", "how": "\(message)"])

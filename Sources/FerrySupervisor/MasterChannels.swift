@@ -260,6 +260,16 @@ enum Metrics {
                 lines.append("ferry_server_tunnels{\(labels)} \(server.tunnels)")
             }
         }
+        if let certificates = status.certificates, !certificates.isEmpty {
+            lines.append("# TYPE ferry_certificate_days_left gauge")
+            lines.append("# TYPE ferry_certificate_not_after_seconds gauge")
+            for certificate in certificates {
+                let labels =
+                    "listener=\"\(certificate.listener)\",path=\"\(certificate.path)\",source=\"\(certificate.source)\""
+                lines.append("ferry_certificate_days_left{\(labels)} \(certificate.daysLeft)")
+                lines.append("ferry_certificate_not_after_seconds{\(labels)} \(Int(certificate.notAfter))")
+            }
+        }
         lines.append("# TYPE ferry_backend_restarts_total counter")
         for backend in status.backends {
             lines.append("ferry_backend_restarts_total{backend=\"\(backend.name)\"} \(backend.restarts)")

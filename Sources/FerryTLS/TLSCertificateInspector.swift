@@ -17,8 +17,12 @@ public enum TLSCertificateInspector {
         public var description: String { "\(file): \(severity.rawValue): \(message)" }
     }
 
+    /// `ferry check` warns about a leaf certificate expiring sooner than this.
+    public static let expiryWarningDays = 14
+
     public static func inspect(certificatePath: String, keyPath: String) -> [Problem] {
         var problems: [Problem] = []
+        let now = Double(time(nil))
         func error(_ file: String, _ message: String) {
             problems.append(Problem(severity: .error, file: file, message: message))
         }
@@ -58,6 +62,12 @@ public enum TLSCertificateInspector {
             let role = index == 0 ? "the certificate" : "chain certificate \(index + 1)"
             if X509_cmp_current_time(X509_getm_notAfter(certificate)) < 0 {
                 warning(certificatePath, "\(role) (\(subject(certificate))) has expired")
+            } else if index == 0, case let days = (Double(ferry_X509_not_after(certificate)) - now) / 86400,
+                days < Double(expiryWarningDays)
+            {
+                warning(
+                    certificatePath,
+                    "\(role) (\(subject(certificate))) expires in \(Int(days.rounded(.down))) days: renew it")
             } else if X509_cmp_current_time(X509_getm_notBefore(certificate)) > 0 {
                 warning(certificatePath, "\(role) (\(subject(certificate))) is not valid yet")
             }

@@ -362,3 +362,99 @@ struct Traffic {
         for process in [sockets, load] where process.isRunning { Glibc.kill(process.processIdentifier, SIGKILL) }
     }
 }
+
+/// Certificates from files reload by themselves (issue 17, item 4): a renewal written over the
+/// files reaches new handshakes without a reload, an open connection goes on, no process starts;
+/// a half-written renewal (certificate without its key) is refused and the old pair keeps serving.
+@Suite(.serialized) struct CertificateRenewalEndToEndTests {
+    @Test func aRenewedCertificateOnDiskIsServedToNewHandshakesWithoutAReload() throws {
+        guard let python = Tool.path("python3") else { throw E2EError("python3 is needed") }
+        let fleet = try ReloadInPlaceEndToEndTests.makeFleet()
+        defer { try? FileManager.default.removeItem(at: fleet.directory) }
+        let live = fleet.directory.appendingPathComponent("live").path
+        for suffix in [".crt", ".key"] {
+            try FileManager.default.copyItem(atPath: fleet.certificates.0 + suffix, toPath: live + suffix)
+        }
+        let ferry = try FerryInstance(name: "renew") { dir, port in
+            let state = dir.appendingPathComponent("state").path
+            return """
+                [master]
+                workers = 1
+                control_socket = "\(state)/control.sock"
+                state_dir = "\(state)"
+                [[listen]]
+                name = "https"
+                address = "127.0.0.1:\(port)"
+                [listen.tls]
+                certificate = "\(live).crt"
+                key = "\(live).key"
+                [[route]]
+                path = "/"
+                respond = 200
+                body = "ok"
+                """
+        }
+        defer { ferry.stop() }
+        let subject = { try ReloadInPlaceEndToEndTests.servedSubject(ferry.httpsPort) }
+        #expect(try subject().contains("alpha.test"))
+        let workers = ReloadInPlaceEndToEndTests.workerPIDs(ferry.process.processIdentifier)
+        // One keep-alive connection, open across the renewal: a request before, one after.
+        let kept = Process()
+        kept.executableURL = URL(fileURLWithPath: python)
+        kept.arguments = [
+            "-c",
+            """
+            import http.client, ssl, sys
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT); context.check_hostname = False; context.verify_mode = ssl.CERT_NONE
+            connection = http.client.HTTPSConnection("127.0.0.1", \(ferry.httpsPort), context=context, timeout=10)
+            for _ in range(2):
+                connection.request("GET", "/"); answer = connection.getresponse().read()
+                print(answer.decode(), connection.sock.getpeercert(binary_form=True) is not None, flush=True)
+                sys.stdin.readline()
+            """,
+        ]
+        let keptIn = Pipe()
+        let keptOut = Pipe()
+        kept.standardInput = keptIn
+        kept.standardOutput = keptOut
+        try kept.run()
+        defer { if kept.isRunning { kill(kept.processIdentifier, SIGKILL) } }
+        func line() -> String {
+            var text = ""
+            while !text.contains("\n") {
+                let chunk = keptOut.fileHandleForReading.availableData
+                if chunk.isEmpty { break }
+                text += String(decoding: chunk, as: UTF8.self)
+            }
+            return text
+        }
+        #expect(line() == "ok True\n")
+
+        func install(_ source: String, _ suffix: String) throws {
+            try? FileManager.default.removeItem(atPath: live + suffix + ".new")
+            try FileManager.default.copyItem(atPath: source + suffix, toPath: live + suffix + ".new")
+            #expect(rename(live + suffix + ".new", live + suffix) == 0)
+        }
+        try install(fleet.certificates.1, ".key")
+        try install(fleet.certificates.1, ".crt")
+        let deadline = Date().addingTimeInterval(10)
+        while try !subject().contains("beta.test") && Date() < deadline { Thread.sleep(forTimeInterval: 0.2) }
+        #expect(try subject().contains("beta.test"), "the renewed certificate is served")
+        keptIn.fileHandleForWriting.write(Data("\n".utf8))
+        #expect(line() == "ok True\n", "the connection opened before the renewal goes on")
+        #expect(ReloadInPlaceEndToEndTests.workerPIDs(ferry.process.processIdentifier) == workers)
+        #expect(ferry.log().contains("certificate files changed; applying them in place"))
+        let metrics = try FerryBinary.run(["metrics", "--socket", ferry.controlSocket]).stdout
+        #expect(
+            metrics.contains("ferry_certificate_days_left{listener=\"https\",path=\"\(live).crt\",source=\"file\"} 2"),
+            "\(metrics)")
+
+        // Half a renewal: alpha's certificate over beta's key. Refused; beta keeps serving.
+        try install(fleet.certificates.0, ".crt")
+        let refusedBy = Date().addingTimeInterval(10)
+        while !ferry.log().contains("cannot be used") && Date() < refusedBy { Thread.sleep(forTimeInterval: 0.2) }
+        #expect(ferry.log().contains("certificate files changed but cannot be used"))
+        #expect(try subject().contains("beta.test"))
+        #expect(ReloadInPlaceEndToEndTests.workerPIDs(ferry.process.processIdentifier) == workers)
+    }
+}

@@ -385,3 +385,31 @@ func run(_ executable: String, _ arguments: [String], input: String? = nil) thro
         #expect(TLSCertificateInspector.summarize(certificatePath: fixture.path("missing.crt")) == nil)
     }
 }
+
+@Suite struct CertificateExpiryWarningTests {
+    @Test func aLeafExpiringWithinFourteenDaysIsAWarningAndAYearIsNot() throws {
+        guard let openssl = ["/usr/bin/openssl"].first(where: { FileManager.default.isExecutableFile(atPath: $0) })
+        else { return }
+        let fixture = try CertificateFixture()
+        for days in [5, 365] {
+            let base = fixture.path("d\(days)")
+            _ = try run(
+                openssl,
+                [
+                    "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout",
+                    "\(base).key", "-out", "\(base).crt", "-subj", "/CN=soon", "-days", "\(days)",
+                ])
+            let problems = TLSCertificateInspector.inspect(certificatePath: "\(base).crt", keyPath: "\(base).key")
+            if days == 5 {
+                #expect(problems.count == 1)
+                let message = problems.first?.message ?? ""
+                #expect(
+                    message == "the certificate (/CN=soon) expires in 4 days: renew it"
+                        || message == "the certificate (/CN=soon) expires in 5 days: renew it", "\(message)")
+                #expect(problems.first?.severity == .warning)
+            } else {
+                #expect(problems.isEmpty, "\(problems)")
+            }
+        }
+    }
+}
