@@ -27,19 +27,17 @@ extension Master {
             switch backend.kind {
             case .command(let spec):
                 for (key, value) in spec.environment { environment[key] = value }
+                // Through `ferry exec-as`, which drops to [master].user when running as root and
+                // makes the backend die with the master (posix_spawn can do neither), then execs.
+                var trampoline = ["exec-as"]
                 if getuid() == 0, let user = configuration.master.user {
-                    // posix_spawn cannot change the user: go through `ferry exec-as`, which drops, then execs.
-                    var trampoline = ["exec-as", "--user", user]
+                    trampoline += ["--user", user]
                     if let group = configuration.master.group { trampoline += ["--group", group] }
-                    pid = try Spawner.spawn(
-                        executable: executable, arguments: trampoline + ["--"] + arguments, environment: environment,
-                        descriptors: [], workingDirectory: spec.workingDirectory, output: writeEnd,
-                        displayName: Spawner.selfPath)
-                } else {
-                    pid = try Spawner.spawn(
-                        executable: arguments[0], arguments: Array(arguments.dropFirst()), environment: environment,
-                        descriptors: [], workingDirectory: spec.workingDirectory, output: writeEnd, searchPath: true)
                 }
+                pid = try Spawner.spawn(
+                    executable: executable, arguments: trampoline + ["--"] + arguments, environment: environment,
+                    descriptors: [], workingDirectory: spec.workingDirectory, output: writeEnd,
+                    displayName: Spawner.selfPath)
             default:
                 // Built-in backends drop to [master].user/group themselves once they listen.
                 if let user = configuration.master.user { environment["FERRY_DROP_USER"] = user }

@@ -458,3 +458,40 @@ struct Traffic {
         #expect(ReloadInPlaceEndToEndTests.workerPIDs(ferry.process.processIdentifier) == workers)
     }
 }
+
+/// A `command` backend is not left running when the master is killed with -9 (it was: an
+/// arbitrary program does not watch its parent; `ferry exec-as` now sets the death signal).
+@Suite struct BackendOrphanEndToEndTests {
+    @Test func aCommandBackendDiesWithAMasterKilledHard() throws {
+        let port = try FreePort.pick()
+        let ferry = try FerryInstance(name: "orphan") { dir, httpsPort in
+            FerryInstance.preamble(dir, port: httpsPort, workers: 1)
+                + """
+                [[backend]]
+                name = "app"
+                command = ["python3", "\(ReloadInPlaceEndToEndTests.scripts.appendingPathComponent("named_backend.py").path)", "\(port)", "app"]
+                address = "127.0.0.1:\(port)"
+
+                [[route]]
+                path = "/"
+                backend = "app"
+                """
+        }
+        defer { ferry.stop() }
+        try ferry.waitUntilAccepting(port: port, timeout: 30)
+        #expect(try ReloadInPlaceEndToEndTests.get(ferry.httpsPort, "/") == "app", "the backend runs through exec-as")
+        let status = try FerryBinary.run(["status", "--json", "--socket", ferry.controlSocket]).stdout
+        let backends = ((try? JSONSerialization.jsonObject(with: Data(status.utf8))) as? [String: Any])?["backends"]
+        let pid = try #require((backends as? [[String: Any]])?.first { $0["name"] as? String == "app" }?["pid"] as? Int)
+        kill(ferry.process.processIdentifier, SIGKILL)
+        // Gone, or a zombie waiting for whoever inherited it to reap it.
+        func alive() -> Bool {
+            guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8) else { return false }
+            return stat.split(separator: ")").last?.split(separator: " ").first != "Z"
+        }
+        let deadline = Date().addingTimeInterval(5)
+        while alive() && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
+        #expect(!alive(), "backend \(pid) outlived its master")
+        #expect(!FreePort.accepts(port: port))
+    }
+}
