@@ -31,8 +31,7 @@ enum ReloadPlan: Equatable {
         }
         if before.logFile != after.logFile { return .newGeneration(reason: "log_file changed") }
         var changes: [String] = []
-        let oldRoutes = Set(old.routes.map { "\($0)" })
-        let changedRoutes = new.routes.filter { !oldRoutes.contains("\($0)") }.count
+        let changedRoutes = new.routes.filter { !old.routes.contains($0) }.count
         let removedRoutes = max(0, old.routes.count - new.routes.count)
         if changedRoutes + removedRoutes > 0 { changes.append(Self.count(changedRoutes + removedRoutes, "route")) }
         let changedBackends =
@@ -72,9 +71,7 @@ extension Master {
     /// reload finishes once each has answered (`reconfigureAnswered`).
     func applyInPlace(summary: String) {
         configVersion += 1
-        let message = MasterToWorker.reconfigure(
-            source: loaded.source, fileName: loaded.fileName, fileTicketKeys: ticketKeyFiles.encoded,
-            version: configVersion)
+        let message = reconfigureMessage()
         var waiting = Set<pid_t>()
         for (pid, record) in workers where record.channel != nil && record.generation == generation {
             guard record.phase == .ready || record.phase == .standby else { continue }
@@ -99,10 +96,14 @@ extension Master {
     /// current one.
     func catchUp(pid: pid_t) {
         guard let record = workers[pid], record.configVersion < configVersion else { return }
-        send(
-            .reconfigure(
-                source: loaded.source, fileName: loaded.fileName, fileTicketKeys: ticketKeyFiles.encoded,
-                version: configVersion), to: pid)
+        send(reconfigureMessage(), to: pid)
+    }
+
+    /// The current configuration as a worker applies it in place.
+    private func reconfigureMessage() -> MasterToWorker {
+        .reconfigure(
+            source: loaded.source, fileName: loaded.fileName, fileTicketKeys: ticketKeyFiles.encoded,
+            version: configVersion)
     }
 
     func reconfigureAnswered(pid: pid_t, version: Int, refusal: String?) {

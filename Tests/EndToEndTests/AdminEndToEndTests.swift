@@ -110,28 +110,33 @@ import Testing
 
         // `ferry top` in a terminal (tmux), then without one.
         if let tmux = Tool.path("tmux") {
-            let session = "ferrytop\(getpid())"
-            // Through sh with the output to /dev/null: the tmux server it starts keeps whatever it
-            // inherits open, and a pipe would never reach EOF.
-            _ = try Tool.run(
-                "/bin/sh",
-                [
-                    "-c",
-                    "\(tmux) new-session -d -s \(session) -x 160 -y 50 '\(FerryBinary.url.path) top --socket \(ferry.controlSocket)' >/dev/null 2>&1",
-                ])
-            defer { _ = try? Tool.run("/bin/sh", ["-c", "\(tmux) kill-session -t \(session) >/dev/null 2>&1"]) }
+            // A tmux server of the test's own (its socket in the test's directory). Started through
+            // Python, whose subprocess closes every inherited descriptor: Foundation's Process
+            // learns that a child exited when a socket the child inherited reaches EOF, and the
+            // tmux server a client forks would keep it open for good (the test hung).
+            let socket = ferry.directory.appendingPathComponent("tmux.sock").path
+            func tmuxCommand(_ arguments: [String]) throws -> Int32 {
+                let quiet =
+                    "import subprocess, sys; sys.exit(subprocess.call(sys.argv[1:], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))"
+                return try Tool.run(python, ["-c", quiet, tmux, "-S", socket] + arguments).status
+            }
+            _ = try tmuxCommand([
+                "new-session", "-d", "-s", "top", "-x", "160", "-y", "50",
+                "\(FerryBinary.url.path) top --socket \(ferry.controlSocket)",
+            ])
+            defer { _ = try? tmuxCommand(["kill-server"]) }
             Thread.sleep(forTimeInterval: 2.5)
-            let screen = try Tool.run(tmux, ["capture-pane", "-p", "-t", session]).stdout
+            let screen = try Tool.run(tmux, ["-S", socket, "capture-pane", "-p", "-t", "top"]).stdout
             let appLine = screen.split(separator: "\n").first { $0.hasPrefix("/app/") } ?? ""
             let shownRate = appLine.split(separator: " ").compactMap { Double($0) }.first ?? 0
             #expect(shownRate > 0, "ferry top shows /app/'s rate: \(screen)")
             #expect(screen.contains("ferry top"))
-            _ = try Tool.run("/bin/sh", ["-c", "\(tmux) send-keys -t \(session) q >/dev/null 2>&1"])
+            _ = try tmuxCommand(["send-keys", "-t", "top", "q"])
             let deadline = Date().addingTimeInterval(5)
-            while Date() < deadline, try Tool.run(tmux, ["has-session", "-t", session]).status == 0 {
+            while Date() < deadline, try tmuxCommand(["has-session", "-t", "top"]) == 0 {
                 Thread.sleep(forTimeInterval: 0.1)
             }
-            #expect(try Tool.run(tmux, ["has-session", "-t", session]).status != 0, "q quits")
+            #expect(try tmuxCommand(["has-session", "-t", "top"]) != 0, "q quits")
         } else {
             Issue.record("tmux is not installed (scripts/install-deps.sh test installs it)")
         }
