@@ -260,10 +260,10 @@ final class UpstreamHTTPHandler: ChannelInboundHandler, RemovableChannelHandler 
     }
 
     // Neither reference is weak: a weak reference gives its target a side table, and every
-    // retain and release of it (the ProxyHandler is retained several times per request) then takes
+    // retain and release of it (the Exchange is retained several times per request) then takes
     // the runtime's slow path (`perf`: ~3% of the worker's user time with `swift_weakLoadStrong`).
     // The pool outlives its connections; the delegate is cleared whenever an exchange ends
-    // (finished, failed, client gone), which breaks the cycle ProxyHandler → connection → handler.
+    // (finished, failed, client gone), which breaks the cycle Exchange → connection → handler.
     private let pool: HTTPConnectionPool?
     private(set) var state: State = .idle
     var delegate: (any UpstreamExchangeDelegate)?

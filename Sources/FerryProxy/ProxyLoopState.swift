@@ -34,7 +34,7 @@ final class ProxyLoopState: @unchecked Sendable {
     var unavailableBackends: Set<String> = []
     /// Waiters for a backend to become available again.
     var availabilityWaiters: [String: [EventLoopPromise<Void>]] = [:]
-    var connections: [ObjectIdentifier: ProxyHandler] = [:]
+    var connections: [ObjectIdentifier: HTTP1FrontEnd] = [:]
     /// Open WebSocket tunnels, closed with 1001 when a drain reaches its deadline.
     var tunnelChannels: [ObjectIdentifier: TunnelChannels] = [:]
     var draining = false
@@ -170,7 +170,7 @@ final class ProxyLoopState: @unchecked Sendable {
     /// Fires every deadline that has passed: connections' keep-alive, request-head and response
     /// timeouts, idle pooled connections, quiet WebSocket tunnels.
     func sweepDeadlines(now: NIODeadline) {
-        var due: [ProxyHandler] = []
+        var due: [HTTP1FrontEnd] = []
         for connection in connections.values {
             if let deadline = connection.deadline, deadline <= now { due.append(connection) }
         }

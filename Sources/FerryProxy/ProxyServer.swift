@@ -279,7 +279,7 @@ public final class ProxyServer: Sendable {
                     ByteToMessageHandler(WrappedHTTPDecoder(decoder, activity: activity)),
                     name: ProxyServer.decoderName)
                 try operations.addHandler(
-                    ProxyHandler(
+                    HTTP1FrontEnd(
                         loop: loop, tls: tls, activity: activity, certificates: certificates,
                         handshakeServerName: handshakeServerName))
             }

@@ -255,7 +255,7 @@ public enum RequestRules {
             head, listing: facts.listing, clientAddress: clientAddress, tls: tls, upgrade: false,
             { name, value in
                 guard !nameEquals(name, "content-length") && !nameEquals(name, "transfer-encoding") else { return }
-                // Answered by Ferry (`ProxyHandler`); the body follows the head without waiting.
+                // Answered by Ferry (`Exchange.startHTTP`); the body follows the head without waiting.
                 if facts.expectsContinue && nameEquals(name, "expect") { return }
                 ResponseFramer.writeHeader(name, value, into: &buffer)
             },

@@ -1,0 +1,585 @@
+import FerryConfig
+import Logging
+import NIOCore
+import NIOHTTP1
+
+/// One HTTP/1 client connection: request heads and bodies in, responses out, keep-alive,
+/// pipelining, half-close and the connection's deadlines. Each request's life (routing, the
+/// protocol decision, the backend, accounting) is an `Exchange` this front end drives.
+///
+/// Requests are handled one at a time: parts of a pipelined request that arrive while one is in
+/// flight wait in `pipelined` (and reads pause) until its response is complete. (NIO's
+/// `HTTPServerPipelineHandler` would do this by holding back `read()`, which makes the channel
+/// leave and rejoin epoll on every request: two `epoll_ctl` calls per request.)
+final class HTTP1FrontEnd: ChannelDuplexHandler, RemovableChannelHandler, ExchangeFrontEnd {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundIn = ByteBuffer
+    /// Responses are written as bytes (`ResponseFramer`), not through NIO's HTTPResponseEncoder.
+    typealias OutboundOut = ByteBuffer
+
+    /// What the connection's one deadline (checked by the loop's sweep) means when it passes.
+    enum DeadlineKind {
+        /// Keep-alive: no next request started in time → close.
+        case nextRequest
+        /// A request started but its head did not arrive in time → 408.
+        case requestHead
+        /// The backend sent no response head in time → 504.
+        case response
+    }
+
+    enum State {
+        /// Waiting for a request head.
+        case idle
+        /// A request is in flight (`exchange`).
+        case exchanging
+        /// Handed over to a `GlueHandler`; this handler is about to be removed.
+        case tunneling
+        case closed
+    }
+
+    let loop: ProxyLoopState
+    let tls: Bool
+    /// The listener's certificates when it has several (the 421 rule), and how to read the SNI name
+    /// off the TLS layer's handshake event.
+    private let certificates: CertificateSelector?
+    private let handshakeServerName: ProxyListener.HandshakeServerName?
+    /// The name the client sent in SNI, once the handshake said so.
+    private var serverName: String?
+    let activity: ConnectionActivity
+    var state: State = .idle
+    var exchange: Exchange?
+    /// The request body still arriving after its exchange finished is dropped.
+    private var discardingBody = false
+    var closeAfterResponse = false
+    /// The client will send nothing more (see `clientFinishedSending`).
+    var clientInputClosed = false
+    /// The response in flight went out without `Connection: close`: the client may send its next
+    /// request on this connection as soon as it has read the response.
+    private var announcedKeepAlive = false
+    /// The connection closes once the response in flight is out.
+    private var endsAfterThisResponse: Bool {
+        // `pipelined` may still hold the end of the request being answered (a replayed request
+        // answered locally is answered from its head): only another request's head keeps it open.
+        closeAfterResponse || (clientInputClosed && !pipelined.contains(where: Self.isHead))
+    }
+    var context: ChannelHandlerContext?
+    /// Read by `ProxyLoopState.sweepDeadlines()`; arming or disarming it is an assignment, not a
+    /// scheduled task (see `ProxyLoopState.sweepInterval`).
+    private(set) var deadline: NIODeadline?
+    private var deadlineKind = DeadlineKind.nextRequest
+    private var clientAddress: String?
+    /// Requests completed on this connection; a drain closes idle connections only after their
+    /// first request, since a fresh one (maybe mid-handshake) is a client about to send one.
+    private var requestsCompleted = 0
+    /// Whether reads from the client are paused (backpressure); toggled only on change, since a
+    /// channel option round-trip per request is measurable.
+    private var clientReadsPaused = false
+    private var idleSince = NIODeadline.now()
+    /// Parts of pipelined requests received while another request was in flight, in order.
+    private var pipelined = CircularBuffer<HTTPServerRequestPart>()
+    /// A malformed request arrived behind one in flight: answered once that one's response is out.
+    private var deferredRejection: (status: HTTPResponseStatus, reason: String)?
+    /// How the current response's body goes on the wire.
+    private var framer = ResponseFramer()
+    /// Response bytes gathered (head, small body parts, chunk framing) and written down the
+    /// pipeline as one buffer at the end of a read burst or of the response.
+    private var pendingOut: ByteBuffer?
+    /// Body parts up to this size are copied into `pendingOut`; larger ones are written as they are.
+    private static let gatherLimit = 8192
+
+    init(
+        loop: ProxyLoopState, tls: Bool, activity: ConnectionActivity, certificates: CertificateSelector? = nil,
+        handshakeServerName: ProxyListener.HandshakeServerName? = nil
+    ) {
+        self.loop = loop
+        self.tls = tls
+        self.activity = activity
+        self.certificates = certificates
+        self.handshakeServerName = handshakeServerName
+    }
+
+    private var limits: LimitSettings { loop.configuration.limits }
+
+    // MARK: - Lifecycle
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        clientAddress = context.channel.remoteAddress?.ipAddress
+        loop.connections[ObjectIdentifier(self)] = self
+        loop.connectionsOpen += 1
+        loop.connectionsTotal += 1
+        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        activity.onFirstByte = { bound.value.firstByteOfRequest() }
+        waitForNextRequest()
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        deadline = nil
+        if loop.connections.removeValue(forKey: ObjectIdentifier(self)) != nil { loop.connectionsOpen -= 1 }
+        activity.onFirstByte = nil
+        self.context = nil
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        deadline = nil
+        exchange?.clientGone()
+        exchange = nil
+        state = .closed
+        context.fireChannelInactive()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let event = event as? ChannelEvent, case .inputClosed = event {
+            clientFinishedSending(context: context)
+        } else if let proxied = event as? ProxyProtocolClient {
+            // The balancer's word on who the client is (logs, X-Forwarded-For, Forwarded, hashing).
+            clientAddress = proxied.address
+        } else if let read = handshakeServerName, let negotiated = read(event) {
+            serverName = negotiated.serverName.flatMap(HostName.normalize)
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    /// The client sent FIN (it closed its socket, or shut down its sending side; over TLS, an EOF
+    /// without close_notify). Its connection used to stay open until the keep-alive timeout, in
+    /// CLOSE_WAIT, with its descriptor and memory. What was fully received is still answered, as
+    /// HAProxy does (`nginx` instead aborts with 499; a client may shut down its sending side right
+    /// after a request), then the connection closes. A request cut short by the FIN has already been
+    /// dropped: the decoder reports `invalidEOFState` first (see `errorCaught`).
+    private func clientFinishedSending(context: ChannelHandlerContext) {
+        clientInputClosed = true
+        dropIncompletePipelinedRequest()
+        switch state {
+        case .idle:
+            if pipelined.isEmpty {
+                state = .closed
+                context.close(promise: nil)
+            }
+        case .exchanging:
+            // `exchangeFinished` closes after the last response. An upgrade request waiting for
+            // its tunnel hands a FIN read with it to the tunnel once it is in place (`startTunnel`).
+            break
+        case .tunneling, .closed:
+            // The tunnel passes the FIN on (`GlueHandler`).
+            break
+        }
+    }
+
+    private static func isHead(_ part: HTTPServerRequestPart) -> Bool {
+        if case .head = part { true } else { false }
+    }
+
+    /// Parts of a pipelined request whose end never came: a request cut by the client's FIN, or
+    /// one whose body turned out malformed.
+    private func dropIncompletePipelinedRequest() {
+        guard let lastHead = pipelined.lastIndex(where: Self.isHead) else { return }
+        if pipelined[lastHead...].contains(where: { if case .end = $0 { true } else { false } }) { return }
+        pipelined.removeSubrange(lastHead..<pipelined.endIndex)
+    }
+
+    /// Between requests: keep-alive idle timeout, until the first byte of the next request arrives.
+    private func waitForNextRequest() {
+        guard context != nil else { return }
+        activity.arm()
+        setDeadline(.nextRequest, in: limits.idleTimeout)
+    }
+
+    /// The first byte of a request: from now the whole head must arrive within the header timeout.
+    private func firstByteOfRequest() {
+        guard context != nil, case .idle = state else { return }
+        setDeadline(.requestHead, in: limits.headerTimeout)
+    }
+
+    private func setDeadline(_ kind: DeadlineKind, in duration: Duration) {
+        deadlineKind = kind
+        deadline = .now() + duration.timeAmount
+    }
+
+    /// Called by the loop's sweep once `deadline` has passed.
+    func deadlinePassed() {
+        deadline = nil
+        guard context != nil else { return }
+        switch (deadlineKind, state) {
+        case (.nextRequest, .idle):
+            context?.close(promise: nil)
+        case (.requestHead, .idle):
+            writeRawAndClose(status: .requestTimeout, reason: "request head not received in time")
+        case (.response, .exchanging):
+            exchange?.responseDeadlinePassed()
+        case (.nextRequest, _), (.requestHead, _), (.response, _):
+            break
+        }
+    }
+
+    // MARK: - Requests
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let part = unwrapInboundIn(data)
+        if !pipelined.isEmpty {
+            pipelined.append(part)
+            return
+        }
+        if case .head = part, !isIdle {
+            // Pipelined: wait for the current exchange, and read no further meanwhile.
+            pipelined.append(part)
+            setClientReads(paused: true)
+            return
+        }
+        handle(part, context: context)
+    }
+
+    private var isIdle: Bool {
+        if case .idle = state { return true }
+        return false
+    }
+
+    private func handle(_ part: HTTPServerRequestPart, context: ChannelHandlerContext) {
+        switch part {
+        case .head(let head):
+            deadline = nil
+            discardingBody = false
+            received(head: head)
+        case .body(let body):
+            guard !discardingBody else { return }
+            exchange?.receivedBody(body)
+        case .end:
+            if discardingBody {
+                discardingBody = false
+                return
+            }
+            exchange?.receivedEnd()
+        }
+    }
+
+    private func received(head: HTTPRequestHead) {
+        loop.requests += 1
+        state = .exchanging
+        announcedKeepAlive = false
+        let client = ClientInfo(address: clientAddress, tls: tls, serverName: serverName, certificates: certificates)
+        let current = Exchange(
+            head: head, keepAlive: head.isKeepAlive && !loop.draining, client: client, loop: loop, frontEnd: self)
+        exchange = current
+        if let rejection = current.facts.framingRejection(head, maxBodyBytes: limits.maxBodyBytes)
+            ?? current.facts.limitsRejection(
+                head, maxHeaderBytes: limits.maxHeaderBytes, maxHeaderCount: limits.maxHeaderCount)
+        {
+            current.refuse(rejection)
+            return
+        }
+        // Absolute-form (RFC 9112 §3.2.2): routed and sent upstream in origin-form, with the
+        // target's authority as Host (the server MUST use it over a received Host). The checks above
+        // ran on the request as received, so an HTTP/1.1 request without Host is still refused.
+        if let absolute = RequestRules.absoluteTarget(head.uri) {
+            current.head.uri = absolute.originForm
+            current.head.headers.replaceOrAdd(name: "Host", value: absolute.authority)
+        }
+        current.start()
+    }
+
+    func setClientReads(paused: Bool) {
+        guard paused != clientReadsPaused, let context else { return }
+        clientReadsPaused = paused
+        context.channel.setOption(.autoRead, value: !paused).whenComplete { _ in }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        // Backpressure for responses: read from the backend only while the client keeps up.
+        exchange?.clientWritabilityChanged(writable: context.channel.isWritable)
+        context.fireChannelWritabilityChanged()
+    }
+
+    // MARK: - ExchangeFrontEnd
+
+    func sendContinue() {
+        gather { $0.writeStaticString("HTTP/1.1 100 Continue\r\n\r\n") }
+        writePending()
+        context?.flush()
+    }
+
+    func sendLocalResponse(status: HTTPResponseStatus, headers: HTTPHeaders, body: String, close: Bool) {
+        guard let context, let current = exchange else { return }
+        let keepAlive = current.keepAlive && !close && !endsAfterThisResponse
+        if !keepAlive { closeAfterResponse = true }
+        gatherCompleteResponse(
+            status: status, keepAlive: keepAlive, bodyLength: body.utf8.count, context: context,
+            headers: { out, _ in
+                for (name, value) in headers { ResponseFramer.writeHeader(name, value, into: &out) }
+                ResponseFramer.writeHeader("Server", "ferry", into: &out)
+                ResponseFramer.writeHeader("Content-Type", "text/plain; charset=utf-8", into: &out)
+            },
+            body: { $0.writeString(body) })
+    }
+
+    func sendBufferedResponse(_ head: HTTPResponseHead, body: ByteBuffer) {
+        guard let context else { return }
+        // The client's decoder has stopped parsing after an upgrade request: this connection ends here.
+        closeAfterResponse = true
+        gatherCompleteResponse(
+            status: head.status, keepAlive: false, bodyLength: body.readableBytes, context: context,
+            headers: { out, framer in
+                RequestRules.writeDownstreamHeaders(
+                    head.headers, listing: RequestRules.ConnectionListing(head.headers), framer: framer,
+                    dropContentLength: true, into: &out)
+            },
+            body: { $0.writeImmutableBuffer(body) })
+    }
+
+    func sendResponseHead(
+        _ head: HTTPResponseHead, facts: RequestRules.ResponseHeadFacts, extraHeader: (name: String, value: String)?
+    ) {
+        guard let context, let current = exchange else { return }
+        var keepAlive = current.keepAlive && !endsAfterThisResponse
+        var out = context.channel.allocator.buffer(capacity: 512)
+        let closeDelimited = framer.start(
+            status: head.status, hasContentLength: facts.hasContentLength,
+            method: current.head.method, version: current.head.version, into: &out)
+        if closeDelimited {
+            keepAlive = false
+            closeAfterResponse = true
+        }
+        RequestRules.writeDownstreamHeaders(head.headers, listing: facts.listing, framer: framer, into: &out)
+        if let extraHeader { ResponseFramer.writeHeader(extraHeader.name, extraHeader.value, into: &out) }
+        framer.finishHead(keepAlive: keepAlive, into: &out)
+        announcedKeepAlive = keepAlive
+        writePending()
+        pendingOut = out
+    }
+
+    func sendResponseBody(_ body: ByteBuffer) {
+        guard framer.writesBody, body.readableBytes > 0, let context else { return }
+        let chunked = framer.framing == .chunked
+        if body.readableBytes <= Self.gatherLimit {
+            gather { out in
+                if chunked { ResponseFramer.writeChunkHeader(size: body.readableBytes, into: &out) }
+                out.writeImmutableBuffer(body)
+                if chunked { out.writeStaticString("\r\n") }
+            }
+        } else {
+            if chunked { gather { ResponseFramer.writeChunkHeader(size: body.readableBytes, into: &$0) } }
+            writePending()
+            context.write(wrapOutboundOut(body), promise: nil)
+            if chunked { gather { $0.writeStaticString("\r\n") } }
+        }
+    }
+
+    func flushResponse() {
+        writePending()
+        context?.flush()
+    }
+
+    func abortResponse() {
+        state = .closed
+        context?.close(promise: nil)
+    }
+
+    func setRequestBodyPaused(_ paused: Bool) {
+        setClientReads(paused: paused)
+    }
+
+    func setResponseDeadline(_ duration: Duration?) {
+        if let duration {
+            setDeadline(.response, in: duration)
+        } else if deadlineKind == .response {
+            deadline = nil
+        }
+    }
+
+    func exchangeFinished(_ current: Exchange) {
+        guard let context, exchange === current else { return }
+        exchange = nil
+        if !current.requestEnded { discardingBody = true }
+        requestsCompleted += 1
+        let close = endsAfterThisResponse || !current.keepAlive
+        if let terminator = framer.terminator { gather { $0.writeStaticString(terminator) } }
+        framer = ResponseFramer()
+        if close {
+            state = .closed
+            let written = context.eventLoop.makePromise(of: Void.self)
+            writePending(promise: written)
+            context.flush()
+            written.futureResult.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+        } else {
+            state = .idle
+            writePending()
+            context.flush()
+            idleSince = .now()
+            if let rejection = deferredRejection, pipelined.isEmpty {
+                writeRawAndClose(status: rejection.status, reason: rejection.reason)
+                return
+            }
+            waitForNextRequest()
+            if pipelined.isEmpty {
+                // Request-body backpressure may have paused reads; the next request must be read.
+                setClientReads(paused: false)
+                // A drain that came while this keep-alive response was going out (see `drain`).
+                if loop.draining && announcedKeepAlive { drain() }
+            } else {
+                // Not from inside this call: it may run within the upstream connection's own
+                // callbacks, which the next request could lease again.
+                let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+                context.eventLoop.execute { bound.value.replayPipelined() }
+            }
+        }
+    }
+
+    /// Hands queued parts of pipelined requests over, up to the next request that must wait.
+    private func replayPipelined() {
+        guard let context else { return }
+        while let part = pipelined.first {
+            if case .head = part, !isIdle { return }
+            pipelined.removeFirst()
+            handle(part, context: context)
+        }
+        if pipelined.isEmpty && deferredRejection == nil { setClientReads(paused: false) }
+    }
+
+    // MARK: - Writing responses
+
+    private func gather(_ write: (inout ByteBuffer) -> Void) {
+        guard let context else { return }
+        if pendingOut == nil { pendingOut = context.channel.allocator.buffer(capacity: 1024) }
+        write(&pendingOut!)
+    }
+
+    /// Sends what was gathered down the pipeline (not flushed). With a promise and nothing
+    /// gathered, an empty write carries the promise, so it completes after everything before it.
+    func writePending(promise: EventLoopPromise<Void>? = nil) {
+        guard let context else {
+            promise?.fail(ChannelError.ioOnClosedChannel)
+            return
+        }
+        if let buffer = pendingOut {
+            pendingOut = nil
+            context.write(wrapOutboundOut(buffer), promise: promise)
+        } else if let promise {
+            context.write(wrapOutboundOut(context.channel.allocator.buffer(capacity: 0)), promise: promise)
+        }
+    }
+
+    /// Gathers a whole response whose body is known (a local answer, a refused upgrade's answer):
+    /// status line, `headers` (given the framing decided), Content-Length, Connection, then the
+    /// body unless the method or status has none. `exchangeFinished` sends it.
+    private func gatherCompleteResponse(
+        status: HTTPResponseStatus, keepAlive: Bool, bodyLength: Int, context: ChannelHandlerContext,
+        headers: (inout ByteBuffer, ResponseFramer) -> Void, body: (inout ByteBuffer) -> Void
+    ) {
+        guard let current = exchange else { return }
+        writePending()
+        var out = context.channel.allocator.buffer(capacity: 512 + bodyLength)
+        _ = framer.start(
+            status: status, hasContentLength: true, method: current.head.method, version: current.head.version,
+            into: &out)
+        headers(&out, framer)
+        if framer.framing != .none { ResponseFramer.writeHeader("Content-Length", String(bodyLength), into: &out) }
+        framer.finishHead(keepAlive: keepAlive, into: &out)
+        if framer.writesBody { body(&out) }
+        pendingOut = out
+    }
+
+    /// For errors before or outside a request (parse errors, header timeout): a complete response
+    /// written as is, then close. The worker lives on.
+    private func writeRawAndClose(status: HTTPResponseStatus, reason: String) {
+        guard let context else { return }
+        state = .closed
+        let body = "ferry: \(reason)\n"
+        let text =
+            "HTTP/1.1 \(status.code) \(status.reasonPhrase)\r\nServer: ferry\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)"
+        let written = context.eventLoop.makePromise(of: Void.self)
+        pendingOut = nil
+        context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: text)), promise: written)
+        written.futureResult.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+    }
+
+    // MARK: - Errors
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        guard let parserError = error as? HTTPParserError else {
+            context.close(promise: nil)
+            return
+        }
+        if parserError == .invalidEOFState {
+            requestCutByFIN(context: context)
+            return
+        }
+        let rejection: (status: HTTPResponseStatus, reason: String) =
+            if case .headerOverflow = parserError {
+                (
+                    HTTPResponseStatus(statusCode: 431, reasonPhrase: "Request Header Fields Too Large"),
+                    "request head too large"
+                )
+            } else {
+                (.badRequest, "malformed request (\(parserError))")
+            }
+        let forwarding = exchange?.isForwarding == true
+        switch state {
+        case .exchanging where forwarding && (exchange?.requestEnded == true || !pipelined.isEmpty):
+            // The malformed request is a pipelined one behind the exchange in flight: it gets
+            // its answer after that exchange's response, then the connection closes. If the
+            // error came inside its body, its head is queued: it must not be sent upstream
+            // (its body will never come: the backend waited for it until the response timeout).
+            dropIncompletePipelinedRequest()
+            deferredRejection = rejection
+            setClientReads(paused: true)
+        case .exchanging where forwarding && exchange?.responseStarted == true:
+            // The request's own body went bad while its response is being relayed: a 400 now
+            // would land inside that response's body. Closing aborts the exchange (its
+            // upstream connection is closed, never pooled); the client sees a cut response.
+            state = .closed
+            context.close(promise: nil)
+        case .exchanging where exchange?.phase == .awaitingTunnel:
+            context.close(promise: nil)
+        case .idle, .exchanging:
+            writeRawAndClose(status: rejection.status, reason: rejection.reason)
+        case .tunneling, .closed:
+            context.close(promise: nil)
+        }
+    }
+
+    /// The client's FIN came in the middle of a request (its head, or its body): nobody is left to
+    /// read an answer to it. An exchange already in flight for it is aborted: closing the
+    /// connection closes its upstream connection, which is never pooled (`channelInactive`). A
+    /// complete request ahead of it, still being answered, is not: the cut one was pipelined.
+    private func requestCutByFIN(context: ChannelHandlerContext) {
+        clientInputClosed = true
+        dropIncompletePipelinedRequest()
+        let answering = exchange?.requestEnded == true && !discardingBody
+        switch state {
+        case .exchanging where answering && exchange?.phase != .awaitingTunnel, .closed:
+            break
+        case .idle, .exchanging, .tunneling:
+            state = .closed
+            context.close(promise: nil)
+        }
+    }
+
+    // MARK: - Drain
+
+    /// Stop after the current request; idle connections close now.
+    ///
+    /// Closing a keep-alive connection races with a client that is sending its next request right
+    /// now (it would see a reset, not a response), so only connections idle for a while are closed;
+    /// a busy one gets its next response with `Connection: close` instead.
+    func drain() {
+        // The response in flight already told the client to keep the connection: closing after it
+        // would race with the request the client sends next (a reset, not a response). It ends as
+        // promised; then the connection drains as an idle one (`exchangeFinished`), and a next
+        // request that comes first is answered with `Connection: close` (`loop.draining`).
+        if exchange != nil, announcedKeepAlive { return }
+        closeAfterResponse = true
+        guard case .idle = state, requestsCompleted > 0, let context else { return }
+        let idleFor = NIODeadline.now() - idleSince
+        if idleFor >= .milliseconds(500) {
+            context.close(promise: nil)
+            return
+        }
+        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        context.eventLoop.scheduleTask(in: .milliseconds(500) - idleFor) { bound.value.drain() }
+    }
+
+    func forceClose() {
+        context?.close(promise: nil)
+    }
+}
+
+@available(*, unavailable)
+extension HTTP1FrontEnd: Sendable {}
