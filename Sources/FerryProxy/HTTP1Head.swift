@@ -88,6 +88,8 @@ struct HTTP1HeadError: Error, Sendable, Equatable {
         case invalidMethod
         case unknownMethod
         case invalidTarget
+        case invalidTargetForm
+        case invalidSpacing
         case invalidVersion
         case unsupportedVersion
         case invalidStatus
@@ -109,11 +111,13 @@ struct HTTP1HeadError: Error, Sendable, Equatable {
 
     var reason: StaticString {
         switch code {
-        case .headTooLarge: "request head too large"
+        case .headTooLarge: "head too large"
         case .tooManyFields: "too many header fields"
         case .invalidMethod: "invalid method"
         case .unknownMethod: "unknown method"
-        case .invalidTarget: "invalid request target"
+        case .invalidTarget: "invalid character in request target"
+        case .invalidTargetForm: "request target in no known form"
+        case .invalidSpacing: "more than one space between request line parts"
         case .invalidVersion: "invalid HTTP version"
         case .unsupportedVersion: "unsupported HTTP version"
         case .invalidStatus: "invalid status code"

@@ -83,6 +83,27 @@ enum HTTP1HeadParser {
         return false
     }
 
+    /// Whether `method` (a range of `bytes`) starts one of `knownMethods`.
+    static func isKnownMethodPrefix(_ method: Range<Int>, in bytes: UnsafeRawBufferPointer) -> Bool {
+        let given = UnsafeRawBufferPointer(rebasing: bytes[method])
+        for known in knownMethods where known.utf8CodeUnitCount >= method.count {
+            let candidate = UnsafeRawBufferPointer(start: known.utf8Start, count: method.count)
+            if candidate.elementsEqual(given) { return true }
+        }
+        return false
+    }
+
+    static func isConnect(_ method: Range<Int>, in bytes: UnsafeRawBufferPointer) -> Bool {
+        let connect: StaticString = "CONNECT"
+        return UnsafeRawBufferPointer(start: connect.utf8Start, count: connect.utf8CodeUnitCount).elementsEqual(
+            UnsafeRawBufferPointer(rebasing: bytes[method]))
+    }
+
+    @inline(__always)
+    static func isAlpha(_ byte: UInt8) -> Bool {
+        (byte | 0x20) >= UInt8(ascii: "a") && (byte | 0x20) <= UInt8(ascii: "z")
+    }
+
     /// tchar (RFC 9110 §5.6.2): ALPHA, DIGIT and ! # $ % & ' * + - . ^ _ ` | ~
     @inline(__always)
     static func isToken(_ byte: UInt8) -> Bool {
@@ -212,20 +233,60 @@ enum HTTP1HeadParser {
 
         /// request-line = method SP request-target SP HTTP-version CRLF, single spaces only.
         mutating func requestLine(into head: inout HTTP1Head) throws(Stop) {
-            head.method = try token()
-            guard !head.method.isEmpty, try peek() == Self.sp else { throw invalid(.invalidMethod) }
+            let methodStart = index
+            while index < end && HTTP1HeadParser.isToken(bytes[index]) { index += 1 }
+            head.method = methodStart..<index
+            if index == end {
+                // Like llhttp, refuse a method as soon as it cannot become a known one.
+                guard HTTP1HeadParser.isKnownMethodPrefix(head.method, in: bytes) else {
+                    throw invalid(.unknownMethod, at: methodStart)
+                }
+                throw outOfBytes()
+            }
+            guard !head.method.isEmpty, bytes[index] == Self.sp else { throw invalid(.invalidMethod) }
             guard HTTP1HeadParser.isKnownMethod(head.method, in: bytes) else {
-                throw invalid(.unknownMethod, at: head.method.lowerBound)
+                throw invalid(.unknownMethod, at: methodStart)
             }
             index += 1
-            let targetStart = index
-            // Visible ASCII only: no controls, no DEL, no obs-text (a target is ASCII by RFC 3986).
-            while case let byte = try peek(), byte > 0x20 && byte < 0x7F { index += 1 }
-            head.target = targetStart..<index
-            guard !head.target.isEmpty, try peek() == Self.sp else { throw invalid(.invalidTarget) }
+            try target(into: &head)
+            guard try peek() == Self.sp else { throw invalid(.invalidTarget) }
             index += 1
+            if try peek() == Self.sp { throw invalid(.invalidSpacing) }
             try version(into: &head)
             try lineEnd(else: .invalidVersion)
+        }
+
+        /// request-target in one of the four forms of RFC 9112 §3.2, visible ASCII only (no controls,
+        /// no DEL, no obs-text: a URI is ASCII by RFC 3986). The form check is as loose as llhttp's:
+        /// origin-form starts with `/`, absolute-form with a scheme and `://`, asterisk-form is `*`
+        /// alone; CONNECT's authority-form is not looked into (the router refuses what it cannot use).
+        mutating func target(into head: inout HTTP1Head) throws(Stop) {
+            let start = index
+            switch try peek() {
+            case Self.sp: throw invalid(.invalidSpacing)
+            case UInt8(ascii: "/"), UInt8(ascii: "*"): break
+            case _ where HTTP1HeadParser.isConnect(head.method, in: bytes): break
+            case let byte where HTTP1HeadParser.isAlpha(byte):
+                // scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ), then ":".
+                index += 1
+                while case let byte = try peek(),
+                    HTTP1HeadParser.isAlpha(byte) || HTTP1HeadParser.isDigit(byte) || byte == UInt8(ascii: "+")
+                        || byte == UInt8(ascii: "-") || byte == UInt8(ascii: ".")
+                {
+                    index += 1
+                }
+                // Then "://" (an authority follows), as llhttp and `RequestRules.absoluteTarget` require.
+                try expect(UInt8(ascii: ":"), else: .invalidTargetForm)
+                try expect(UInt8(ascii: "/"), else: .invalidTargetForm)
+                try expect(UInt8(ascii: "/"), else: .invalidTargetForm)
+            default:
+                throw invalid(.invalidTargetForm)
+            }
+            while case let byte = try peek(), byte > 0x20 && byte < 0x7F { index += 1 }
+            head.target = start..<index
+            if bytes[start] == UInt8(ascii: "*") && head.target.count > 1 {
+                throw invalid(.invalidTargetForm, at: start + 1)
+            }
         }
 
         /// status-line = HTTP-version SP 3DIGIT SP reason-phrase CRLF; like llhttp, the second SP
