@@ -21,4 +21,4 @@ if ! swiftc -sanitize=fuzzer,address -parse-as-library -O "${sources[@]}" Fuzz/H
     exit 2
 fi
 exec "$out/head-parser-fuzz" -max_total_time="$seconds" -max_len=4096 -timeout=10 \
-    -artifact_prefix="$out/crashes/" -print_final_stats=1 "$out/corpus" Fuzz/corpus
+    -dict=Fuzz/head-parser.dict -artifact_prefix="$out/crashes/" -print_final_stats=1 "$out/corpus" Fuzz/corpus
