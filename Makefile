@@ -2,7 +2,7 @@
 SWIFT ?= swift
 CONFIG ?=
 
-.PHONY: run test build release deps run-deps test-deps bench format lint clean
+.PHONY: run test build release deps run-deps test-deps bench format lint clean fuzz
 
 run: run-deps
 	$(SWIFT) build -c release
@@ -41,3 +41,8 @@ lint:
 
 clean:
 	rm -rf .build
+
+# The HTTP/1 head parser under libFuzzer for FUZZ_SECONDS (crashes in .build-fuzz/crashes/).
+FUZZ_SECONDS ?= 30
+fuzz:
+	scripts/fuzz-head-parser.sh $(FUZZ_SECONDS)
