@@ -31,6 +31,7 @@ func check(_ bytes: UnsafeRawBufferPointer, limits: HTTP1HeadParser.Limits, requ
         }
     case .complete(let head, let length):
         precondition(length > 0 && length <= bytes.count && length <= limits.maxHeadBytes, "head length")
+        precondition(head.fields.count <= limits.maxFields, "more fields than the limit")
         checkRanges(head, length: length, request: request)
         precondition(bytes[length - 2] == 0x0D && bytes[length - 1] == 0x0A, "head ends in CRLF")
         // Every proper prefix is incomplete (spot checks keep the fuzzer fast on long heads).

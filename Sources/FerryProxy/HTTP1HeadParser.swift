@@ -1,13 +1,19 @@
 /// A hand-written HTTP/1 head parser: request or response line and field lines, into offsets.
 ///
 /// NIO's decoder (llhttp) makes a `String` per field and was the data plane's CPU hot spot. This
-/// parser makes one pass over the bytes, allocates only the fields array, and is at least as strict
-/// as llhttp (RFC 9112): CRLF line endings only, no obs-fold, no whitespace before a colon, no
-/// control characters in values, only the methods llhttp knows, only HTTP/1.0 and HTTP/1.1.
+/// parser makes one pass over the bytes and allocates only the fields array. It is at least as
+/// strict as llhttp (RFC 9112), and stricter where a lenient reading helps smuggling (the list with
+/// reasons is `HeadParserDifferentialTests.deliberateDifferences`): lines end in CRLF only (no bare
+/// LF, no bare CR, also before the request line), no obs-fold, no whitespace before a colon, no
+/// control characters or DEL in values, exactly one SP between request line parts, a visible-ASCII
+/// request-target in one of the four forms, only the methods llhttp knows, only HTTP/1.0 and 1.1,
+/// status codes 100-999, no controls in a reason phrase. Framing (Content-Length,
+/// Transfer-Encoding) is not interpreted here: that is `RequestRules`' job.
 ///
 /// Every outcome is decided by a prefix of the bytes: a head that is invalid at some offset stays
 /// invalid whatever follows, and every proper prefix of a complete head is `.incomplete`. So the
-/// caller can parse again from the start whenever more bytes arrive.
+/// caller can parse again from the start whenever more bytes arrive (a caller that gets a head in
+/// many small reads pays for rescanning; the head size limit bounds that).
 ///
 /// Depends on the Swift standard library only, so that the fuzzer can compile it standalone.
 enum HTTP1HeadParser {
@@ -71,8 +77,9 @@ enum HTTP1HeadParser {
     /// Whether `method` (a range of `bytes`) is one of `knownMethods`, compared case-sensitively.
     static func isKnownMethod(_ method: Range<Int>, in bytes: UnsafeRawBufferPointer) -> Bool {
         // GET and POST are most of the traffic: decide them without walking the table.
-        if method.count == 3 && bytes[method.lowerBound] == UInt8(ascii: "G") && bytes[method.lowerBound + 1] == 0x45
-            && bytes[method.lowerBound + 2] == 0x54
+        let first = method.lowerBound
+        if method.count == 3 && bytes[first] == UInt8(ascii: "G") && bytes[first + 1] == UInt8(ascii: "E")
+            && bytes[first + 2] == UInt8(ascii: "T")
         {
             return true
         }
