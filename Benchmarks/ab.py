@@ -17,6 +17,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench  # noqa: E402
 
 
+FORMAT = "a %.0f req/s, user %.1f + sys %.1f us/req | c %.0f msg/s, user %.1f + sys %.1f us/msg"
+
+
 def main():
     if len(sys.argv) < 3:
         sys.exit(__doc__)
@@ -45,14 +48,14 @@ def main():
                 bench.wrk(env, port, "/tts-ws/tts/wav/1k.bin", 64, 2)  # warm-up
                 fa = bench.with_cpu(env, target, secs, lambda: bench.wrk(env, port, "/tts-ws/tts/wav/1k.bin", 64, secs))
                 fc = bench.with_cpu(env, target, secs, lambda: bench.wsload(env, port, 64, secs))
-                row = (fa["rps"], fa["cpu_us"], fc["rps"], fc["cpu_us"])
+                row = (fa["rps"], fa["cpu_user_us"], fa["cpu_sys_us"], fc["rps"], fc["cpu_user_us"], fc["cpu_sys_us"])
                 results.setdefault(name, []).append(row)
-                print(rep, name, "a %.0f req/s %.1f us/req | c %.0f msg/s %.1f us/msg" % row, flush=True)
+                print(rep, name, FORMAT % row, flush=True)
     finally:
         env.stop_all()
     for name, rows in results.items():
-        medians = [statistics.median(row[i] for row in rows) for i in range(4)]
-        print(f"{name} medians: a %.0f req/s %.1f us/req | c %.0f msg/s %.1f us/msg" % tuple(medians))
+        medians = [statistics.median(row[i] for row in rows) for i in range(6)]
+        print(f"{name} medians:", FORMAT % tuple(medians))
 
 
 if __name__ == "__main__":

@@ -305,26 +305,31 @@ def tlsload(env, port, conns, seconds):
 
 
 def cpu_ticks(root_pid):
-    """utime + stime of root_pid and its descendants, in clock ticks."""
-    total = 0
+    """(utime, stime) of root_pid and its descendants, in clock ticks."""
+    user = system = 0
     for pid in pids_of(root_pid):
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
+            user += int(fields[11])
+            system += int(fields[12])
         except (OSError, IndexError, ValueError):
             pass
-    return total
+    return user, system
 
 
 def with_cpu(env, target, seconds, run):
-    """Runs a rate figure and adds the proxy's own CPU time per operation (µs), from /proc: a figure
-    that holds even when the load generator, not the proxy, is the bottleneck."""
+    """Runs a rate figure and adds the proxy's own CPU time per operation (µs), from /proc, in all
+    and split into user and system time: a figure that holds even when the load generator, not
+    the proxy, is the bottleneck."""
     root = env.procs[target].pid
-    before = cpu_ticks(root)
+    user0, sys0 = cpu_ticks(root)
     r = run()
-    used_us = (cpu_ticks(root) - before) * 1e6 / os.sysconf("SC_CLK_TCK")
+    user1, sys1 = cpu_ticks(root)
     ops = r["rps"] * seconds
-    r["cpu_us"] = used_us / ops if ops else None
+    tick_us = 1e6 / os.sysconf("SC_CLK_TCK")
+    r["cpu_user_us"] = (user1 - user0) * tick_us / ops if ops else None
+    r["cpu_sys_us"] = (sys1 - sys0) * tick_us / ops if ops else None
+    r["cpu_us"] = r["cpu_user_us"] + r["cpu_sys_us"] if ops else None
     return r
 
 
@@ -547,14 +552,15 @@ def write_report(args, targets, results):
     for fig, title in titles.items():
         if not any(fig in results[t] for t in targets):
             continue
-        lines += [f"## {title}", "", "| target | per second | p50 ms | p99 ms | errors | proxy CPU µs/op |",
-                  "|---|---|---|---|---|---|"]
+        lines += [f"## {title}", "", "| target | per second | p50 ms | p99 ms | errors | proxy CPU µs/op | user | system |",
+                  "|---|---|---|---|---|---|---|---|"]
         best = None
         for t in targets:
             rs = results[t].get(fig, [])
             rate = median(rs, "rps")
             lines.append(f"| {t} | {fmt(rate, 0)} | {fmt(median(rs, 'p50'), 2)} | {fmt(median(rs, 'p99'), 2)} | "
-                         f"{sum(r['errors'] for r in rs)} | {fmt(median(rs, 'cpu_us'), 1)} |")
+                         f"{sum(r['errors'] for r in rs)} | {fmt(median(rs, 'cpu_us'), 1)} | "
+                         f"{fmt(median(rs, 'cpu_user_us'), 1)} | {fmt(median(rs, 'cpu_sys_us'), 1)} |")
             if t != "ferry" and rate is not None:
                 best = max(best or 0, rate)
         ferry = median(results.get("ferry", {}).get(fig, []), "rps") if "ferry" in targets else None

@@ -145,12 +145,12 @@ extension Exchange {
 
     // MARK: - UpstreamExchangeDelegate
 
-    func upstream(receivedHead head: HTTPResponseHead, facts: RequestRules.ResponseHeadFacts) {
-        guard phase == .forwarding else { return }
+    func upstream(receivedHead head: UpstreamResponseHead) -> Bool {
+        guard phase == .forwarding else { return false }
         frontEnd.setResponseDeadline(nil)
         responseStarted = true
-        status = Int(head.status.code)
-        frontEnd.sendResponseHead(head, facts: facts, extraHeader: stickyCookie.map { ("Set-Cookie", $0) })
+        status = head.status
+        return frontEnd.sendResponseHead(head, extraHeader: stickyCookie.map { ("Set-Cookie", $0) })
     }
 
     func upstream(receivedBody body: ByteBuffer) {

@@ -23,12 +23,13 @@ protocol ExchangeFrontEnd: AnyObject {
     /// its headers as the backend sent them (hop-by-hop ones removed by the front end) and its body.
     func sendBufferedResponse(_ head: HTTPResponseHead, body: ByteBuffer)
 
-    /// The head of a response relayed from a backend; `facts` is one pass over its headers.
-    /// `extraHeader` is added to it (the backend's sticky cookie).
-    func sendResponseHead(
-        _ head: HTTPResponseHead, facts: RequestRules.ResponseHeadFacts, extraHeader: (name: String, value: String)?)
+    /// The head of a response relayed from a backend, with `extraHeader` added (the backend's
+    /// sticky cookie). Returns true when the front end takes a chunked body with the backend's
+    /// chunk framing as it is (it sends chunks too), false for payload bytes only.
+    func sendResponseHead(_ head: UpstreamResponseHead, extraHeader: (name: String, value: String)?) -> Bool
 
-    /// Body bytes of the relayed response, as the backend's framing delivered them.
+    /// Body bytes of the relayed response: chunk-framed as the backend sent them when
+    /// `sendResponseHead` asked for that, else payload.
     func sendResponseBody(_ body: ByteBuffer)
 
     /// The end of a read burst from the backend: a good moment to flush.

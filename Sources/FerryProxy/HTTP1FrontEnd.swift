@@ -81,6 +81,9 @@ final class HTTP1FrontEnd: ChannelDuplexHandler, RemovableChannelHandler, Exchan
     private var deferredRejection: (status: HTTPResponseStatus, reason: String)?
     /// How the current response's body goes on the wire.
     private var framer = ResponseFramer()
+    /// The current response's body comes with the backend's chunk framing, relayed as it is
+    /// (only the last chunk is Ferry's: `framer.terminator`).
+    private var relaysFraming = false
     /// Response bytes gathered (head, small body parts, chunk framing) and written down the
     /// pipeline as one buffer at the end of a read burst or of the response.
     private var pendingOut: ByteBuffer?
@@ -324,30 +327,30 @@ final class HTTP1FrontEnd: ChannelDuplexHandler, RemovableChannelHandler, Exchan
             body: { $0.writeImmutableBuffer(body) })
     }
 
-    func sendResponseHead(
-        _ head: HTTPResponseHead, facts: RequestRules.ResponseHeadFacts, extraHeader: (name: String, value: String)?
-    ) {
-        guard let context, let current = exchange else { return }
+    func sendResponseHead(_ head: UpstreamResponseHead, extraHeader: (name: String, value: String)?) -> Bool {
+        guard let context, let current = exchange else { return false }
         var keepAlive = current.keepAlive && !endsAfterThisResponse
-        var out = context.channel.allocator.buffer(capacity: 512)
+        var out = context.channel.allocator.buffer(capacity: head.bytes.readableBytes + 128)
         let closeDelimited = framer.start(
-            status: head.status, hasContentLength: facts.hasContentLength,
-            method: current.head.method, version: current.head.version, into: &out)
+            code: head.status, hasContentLength: head.contentLength != nil,
+            method: current.head.method, version: current.head.version, into: &out, reason: head.writeReason)
         if closeDelimited {
             keepAlive = false
             closeAfterResponse = true
         }
-        RequestRules.writeDownstreamHeaders(head.headers, listing: facts.listing, framer: framer, into: &out)
+        head.writeDownstreamFields(dropContentLength: framer.framing == .none, into: &out)
         if let extraHeader { ResponseFramer.writeHeader(extraHeader.name, extraHeader.value, into: &out) }
         framer.finishHead(keepAlive: keepAlive, into: &out)
         announcedKeepAlive = keepAlive
+        relaysFraming = framer.framing == .chunked && head.chunked
         writePending()
         pendingOut = out
+        return relaysFraming
     }
 
     func sendResponseBody(_ body: ByteBuffer) {
         guard framer.writesBody, body.readableBytes > 0, let context else { return }
-        let chunked = framer.framing == .chunked
+        let chunked = framer.framing == .chunked && !relaysFraming
         if body.readableBytes <= Self.gatherLimit {
             gather { out in
                 if chunked { ResponseFramer.writeChunkHeader(size: body.readableBytes, into: &out) }
@@ -392,6 +395,7 @@ final class HTTP1FrontEnd: ChannelDuplexHandler, RemovableChannelHandler, Exchan
         let close = endsAfterThisResponse || !current.keepAlive
         if let terminator = framer.terminator { gather { $0.writeStaticString(terminator) } }
         framer = ResponseFramer()
+        relaysFraming = false
         if close {
             state = .closed
             let written = context.eventLoop.makePromise(of: Void.self)

@@ -387,6 +387,17 @@ public enum RequestRules {
             for (name, value) in headers where nameEquals(name, "connection") { add(value) }
         }
 
+        /// Takes in one element of a `Connection` field, as bytes of a head.
+        mutating func add(element raw: UnsafeRawBufferPointer, _ range: Range<Int>) {
+            if HeadBytes.equals(raw, range, "close") {
+                listsClose = true
+            } else if HeadBytes.equals(raw, range, "upgrade") {
+                listsUpgrade = true
+            } else if !HeadBytes.hopByHop.contains(where: { HeadBytes.equals(raw, range, $0) }) {
+                listsOthers = true
+            }
+        }
+
         /// Takes in the elements of one `Connection` header.
         mutating func add(_ value: String) {
             forEachElement(value) { element in

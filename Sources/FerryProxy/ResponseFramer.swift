@@ -32,8 +32,20 @@ struct ResponseFramer {
         status: HTTPResponseStatus, hasContentLength: Bool, method: HTTPMethod, version: HTTPVersion,
         into buffer: inout ByteBuffer
     ) -> Bool {
+        start(
+            code: Int(status.code), hasContentLength: hasContentLength, method: method, version: version, into: &buffer
+        ) {
+            $0.writeString(status.reasonPhrase)
+        }
+    }
+
+    /// `start` for a status given as a code, with its reason phrase written by `reason`.
+    mutating func start(
+        code: Int, hasContentLength: Bool, method: HTTPMethod, version: HTTPVersion, into buffer: inout ByteBuffer,
+        reason: (inout ByteBuffer) -> Void
+    ) -> Bool {
         suppressBody = method == .HEAD
-        if !status.mayHaveResponseBody {
+        if code < 200 || code == 204 || code == 304 {
             framing = .none
         } else if hasContentLength {
             framing = .contentLength
@@ -43,9 +55,9 @@ struct ResponseFramer {
             framing = .close
         }
         buffer.writeStaticString("HTTP/1.1 ")
-        buffer.writeString(String(status.code))
+        buffer.writeString(String(code))
         buffer.writeStaticString(" ")
-        buffer.writeString(status.reasonPhrase)
+        reason(&buffer)
         buffer.writeStaticString("\r\n")
         return framing == .close
     }
@@ -66,7 +78,8 @@ struct ResponseFramer {
     /// Ends the head: Transfer-Encoding when chunked, Ferry's Connection header, the blank line.
     func finishHead(keepAlive: Bool, into buffer: inout ByteBuffer) {
         if framing == .chunked { buffer.writeStaticString("Transfer-Encoding: chunked\r\n") }
-        buffer.writeStaticString(keepAlive && framing != .close ? "Connection: keep-alive\r\n" : "Connection: close\r\n")
+        buffer.writeStaticString(
+            keepAlive && framing != .close ? "Connection: keep-alive\r\n" : "Connection: close\r\n")
         buffer.writeStaticString("\r\n")
     }
 

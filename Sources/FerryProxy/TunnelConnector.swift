@@ -125,4 +125,6 @@ extension TunnelUpgradeHandler: Sendable {}
 
 enum ProxyError: Error {
     case upstreamTimeout
+    /// The backend's response broke HTTP/1 (its head, or its body's framing).
+    case invalidResponse(String)
 }
