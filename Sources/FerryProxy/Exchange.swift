@@ -106,6 +106,19 @@ final class Exchange: UpstreamExchangeDelegate {
 
     /// Routes the request and starts on it.
     func start() {
+        if head.method == .CONNECT {
+            // Ferry is a reverse proxy: it opens no tunnel to where a client names. Relayed to a
+            // backend, a CONNECT's answer would be read by HTTP rules the backend may not follow
+            // (a 2xx makes the connection a tunnel; NIO-based backends answer others without a
+            // length and keep the connection open, which hung the exchange). The connection ends: what
+            // follows a CONNECT is not read as HTTP.
+            var headers = HTTPHeaders()
+            headers.add(name: "Allow", value: "GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH")
+            respondLocally(
+                status: .methodNotAllowed, body: "ferry: CONNECT is not supported\n", close: true,
+                extraHeaders: headers)
+            return
+        }
         var host: String?
         if loop.router.hasSites || client.certificates != nil {
             host = head.headers.first(name: "Host").flatMap(HostName.normalize)

@@ -492,6 +492,7 @@ struct Traffic {
         let deadline = Date().addingTimeInterval(5)
         while alive() && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
         #expect(!alive(), "backend \(pid) outlived its master")
-        #expect(!FreePort.accepts(port: port))
+        // (Whether its port still accepts is not asked: tests run in parallel, and another test's
+        // backend may have picked the freed port in between, as happened once.)
     }
 }

@@ -300,6 +300,20 @@ import Testing
         await proxy.stop()
     }
 
+    /// Ferry answers CONNECT itself (it is a reverse proxy, not a tunnel to anywhere): the backend
+    /// is never asked (an unreachable one would give 502), and the connection ends.
+    @Test func connectIsRefusedWith405AndTheConnectionEnds() async throws {
+        let proxy = try await ProxyHarness(backendPort: 9, routes: [route("/", strip: nil)])
+        let response = try rawExchange(
+            port: proxy.port,
+            "CONNECT / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        #expect(response.hasPrefix("HTTP/1.1 405"), "\(response)")
+        #expect(response.contains("ferry: CONNECT is not supported"))
+        #expect(response.contains("Connection: close"))
+        #expect(!response.contains("HTTP/1.1 502"), "\(response)")
+        await proxy.stop()
+    }
+
     @Test func bodyOverTheCapGets413() async throws {
         var limits = LimitSettings()
         limits.maxBodyBytes = 10
