@@ -42,7 +42,9 @@ lint:
 clean:
 	rm -rf .build
 
-# The HTTP/1 head parser under libFuzzer for FUZZ_SECONDS (crashes in .build-fuzz/crashes/).
+# The HTTP/1 head parser, then the body framing tracker, under libFuzzer for FUZZ_SECONDS each
+# (crashes in .build-fuzz/crashes/).
 FUZZ_SECONDS ?= 30
 fuzz:
 	scripts/fuzz-head-parser.sh $(FUZZ_SECONDS)
+	scripts/fuzz-body-framing.sh $(FUZZ_SECONDS)

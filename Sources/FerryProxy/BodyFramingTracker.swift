@@ -55,6 +55,9 @@ struct BodyFramingTracker {
         case dataLF
         /// Start of a trailer line (or of the final empty line).
         case trailerLineStart
+        /// In a trailer field's name, up to its colon.
+        case trailerName
+        /// In a trailer field's value.
         case trailerLine
         /// The LF of a trailer line (`empty`: it is the final empty line).
         case trailerLF(empty: Bool)
@@ -137,7 +140,7 @@ struct BodyFramingTracker {
                 guard bytes[index] == UInt8(ascii: "\n") else { throw Error(code: .missingCRLFAfterChunk) }
                 chunk = .sizeLine
                 index += 1
-            case .trailerLineStart, .trailerLine, .trailerLF:
+            case .trailerLineStart, .trailerName, .trailerLine, .trailerLF:
                 try trailerByte(bytes[index])
                 index += 1
             case .done:
@@ -149,7 +152,7 @@ struct BodyFramingTracker {
 
     private var isInTrailers: Bool {
         switch chunk {
-        case .trailerLineStart, .trailerLine, .trailerLF, .done: true
+        case .trailerLineStart, .trailerName, .trailerLine, .trailerLF, .done: true
         case .sizeLine, .data, .dataCR, .dataLF: false
         }
     }
@@ -162,8 +165,15 @@ struct BodyFramingTracker {
             if byte == UInt8(ascii: "\r") {
                 chunk = .trailerLF(empty: true)
             } else if HTTP1HeadParser.isToken(byte) {
-                chunk = .trailerLine
+                chunk = .trailerName
             } else {
+                throw Error(code: .invalidTrailer)
+            }
+        case .trailerName:
+            // A field line, as in a head: no whitespace before the colon (RFC 9112 §5.1).
+            if byte == UInt8(ascii: ":") {
+                chunk = .trailerLine
+            } else if !HTTP1HeadParser.isToken(byte) {
                 throw Error(code: .invalidTrailer)
             }
         case .trailerLine:
@@ -181,7 +191,11 @@ struct BodyFramingTracker {
     }
 
     /// A whole chunk-size line at `start`: `chunk-size [ chunk-ext ] CRLF` with
-    /// `chunk-ext = *( BWS ";" BWS name [ BWS "=" BWS ( token / quoted-string ) ] )`.
+    /// `chunk-ext = *( ";" name [ "=" ( token / quoted-string ) ] )`.
+    ///
+    /// RFC 9112 §7.1.1 allows BWS around `;` and `=`; llhttp, as NIO's decoder that this replaced,
+    /// refuses any whitespace in the line, and the line is relayed as it is to clients whose
+    /// parsers may refuse it too.
     /// Returns the size and the index after the LF, or nil when the line is not complete yet.
     static func sizeLine(_ bytes: UnsafeRawBufferPointer, from start: Int) throws(Error) -> (Int, Int)? {
         var index = start
@@ -204,11 +218,7 @@ struct BodyFramingTracker {
         }
         guard try next() != nil else { return nil }
         guard digits > 0 else { throw Error(code: .invalidChunkSize) }
-        // Extensions, each: BWS ";" BWS token [ BWS "=" BWS ( token / quoted-string ) ].
-        func skipWhitespace() throws(Error) -> UInt8? {
-            while let byte = try next(), byte == 0x20 || byte == 0x09 { index += 1 }
-            return try next()
-        }
+        // Extensions, each: ";" token [ "=" ( token / quoted-string ) ].
         func token() throws(Error) -> Bool? {
             let first = index
             while let byte = try next(), HTTP1HeadParser.isToken(byte) { index += 1 }
@@ -216,24 +226,18 @@ struct BodyFramingTracker {
             return index > first
         }
         while true {
-            let whitespaceStart = index
-            guard let byte = try skipWhitespace() else { return nil }
-            if byte == UInt8(ascii: "\r") {
-                // BWS belongs before `;` or `=` only: `5 \r\n` is refused, as llhttp does.
-                guard index == whitespaceStart else { throw Error(code: .invalidChunkExtension) }
-                break
-            }
+            guard let byte = try next() else { return nil }
+            if byte == UInt8(ascii: "\r") { break }
             guard byte == UInt8(ascii: ";") else {
                 throw Error(code: index == start + digits ? .invalidChunkSize : .invalidChunkExtension)
             }
             index += 1
-            guard try skipWhitespace() != nil else { return nil }
             guard let named = try token() else { return nil }
             guard named else { throw Error(code: .invalidChunkExtension) }
-            guard let afterName = try skipWhitespace() else { return nil }
+            guard let afterName = try next() else { return nil }
             guard afterName == UInt8(ascii: "=") else { continue }
             index += 1
-            guard let valueStart = try skipWhitespace() else { return nil }
+            guard let valueStart = try next() else { return nil }
             if valueStart == UInt8(ascii: "\"") {
                 index += 1
                 quoted: while true {
