@@ -91,8 +91,10 @@ struct BodyFramingTracker {
 
     /// Reads body bytes from the start of `bytes`; `data` gets each range (relative to `bytes`) of
     /// payload bytes, for a receiver that takes the body unframed.
+    /// - Parameter stopAfterData: return after the first non-empty data range (a reader that hands
+    ///   on one slice at a time calls again for the rest).
     mutating func consume(
-        _ bytes: UnsafeRawBufferPointer, data: (Range<Int>) -> Void = { _ in }
+        _ bytes: UnsafeRawBufferPointer, stopAfterData: Bool = false, data: (Range<Int>) -> Void = { _ in }
     ) throws(Error) -> Step {
         switch framing {
         case .none:
@@ -106,12 +108,12 @@ struct BodyFramingTracker {
             if taken > 0 { data(0..<taken) }
             return Step(consumed: taken, ended: remaining == 0, relayEnd: taken)
         case .chunked:
-            return try consumeChunked(bytes, data: data)
+            return try consumeChunked(bytes, stopAfterData: stopAfterData, data: data)
         }
     }
 
     private mutating func consumeChunked(
-        _ bytes: UnsafeRawBufferPointer, data: (Range<Int>) -> Void
+        _ bytes: UnsafeRawBufferPointer, stopAfterData: Bool, data: (Range<Int>) -> Void
     ) throws(Error) -> Step {
         var index = 0
         // Already past the last chunk's size line: nothing more is relayed.
@@ -132,6 +134,7 @@ struct BodyFramingTracker {
                 data(index..<index + taken)
                 index += taken
                 chunk = left == taken ? .dataCR : .data(remaining: left - taken)
+                if stopAfterData && taken > 0 { break scan }
             case .dataCR:
                 guard bytes[index] == UInt8(ascii: "\r") else { throw Error(code: .missingCRLFAfterChunk) }
                 chunk = .dataLF

@@ -5,6 +5,7 @@ import NIOCore
 /// while its partner is writable) and half-close passed through.
 final class GlueHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
     typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
@@ -83,6 +84,14 @@ final class GlueHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     /// Sends `frame` to the partner between two frames of this direction: now if the stream is at
     /// a boundary, else as soon as the frame in flight has been forwarded.
+    /// Bytes this side sent before the tunnel was in place (a client's first frames, sent with its
+    /// upgrade request), relayed as if just read, and flushed.
+    func deliverEarly(_ buffer: ByteBuffer) {
+        guard let context else { return }
+        channelRead(context: context, data: wrapInboundOut(buffer))
+        partner?.partnerFlush()
+    }
+
     func injectAtBoundary(_ frame: ByteBuffer) {
         guard !injected else { return }
         if frames.atBoundary {

@@ -47,8 +47,8 @@ extension HTTP1FrontEnd {
         clientGlue.onActivity = { idle.touch() }
         upstreamGlue.onActivity = { idle.touch() }
         do {
-            // Order matters: the glue must be in place before the decoders are removed, because
-            // removing a decoder hands its leftover bytes (early frames) to the next handler.
+            // Order matters: the glue must be in place before the upstream decoder is removed,
+            // because removing it hands its leftover bytes (a server's greeting) to the next handler.
             let client = context.pipeline.syncOperations
             try client.addHandler(clientGlue)
             let upstreamPipeline = upstream.pipeline.syncOperations
@@ -56,7 +56,6 @@ extension HTTP1FrontEnd {
             _ = upstreamPipeline.removeHandler(name: "tunnel-upgrade")
             _ = upstreamPipeline.removeHandler(name: "tunnel-encoder")
             _ = upstreamPipeline.removeHandler(name: "tunnel-decoder")
-            _ = client.removeHandler(name: ProxyServer.decoderName)
             _ = client.removeHandler(self)
         } catch {
             loop.logger.error("could not set up the WebSocket tunnel", metadata: ["error": "\(error)"])
@@ -67,15 +66,19 @@ extension HTTP1FrontEnd {
         context.channel.setOption(.autoRead, value: true).whenComplete { _ in }
         context.channel.read()
         upstream.read()
-        // Removing a decoder hands its leftover bytes (a client's first frame sent with its
-        // request, a server's greeting sent with its 101) to the glue from a task of its own, with
+        // Removing the upstream decoder hands its leftover bytes (a server's greeting sent with its
+        // 101) to the glue from a task of its own, with
         // no read-complete event after them: nothing flushed them, and a peer waiting for that very
         // message waited for ever. A client FIN read together with the request reached this
         // handler, not the glue, and was lost the same way (the tunnel stayed open, the client's
         // socket in CLOSE_WAIT). This task runs after the decoders' (tasks run in order).
         let client = context.channel
         let clientFinished = clientInputClosed
+        // A client's first frames, sent with its request, go on as they are, once the upstream
+        // decoder (which watches writes) is gone.
+        let early = reader.takeRemaining()
         context.eventLoop.execute {
+            if let early { clientGlue.deliverEarly(early) }
             upstream.flush()
             client.flush()
             if clientFinished { client.pipeline.fireUserInboundEventTriggered(ChannelEvent.inputClosed) }

@@ -7,12 +7,15 @@ import NIOHTTP1
 /// pipelining, half-close and the connection's deadlines. Each request's life (routing, the
 /// protocol decision, the backend, accounting) is an `Exchange` this front end drives.
 ///
-/// Requests are handled one at a time: parts of a pipelined request that arrive while one is in
-/// flight wait in `pipelined` (and reads pause) until its response is complete. (NIO's
+/// Requests are read off the connection's bytes by an `HTTP1RequestReader` (no decoder in front of
+/// this handler). They are handled one at a time: the bytes of a pipelined request that arrive
+/// while one is in flight wait in the reader (and reads pause) until its response is complete. (NIO's
 /// `HTTPServerPipelineHandler` would do this by holding back `read()`, which makes the channel
 /// leave and rejoin epoll on every request: two `epoll_ctl` calls per request.)
 final class HTTP1FrontEnd: ChannelDuplexHandler, RemovableChannelHandler, ExchangeFrontEnd {
-    typealias InboundIn = HTTPServerRequestPart
+    typealias InboundIn = ByteBuffer
+    /// What follows a WebSocket upgrade request goes on to the tunnel's glue as it is.
+    typealias InboundOut = ByteBuffer
     typealias OutboundIn = ByteBuffer
     /// Responses are written as bytes (`ResponseFramer`), not through NIO's HTTPResponseEncoder.
     typealias OutboundOut = ByteBuffer
@@ -45,7 +48,10 @@ final class HTTP1FrontEnd: ChannelDuplexHandler, RemovableChannelHandler, Exchan
     private let handshakeServerName: ProxyListener.HandshakeServerName?
     /// The name the client sent in SNI, once the handshake said so.
     private var serverName: String?
-    let activity: ConnectionActivity
+    /// The request bytes read and not handed on yet.
+    var reader = HTTP1RequestReader()
+    /// The next byte read starts a request's header timeout (see `firstByteOfRequest`).
+    private var headTimerArmed = true
     var state: State = .idle
     var exchange: Exchange?
     /// The request body still arriving after its exchange finished is dropped.
@@ -58,9 +64,8 @@ final class HTTP1FrontEnd: ChannelDuplexHandler, RemovableChannelHandler, Exchan
     private var announcedKeepAlive = false
     /// The connection closes once the response in flight is out.
     private var endsAfterThisResponse: Bool {
-        // `pipelined` may still hold the end of the request being answered (a replayed request
-        // answered locally is answered from its head): only another request's head keeps it open.
-        closeAfterResponse || (clientInputClosed && !pipelined.contains(where: Self.isHead))
+        // Only another whole request, read before the FIN, keeps it open.
+        closeAfterResponse || (clientInputClosed && !(reader.isAtHead && reader.holdsCompleteHead))
     }
     var context: ChannelHandlerContext?
     /// Read by `ProxyLoopState.sweepDeadlines()`; arming or disarming it is an assignment, not a
@@ -75,10 +80,6 @@ final class HTTP1FrontEnd: ChannelDuplexHandler, RemovableChannelHandler, Exchan
     /// channel option round-trip per request is measurable.
     private var clientReadsPaused = false
     private var idleSince = NIODeadline.now()
-    /// Parts of pipelined requests received while another request was in flight, in order.
-    private var pipelined = CircularBuffer<HTTPServerRequestPart>()
-    /// A malformed request arrived behind one in flight: answered once that one's response is out.
-    private var deferredRejection: (status: HTTPResponseStatus, reason: String)?
     /// How the current response's body goes on the wire.
     private var framer = ResponseFramer()
     /// The current response's body comes with the backend's chunk framing, relayed as it is
@@ -91,12 +92,11 @@ final class HTTP1FrontEnd: ChannelDuplexHandler, RemovableChannelHandler, Exchan
     private static let gatherLimit = 8192
 
     init(
-        loop: ProxyLoopState, tls: Bool, activity: ConnectionActivity, certificates: CertificateSelector? = nil,
+        loop: ProxyLoopState, tls: Bool, certificates: CertificateSelector? = nil,
         handshakeServerName: ProxyListener.HandshakeServerName? = nil
     ) {
         self.loop = loop
         self.tls = tls
-        self.activity = activity
         self.certificates = certificates
         self.handshakeServerName = handshakeServerName
     }
@@ -111,15 +111,12 @@ final class HTTP1FrontEnd: ChannelDuplexHandler, RemovableChannelHandler, Exchan
         loop.connections[ObjectIdentifier(self)] = self
         loop.connectionsOpen += 1
         loop.connectionsTotal += 1
-        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
-        activity.onFirstByte = { bound.value.firstByteOfRequest() }
         waitForNextRequest()
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
         deadline = nil
         if loop.connections.removeValue(forKey: ObjectIdentifier(self)) != nil { loop.connectionsOpen -= 1 }
-        activity.onFirstByte = nil
         self.context = nil
     }
 
@@ -147,20 +144,22 @@ final class HTTP1FrontEnd: ChannelDuplexHandler, RemovableChannelHandler, Exchan
     /// without close_notify). Its connection used to stay open until the keep-alive timeout, in
     /// CLOSE_WAIT, with its descriptor and memory. What was fully received is still answered, as
     /// HAProxy does (`nginx` instead aborts with 499; a client may shut down its sending side right
-    /// after a request), then the connection closes. A request cut short by the FIN has already been
-    /// dropped: the decoder reports `invalidEOFState` first (see `errorCaught`).
+    /// after a request), then the connection closes. A request cut short by the FIN is dropped
+    /// (`requestCutByFIN`).
     private func clientFinishedSending(context: ChannelHandlerContext) {
         clientInputClosed = true
-        dropIncompletePipelinedRequest()
+        if reader.isMidRequest, !(reader.isAtHead && reader.holdsCompleteHead) {
+            return requestCutByFIN()
+        }
         switch state {
         case .idle:
-            if pipelined.isEmpty {
+            if !reader.holdsCompleteHead {
                 state = .closed
                 context.close(promise: nil)
             }
         case .exchanging:
             // `exchangeFinished` closes after the last response. An upgrade request waiting for
-            // its tunnel hands a FIN read with it to the tunnel once it is in place (`startTunnel`).
+            // its tunnel hands the FIN to the tunnel once it is in place (`startTunnel`).
             break
         case .tunneling, .closed:
             // The tunnel passes the FIN on (`GlueHandler`).
@@ -168,23 +167,17 @@ final class HTTP1FrontEnd: ChannelDuplexHandler, RemovableChannelHandler, Exchan
         }
     }
 
-    private static func isHead(_ part: HTTPServerRequestPart) -> Bool {
-        if case .head = part { true } else { false }
-    }
-
-    /// Parts of a pipelined request whose end never came: a request cut by the client's FIN, or
-    /// one whose body turned out malformed.
-    private func dropIncompletePipelinedRequest() {
-        guard let lastHead = pipelined.lastIndex(where: Self.isHead) else { return }
-        if pipelined[lastHead...].contains(where: { if case .end = $0 { true } else { false } }) { return }
-        pipelined.removeSubrange(lastHead..<pipelined.endIndex)
-    }
-
     /// Between requests: keep-alive idle timeout, until the first byte of the next request arrives.
     private func waitForNextRequest() {
         guard context != nil else { return }
-        activity.arm()
-        setDeadline(.nextRequest, in: limits.idleTimeout)
+        if reader.hasBufferedBytes {
+            // Part of the next request was read already: its head timeout runs from now.
+            headTimerArmed = false
+            setDeadline(.requestHead, in: limits.headerTimeout)
+        } else {
+            headTimerArmed = true
+            setDeadline(.nextRequest, in: limits.idleTimeout)
+        }
     }
 
     /// The first byte of a request: from now the whole head must arrive within the header timeout.
@@ -217,18 +210,13 @@ final class HTTP1FrontEnd: ChannelDuplexHandler, RemovableChannelHandler, Exchan
     // MARK: - Requests
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let part = unwrapInboundIn(data)
-        if !pipelined.isEmpty {
-            pipelined.append(part)
-            return
+        let bytes = unwrapInboundIn(data)
+        if headTimerArmed, bytes.readableBytes > 0 {
+            headTimerArmed = false
+            firstByteOfRequest()
         }
-        if case .head = part, !isIdle {
-            // Pipelined: wait for the current exchange, and read no further meanwhile.
-            pipelined.append(part)
-            setClientReads(paused: true)
-            return
-        }
-        handle(part, context: context)
+        reader.append(bytes)
+        readRequests()
     }
 
     private var isIdle: Bool {
@@ -236,21 +224,36 @@ final class HTTP1FrontEnd: ChannelDuplexHandler, RemovableChannelHandler, Exchan
         return false
     }
 
-    private func handle(_ part: HTTPServerRequestPart, context: ChannelHandlerContext) {
-        switch part {
-        case .head(let head):
-            deadline = nil
-            discardingBody = false
-            received(head: head)
-        case .body(let body):
-            guard !discardingBody else { return }
-            exchange?.receivedBody(body)
-        case .end:
-            if discardingBody {
-                discardingBody = false
+    /// Hands on what the bytes read hold, as far as this connection can take it now: the body of
+    /// the request in flight, a next request only once the connection is idle.
+    private func readRequests() {
+        while context != nil {
+            if reader.isAtHead && !isIdle {
+                // Pipelined: the next request waits for the current exchange; read no further
+                // meanwhile.
+                if reader.hasBufferedBytes, case .exchanging = state { setClientReads(paused: true) }
                 return
             }
-            exchange?.receivedEnd()
+            switch reader.next() {
+            case .needMore:
+                if clientInputClosed && reader.isMidRequest { requestCutByFIN() }
+                return
+            case .head(let head, let body):
+                deadline = nil
+                discardingBody = false
+                received(head: head)
+                if body == .none { exchange?.receivedEnd() }
+            case .body(let body):
+                if !discardingBody { exchange?.receivedBody(body) }
+            case .end:
+                if discardingBody {
+                    discardingBody = false
+                } else {
+                    exchange?.receivedEnd()
+                }
+            case .invalid(let status, let reason):
+                return malformed(status: status, reason: reason)
+            }
         }
     }
 
@@ -407,12 +410,8 @@ final class HTTP1FrontEnd: ChannelDuplexHandler, RemovableChannelHandler, Exchan
             writePending()
             context.flush()
             idleSince = .now()
-            if let rejection = deferredRejection, pipelined.isEmpty {
-                writeRawAndClose(status: rejection.status, reason: rejection.reason)
-                return
-            }
             waitForNextRequest()
-            if pipelined.isEmpty {
+            if !reader.hasBufferedBytes {
                 // Request-body backpressure may have paused reads; the next request must be read.
                 setClientReads(paused: false)
                 // A drain that came while this keep-alive response was going out (see `drain`).
@@ -426,15 +425,11 @@ final class HTTP1FrontEnd: ChannelDuplexHandler, RemovableChannelHandler, Exchan
         }
     }
 
-    /// Hands queued parts of pipelined requests over, up to the next request that must wait.
+    /// Takes on the requests read while the previous one was in flight.
     private func replayPipelined() {
-        guard let context else { return }
-        while let part = pipelined.first {
-            if case .head = part, !isIdle { return }
-            pipelined.removeFirst()
-            handle(part, context: context)
-        }
-        if pipelined.isEmpty && deferredRejection == nil { setClientReads(paused: false) }
+        guard context != nil, isIdle else { return }
+        readRequests()
+        if isIdle || !reader.hasBufferedBytes { setClientReads(paused: false) }
     }
 
     // MARK: - Writing responses
@@ -497,43 +492,24 @@ final class HTTP1FrontEnd: ChannelDuplexHandler, RemovableChannelHandler, Exchan
     // MARK: - Errors
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        guard let parserError = error as? HTTPParserError else {
-            context.close(promise: nil)
-            return
-        }
-        if parserError == .invalidEOFState {
-            requestCutByFIN(context: context)
-            return
-        }
-        let rejection: (status: HTTPResponseStatus, reason: String) =
-            if case .headerOverflow = parserError {
-                (
-                    HTTPResponseStatus(statusCode: 431, reasonPhrase: "Request Header Fields Too Large"),
-                    "request head too large"
-                )
-            } else {
-                (.badRequest, "malformed request (\(parserError))")
-            }
-        let forwarding = exchange?.isForwarding == true
+        context.close(promise: nil)
+    }
+
+    /// The bytes are not a valid request (or one too large). Requests are read one at a time, so
+    /// this is the request in flight's own body, or the next request once the connection is idle.
+    private func malformed(status: HTTPResponseStatus, reason: String) {
+        guard let context else { return }
         switch state {
-        case .exchanging where forwarding && (exchange?.requestEnded == true || !pipelined.isEmpty):
-            // The malformed request is a pipelined one behind the exchange in flight: it gets
-            // its answer after that exchange's response, then the connection closes. If the
-            // error came inside its body, its head is queued: it must not be sent upstream
-            // (its body will never come: the backend waited for it until the response timeout).
-            dropIncompletePipelinedRequest()
-            deferredRejection = rejection
-            setClientReads(paused: true)
-        case .exchanging where forwarding && exchange?.responseStarted == true:
+        case .exchanging where exchange?.responseStarted == true:
             // The request's own body went bad while its response is being relayed: a 400 now
-            // would land inside that response's body. Closing aborts the exchange (its
-            // upstream connection is closed, never pooled); the client sees a cut response.
+            // would land inside that response's body. Closing aborts the exchange (its upstream
+            // connection is closed, never pooled); the client sees a cut response.
             state = .closed
             context.close(promise: nil)
         case .exchanging where exchange?.phase == .awaitingTunnel:
             context.close(promise: nil)
         case .idle, .exchanging:
-            writeRawAndClose(status: rejection.status, reason: rejection.reason)
+            writeRawAndClose(status: status, reason: reason)
         case .tunneling, .closed:
             context.close(promise: nil)
         }
@@ -543,9 +519,9 @@ final class HTTP1FrontEnd: ChannelDuplexHandler, RemovableChannelHandler, Exchan
     /// read an answer to it. An exchange already in flight for it is aborted: closing the
     /// connection closes its upstream connection, which is never pooled (`channelInactive`). A
     /// complete request ahead of it, still being answered, is not: the cut one was pipelined.
-    private func requestCutByFIN(context: ChannelHandlerContext) {
+    private func requestCutByFIN() {
+        guard let context else { return }
         clientInputClosed = true
-        dropIncompletePipelinedRequest()
         let answering = exchange?.requestEnded == true && !discardingBody
         switch state {
         case .exchanging where answering && exchange?.phase != .awaitingTunnel, .closed:

@@ -58,7 +58,6 @@ public struct ProxyListener: Sendable {
 
 /// The worker's data plane: listeners, per-loop pools, stats, drain.
 public final class ProxyServer: Sendable {
-    static let decoderName = "http-decoder"
     /// Every channel keeps its last receive buffer for reuse; starting small (and growing on full
     /// reads) keeps idle connections — thousands of idle WebSockets — cheap.
     static let receiveAllocator = AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 512, maximum: 65536)
@@ -272,16 +271,9 @@ public final class ProxyServer: Sendable {
                             }))
                 }
                 try prepare?(channel)
-                let activity = ConnectionActivity()
-                let operations = channel.pipeline.syncOperations
-                let decoder = HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes)
-                try operations.addHandler(
-                    ByteToMessageHandler(WrappedHTTPDecoder(decoder, activity: activity)),
-                    name: ProxyServer.decoderName)
-                try operations.addHandler(
+                try channel.pipeline.syncOperations.addHandler(
                     HTTP1FrontEnd(
-                        loop: loop, tls: tls, activity: activity, certificates: certificates,
-                        handshakeServerName: handshakeServerName))
+                        loop: loop, tls: tls, certificates: certificates, handshakeServerName: handshakeServerName))
             }
         }
     }
