@@ -48,6 +48,8 @@ def main():
                 bench.wrk(env, port, "/tts-ws/tts/wav/1k.bin", 64, 2)  # warm-up
                 fa = bench.with_cpu(env, target, secs, lambda: bench.wrk(env, port, "/tts-ws/tts/wav/1k.bin", 64, secs))
                 fc = bench.with_cpu(env, target, secs, lambda: bench.wsload(env, port, 64, secs))
+                if fa["errors"] or fc["errors"]:
+                    print(f"  {name}: {fa['errors']} errors in (a), {fc['errors']} in (c)", flush=True)
                 row = (fa["rps"], fa["cpu_user_us"], fa["cpu_sys_us"], fc["rps"], fc["cpu_user_us"], fc["cpu_sys_us"])
                 results.setdefault(name, []).append(row)
                 print(rep, name, FORMAT % row, flush=True)

@@ -96,6 +96,7 @@ class Env:
 
     # --- setup -----------------------------------------------------------
     def prepare(self):
+        self.work.chmod(0o755)  # nginx workers run unprivileged and must read the files
         key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"] if self.key_type == "ec" else ["-newkey", "rsa:2048"]
         sh(["openssl", "req", "-x509", *key, "-nodes",
             "-keyout", str(self.key), "-out", str(self.cert), "-days", "30", "-subj", "/CN=localhost",
