@@ -13,6 +13,9 @@ test: test-deps
 	python3 scripts/check-kubernetes.py --self-test
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build --parallel --num-workers 2
+	@# The hand-written HTTP/1 parsers, fuzzed for a bounded time (longer: `make fuzz FUZZ_SECONDS=600`).
+	scripts/fuzz-head-parser.sh 20
+	scripts/fuzz-body-framing.sh 20
 
 build: deps
 	$(SWIFT) build

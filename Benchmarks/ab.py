@@ -4,7 +4,8 @@ backends, pinning): figure (a) with wrk and (c) with wsload, the binaries and ng
 every repetition so that the machine's drift hits all three alike; prints each repetition and the
 medians, with the proxy's CPU time per operation.
 
-Usage: python3 Benchmarks/ab.py BINARY_A BINARY_B [REPS] [SECONDS]
+Usage: python3 Benchmarks/ab.py BINARY_A BINARY_B [REPS] [SECONDS] [PATH]
+(PATH: the file of figure (a), /tts-ws/tts/wav/1k.bin by default; /tts-ws/tts/wav/64k.bin for (a64))
 (build the older one in a worktree: git worktree add /tmp/old COMMIT && cd /tmp/old && swift build -c release)
 """
 import statistics
@@ -26,6 +27,7 @@ def main():
     a, b = sys.argv[1], sys.argv[2]
     reps = int(sys.argv[3]) if len(sys.argv) > 3 else 4
     secs = int(sys.argv[4]) if len(sys.argv) > 4 else 5
+    path = sys.argv[5] if len(sys.argv) > 5 else "/tts-ws/tts/wav/1k.bin"
     env = bench.Env(Path(tempfile.mkdtemp(prefix="ferry-ab-")), Path(a))
     env.prepare()
     env.start_backends()
@@ -45,8 +47,8 @@ def main():
                 else:
                     target = "nginx"
                 port = bench.PORTS[target]
-                bench.wrk(env, port, "/tts-ws/tts/wav/1k.bin", 64, 2)  # warm-up
-                fa = bench.with_cpu(env, target, secs, lambda: bench.wrk(env, port, "/tts-ws/tts/wav/1k.bin", 64, secs))
+                bench.wrk(env, port, path, 64, 2)  # warm-up
+                fa = bench.with_cpu(env, target, secs, lambda: bench.wrk(env, port, path, 64, secs))
                 fc = bench.with_cpu(env, target, secs, lambda: bench.wsload(env, port, 64, secs))
                 if fa["errors"] or fc["errors"]:
                     print(f"  {name}: {fa['errors']} errors in (a), {fc['errors']} in (c)", flush=True)
