@@ -128,9 +128,16 @@ extension Exchange {
         self.reused = reused
         connection.handler.delegate = self
         var out = connection.channel.allocator.buffer(capacity: 512)
-        let framing = RequestRules.writeUpstreamRequest(
-            head, facts: facts, uri: upstreamURI ?? head.uri, clientAddress: client.address, tls: client.tls,
-            into: &out)
+        let framing: RequestRules.UpstreamBodyFraming
+        if let raw {
+            framing = RequestRules.writeUpstreamRequest(
+                raw: raw, method: head.method, facts: facts, uri: upstreamURI ?? head.uri,
+                clientAddress: client.address, tls: client.tls, into: &out)
+        } else {
+            framing = RequestRules.writeUpstreamRequest(
+                head, facts: facts, uri: upstreamURI ?? head.uri, clientAddress: client.address, tls: client.tls,
+                into: &out)
+        }
         connection.handler.sendHead(out, method: head.method, framing: framing)
         for body in bufferedBody { connection.handler.sendBody(body) }
         bufferedBody = []

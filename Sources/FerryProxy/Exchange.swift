@@ -27,6 +27,9 @@ final class Exchange: UpstreamExchangeDelegate {
     }
 
     var head: HTTPRequestHead
+    /// The head as the client's bytes, when the front end has them and nothing changed it: the
+    /// upstream request is written from them (`RequestRules.writeUpstreamRequest(raw:)`).
+    var raw: RawRequestHead?
     /// One pass over the request's headers, read by every later decision.
     let facts: RequestRules.RequestHeadFacts
     let client: ClientInfo

@@ -238,10 +238,10 @@ final class HTTP1FrontEnd: ChannelDuplexHandler, RemovableChannelHandler, Exchan
             case .needMore:
                 if clientInputClosed && reader.isMidRequest { requestCutByFIN() }
                 return
-            case .head(let head, let body):
+            case .head(let head, let raw, let body):
                 deadline = nil
                 discardingBody = false
-                received(head: head)
+                received(head: head, raw: raw)
                 if body == .none { exchange?.receivedEnd() }
             case .body(let body):
                 if !discardingBody { exchange?.receivedBody(body) }
@@ -257,13 +257,14 @@ final class HTTP1FrontEnd: ChannelDuplexHandler, RemovableChannelHandler, Exchan
         }
     }
 
-    private func received(head: HTTPRequestHead) {
+    private func received(head: HTTPRequestHead, raw: RawRequestHead) {
         loop.requests += 1
         state = .exchanging
         announcedKeepAlive = false
         let client = ClientInfo(address: clientAddress, tls: tls, serverName: serverName, certificates: certificates)
         let current = Exchange(
             head: head, keepAlive: head.isKeepAlive && !loop.draining, client: client, loop: loop, frontEnd: self)
+        current.raw = raw
         exchange = current
         if let rejection = current.facts.framingRejection(head, maxBodyBytes: limits.maxBodyBytes)
             ?? current.facts.limitsRejection(
@@ -278,6 +279,7 @@ final class HTTP1FrontEnd: ChannelDuplexHandler, RemovableChannelHandler, Exchan
         if let absolute = RequestRules.absoluteTarget(head.uri) {
             current.head.uri = absolute.originForm
             current.head.headers.replaceOrAdd(name: "Host", value: absolute.authority)
+            current.raw = nil
         }
         current.start()
     }

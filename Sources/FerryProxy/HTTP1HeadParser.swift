@@ -66,6 +66,22 @@ enum HTTP1HeadParser {
         }
     }
 
+    /// The index of the first CRLFCRLF at or after `from`, if any: where a head ends. Callers run
+    /// the parser once this is there, and resume the search where it stopped, so a head that
+    /// arrives in many small reads is scanned once, not once per read.
+    static func endOfHead(_ raw: UnsafeRawBufferPointer, from: Int) -> Int? {
+        var index = from
+        while index + 3 < raw.count {
+            if raw[index + 3] == UInt8(ascii: "\n") && raw[index + 2] == UInt8(ascii: "\r")
+                && raw[index + 1] == UInt8(ascii: "\n") && raw[index] == UInt8(ascii: "\r")
+            {
+                return index
+            }
+            index += 1
+        }
+        return nil
+    }
+
     /// Methods llhttp accepts (its HTTP method map): an unknown method is refused as NIO does.
     static let knownMethods: [StaticString] = [
         "GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "PATCH", "CONNECT", "TRACE", "COPY", "LOCK", "MKCOL",

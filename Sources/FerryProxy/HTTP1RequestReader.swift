@@ -14,7 +14,7 @@ struct HTTP1RequestReader {
         /// More bytes are needed.
         case needMore
         /// A request head, and how its body is framed (`.none`: the request ends with its head).
-        case head(HTTPRequestHead, body: BodyFramingTracker.Framing)
+        case head(HTTPRequestHead, raw: RawRequestHead, body: BodyFramingTracker.Framing)
         /// Part of the current request's body, as a slice of the bytes read.
         case body(ByteBuffer)
         /// The current request's body ended.
@@ -72,7 +72,7 @@ struct HTTP1RequestReader {
     /// Whether a whole request head is buffered (a pipelined request waits).
     var holdsCompleteHead: Bool {
         guard case .head = position, let buffer, buffer.readableBytes >= 4 else { return false }
-        return buffer.withUnsafeReadableBytes { Self.endOfHead($0, from: 0) } != nil
+        return buffer.withUnsafeReadableBytes { HTTP1HeadParser.endOfHead($0, from: 0) } != nil
     }
 
     /// Whether bytes are buffered at all.
@@ -125,7 +125,7 @@ struct HTTP1RequestReader {
     private mutating func readHead(_ bytes: inout ByteBuffer, searchedUpTo: Int) -> Event {
         var from = searchedUpTo
         while true {
-            let found = bytes.withUnsafeReadableBytes { Self.endOfHead($0, from: max(0, from - 3)) }
+            let found = bytes.withUnsafeReadableBytes { HTTP1HeadParser.endOfHead($0, from: max(0, from - 3)) }
             guard let found else {
                 guard bytes.readableBytes <= Self.limits.maxHeadBytes else {
                     position = .failed
@@ -153,7 +153,7 @@ struct HTTP1RequestReader {
                 let (head, framing, upgrade) = bytes.withUnsafeReadableBytes { raw in
                     Self.requestHead(parsed, raw)
                 }
-                bytes.moveReaderIndex(forwardBy: headLength)
+                let raw = RawRequestHead(bytes: bytes.readSlice(length: headLength)!, head: parsed)
                 if upgrade {
                     position = .upgraded
                 } else if framing == .none {
@@ -161,7 +161,7 @@ struct HTTP1RequestReader {
                 } else {
                     position = .body(BodyFramingTracker(framing))
                 }
-                return .head(head, body: framing)
+                return .head(head, raw: raw, body: framing)
             }
         }
     }
@@ -225,19 +225,5 @@ struct HTTP1RequestReader {
         if equals("OPTIONS") { return .OPTIONS }
         if equals("PATCH") { return .PATCH }
         return HTTPMethod(rawValue: String(decoding: bytes, as: UTF8.self))
-    }
-
-    /// The index of the first CRLFCRLF at or after `from`, if any.
-    static func endOfHead(_ raw: UnsafeRawBufferPointer, from: Int) -> Int? {
-        var index = from
-        while index + 3 < raw.count {
-            if raw[index + 3] == UInt8(ascii: "\n") && raw[index + 2] == UInt8(ascii: "\r")
-                && raw[index + 1] == UInt8(ascii: "\n") && raw[index] == UInt8(ascii: "\r")
-            {
-                return index
-            }
-            index += 1
-        }
-        return nil
     }
 }

@@ -264,19 +264,7 @@ public enum RequestRules {
                 value.forEachPiece { buffer.writeString($0) }
                 buffer.writeStaticString("\r\n")
             })
-        if facts.encodings > 0 {
-            buffer.writeStaticString("Transfer-Encoding: chunked\r\n\r\n")
-            return .chunked
-        }
-        if let length = facts.length {
-            buffer.writeStaticString("Content-Length: ")
-            buffer.writeSubstring(length)
-            buffer.writeStaticString("\r\n")
-        } else if head.method == .POST || head.method == .PUT || head.method == .PATCH {
-            buffer.writeStaticString("Content-Length: 0\r\n")
-        }
-        buffer.writeStaticString("\r\n")
-        return .asIs
+        return writeUpstreamFraming(method: head.method, facts: facts, into: &buffer)
     }
 
     /// The value of the `Forwarded` header Ferry sends upstream (RFC 7239), as pieces, so that the

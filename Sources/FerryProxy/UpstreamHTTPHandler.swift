@@ -218,7 +218,9 @@ final class UpstreamHTTPHandler: ChannelInboundHandler, RemovableChannelHandler 
     /// (they are kept in `pending`).
     private func readHead(_ bytes: inout ByteBuffer, searchedUpTo: Int) throws -> Bool {
         // A head ends with an empty line: the parser runs once one is there, not on every read.
-        let found = bytes.withUnsafeReadableBytes { raw in Self.endOfHead(raw, from: max(0, searchedUpTo - 3)) }
+        let found = bytes.withUnsafeReadableBytes { raw in
+            HTTP1HeadParser.endOfHead(raw, from: max(0, searchedUpTo - 3))
+        }
         guard found != nil else {
             guard bytes.readableBytes <= Self.limits.maxHeadBytes else {
                 throw ProxyError.invalidResponse("response head too large")
@@ -262,20 +264,6 @@ final class UpstreamHTTPHandler: ChannelInboundHandler, RemovableChannelHandler 
             }
             return true
         }
-    }
-
-    /// The index of the first CRLFCRLF at or after `from`, if any.
-    private static func endOfHead(_ raw: UnsafeRawBufferPointer, from: Int) -> Int? {
-        var index = from
-        while index + 3 < raw.count {
-            if raw[index + 3] == UInt8(ascii: "\n") && raw[index + 2] == UInt8(ascii: "\r")
-                && raw[index + 1] == UInt8(ascii: "\n") && raw[index] == UInt8(ascii: "\r")
-            {
-                return index
-            }
-            index += 1
-        }
-        return nil
     }
 
     /// Bytes after the response's end: the connection is out of step (`unexpectedData`). They

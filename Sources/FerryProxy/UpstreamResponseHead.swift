@@ -100,20 +100,9 @@ struct UpstreamResponseHead {
     /// `Connection`), not Transfer-Encoding (Ferry frames the body itself), and not Content-Length
     /// when `dropContentLength`.
     func keeps(_ field: HTTP1Head.Field, in raw: UnsafeRawBufferPointer, dropContentLength: Bool) -> Bool {
-        for name in HeadBytes.hopByHop where HTTP1Head.name(of: field, equals: name, in: raw) { return false }
         if HTTP1Head.name(of: field, equals: "transfer-encoding", in: raw) { return false }
         if dropContentLength && HTTP1Head.name(of: field, equals: "content-length", in: raw) { return false }
-        if listing.listsClose && HTTP1Head.name(of: field, equals: "close", in: raw) { return false }
-        guard listing.listsOthers else { return true }
-        var listed = false
-        for connection in head.fields where HTTP1Head.name(of: connection, equals: "connection", in: raw) {
-            HeadBytes.forEachElement(raw, connection.value) { element in
-                listed = HeadBytes.equalsIgnoringCase(raw, element, field.name)
-                return !listed
-            }
-            if listed { return false }
-        }
-        return true
+        return !HeadBytes.isHopByHop(field, of: head, in: raw, listing: listing)
     }
 
     /// Copies the field lines the client gets (see `keeps`) into `out`, as the backend wrote them.

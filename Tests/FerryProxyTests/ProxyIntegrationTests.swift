@@ -300,6 +300,22 @@ import Testing
         await proxy.stop()
     }
 
+    /// A WebSocket upgrade whose backend cannot be reached gets its 502 with `Connection: close`,
+    /// and the connection ends: nothing after an upgrade request is read as HTTP, so a connection
+    /// kept open would only wait for its idle timeout.
+    @Test func aWebSocketUpgradeToAnUnreachableBackendGets502AndTheConnectionEnds() async throws {
+        let proxy = try await ProxyHarness(backendPort: 9, routes: [route("/", strip: nil)])
+        let started = Date()
+        let response = try rawExchange(
+            port: proxy.port,
+            "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+            timeout: 5)
+        #expect(response.hasPrefix("HTTP/1.1 502"), "\(response)")
+        #expect(response.contains("Connection: close"), "\(response)")
+        #expect(Date().timeIntervalSince(started) < 3, "the connection was kept open after the refusal")
+        await proxy.stop()
+    }
+
     /// Ferry answers CONNECT itself (it is a reverse proxy, not a tunnel to anywhere): the backend
     /// is never asked (an unreachable one would give 502), and the connection ends.
     @Test func connectIsRefusedWith405AndTheConnectionEnds() async throws {

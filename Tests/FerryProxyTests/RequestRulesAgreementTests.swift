@@ -1,3 +1,4 @@
+import NIOCore
 import NIOHTTP1
 import Testing
 
@@ -105,6 +106,58 @@ import Testing
             #expect(response.listing == listing, "\(context)")
             #expect(facts.listing == listing, "\(context)")
         }
+    }
+
+    /// The upstream request written from the client's bytes is, byte for byte, the one written from
+    /// the parsed head: hop-by-hop fields (named or listed in Connection), X-Forwarded-*, Forwarded,
+    /// the framing fields, Expect, Host, on generated heads through the real parser.
+    @Test func upstreamRequestFromTheClientsBytesEqualsTheOneFromItsHead() throws {
+        let names =
+            Self.names + [
+                "X-Forwarded-For", "x-forwarded-for", "X-Forwarded-Proto", "X-Forwarded-Host", "Forwarded", "Expect",
+                "Close", "Cookie", "Accept",
+            ]
+        let values = Self.values + ["10.0.0.9", "100-continue", "a=1; b=2", "*/*", "x-forwarded-for", "close, te"]
+        var random = SplitMix(seed: 7)
+        var compared = 0
+        for round in 0..<5_000 {
+            var text =
+                (random.next(below: 3) == 0 ? "POST" : "GET") + " /a?b HTTP/1.\(random.next(below: 4) == 0 ? 0 : 1)\r\n"
+            for _ in 0..<random.next(below: 7) {
+                text += "\(names[random.next(below: names.count)]):\(random.next(below: 2) == 0 ? " " : "")"
+                text += "\(values[random.next(below: values.count)])\r\n"
+            }
+            text += "\r\n"
+            let bytes = ByteBuffer(string: text)
+            guard case .complete(let parsed, let length) = HTTP1HeadParser.parseRequest(bytes) else { continue }
+            let raw = RawRequestHead(bytes: bytes.getSlice(at: 0, length: length)!, head: parsed)
+            let head = HTTPRequestHead(
+                version: HTTPVersion(major: 1, minor: Int(parsed.versionMinor)),
+                method: text.hasPrefix("POST") ? .POST : .GET, uri: "/a?b",
+                headers: HTTPHeaders(
+                    parsed.fields.map { field in
+                        (
+                            bytes.getString(at: field.name.lowerBound, length: field.name.count)!,
+                            bytes.getString(at: field.value.lowerBound, length: field.value.count)!
+                        )
+                    }))
+            let facts = RequestRules.RequestHeadFacts(head)
+            let address = round % 3 == 0 ? nil : (round % 3 == 1 ? "192.0.2.1" : "2001:db8::1")
+            var fromHead = ByteBuffer()
+            var fromBytes = ByteBuffer()
+            let framing = RequestRules.writeUpstreamRequest(
+                head, facts: facts, uri: "/u", clientAddress: address, tls: round % 2 == 0, into: &fromHead)
+            let rawFraming = RequestRules.writeUpstreamRequest(
+                raw: raw, method: head.method, facts: facts, uri: "/u", clientAddress: address, tls: round % 2 == 0,
+                into: &fromBytes)
+            #expect(framing == rawFraming, "\(text.debugDescription)")
+            #expect(
+                String(buffer: fromBytes) == String(buffer: fromHead),
+                "\(text.debugDescription)\nfrom the head:\n\(String(buffer: fromHead))\nfrom the bytes:\n\(String(buffer: fromBytes))"
+            )
+            compared += 1
+        }
+        #expect(compared > 4_000)
     }
 
     @Test func forwardedHeaderIsBuiltInPlace() {
