@@ -78,11 +78,13 @@ final class Exchange: UpstreamExchangeDelegate {
     var continueSent = false
 
     init(
-        head: HTTPRequestHead, keepAlive: Bool, client: ClientInfo, loop: ProxyLoopState,
-        frontEnd: any ExchangeFrontEnd
+        head: HTTPRequestHead, raw: RawRequestHead? = nil, keepAlive: Bool, client: ClientInfo,
+        loop: ProxyLoopState, frontEnd: any ExchangeFrontEnd
     ) {
         self.head = head
-        self.facts = RequestRules.RequestHeadFacts(head)
+        self.raw = raw
+        // From the client's bytes when there are some (no pass over `HTTPHeaders`' strings).
+        self.facts = raw.map(RequestRules.RequestHeadFacts.init(raw:)) ?? RequestRules.RequestHeadFacts(head)
         self.keepAlive = keepAlive
         self.client = client
         self.started = .now()

@@ -263,8 +263,8 @@ final class HTTP1FrontEnd: ChannelDuplexHandler, RemovableChannelHandler, Exchan
         announcedKeepAlive = false
         let client = ClientInfo(address: clientAddress, tls: tls, serverName: serverName, certificates: certificates)
         let current = Exchange(
-            head: head, keepAlive: head.isKeepAlive && !loop.draining, client: client, loop: loop, frontEnd: self)
-        current.raw = raw
+            head: head, raw: raw, keepAlive: head.isKeepAlive && !loop.draining, client: client, loop: loop,
+            frontEnd: self)
         exchange = current
         if let rejection = current.facts.framingRejection(head, maxBodyBytes: limits.maxBodyBytes)
             ?? current.facts.limitsRejection(

@@ -21,7 +21,7 @@ public enum RequestRules {
     /// What a request head's headers say, from one pass over them: every check below and the
     /// hop-by-hop rules read this instead of scanning the headers again (each pass over
     /// `HTTPHeaders` costs a retain and a release per stored string, and a browser sends a dozen).
-    public struct RequestHeadFacts: Sendable {
+    public struct RequestHeadFacts: Sendable, Equatable {
         var headerCount = 0
         /// Names and values, plus ": " and CRLF for each.
         var headerBytes = 0
@@ -76,6 +76,63 @@ public enum RequestRules {
             }
             // An HTTP/1.0 client cannot be sent a 1xx response (RFC 9110 §15.2).
             if head.version.major == 1 && head.version.minor == 0 { expectsContinue = false }
+        }
+
+        /// The same facts from the client's bytes (no `String` per header): the agreement test
+        /// checks both initialisers agree on generated heads.
+        init(raw: RawRequestHead) {
+            var lengthRange: Range<Int>?
+            raw.bytes.withUnsafeReadableBytes { bytes in
+                for field in raw.head.fields {
+                    headerCount += 1
+                    headerBytes += field.name.count + field.value.count + 4
+                    if HTTP1Head.name(of: field, equals: "content-length", in: bytes) {
+                        HeadBytes.forEachElement(bytes, field.value) { element in
+                            if let lengthRange,
+                                !UnsafeRawBufferPointer(rebasing: bytes[lengthRange]).elementsEqual(
+                                    UnsafeRawBufferPointer(rebasing: bytes[element]))
+                            {
+                                lengthsDiffer = true
+                            }
+                            if lengthRange == nil { lengthRange = element }
+                            return true
+                        }
+                    } else if HTTP1Head.name(of: field, equals: "transfer-encoding", in: bytes) {
+                        HeadBytes.forEachElement(bytes, field.value) { element in
+                            encodings += 1
+                            lastEncodingIsChunked = HeadBytes.equals(bytes, element, "chunked")
+                            return true
+                        }
+                    } else if HTTP1Head.name(of: field, equals: "host", in: bytes) {
+                        hosts += 1
+                        HeadBytes.forEachElement(bytes, field.value) { _ in
+                            hostElements += 1
+                            return true
+                        }
+                    } else if HTTP1Head.name(of: field, equals: "connection", in: bytes) {
+                        HeadBytes.forEachElement(bytes, field.value) { element in
+                            listing.add(element: bytes, element)
+                            return true
+                        }
+                    } else if HTTP1Head.name(of: field, equals: "upgrade", in: bytes) {
+                        HeadBytes.forEachElement(bytes, field.value) { element in
+                            if HeadBytes.equals(bytes, element, "websocket") { upgradeListsWebSocket = true }
+                            return true
+                        }
+                    } else if HTTP1Head.name(of: field, equals: "expect", in: bytes) {
+                        HeadBytes.forEachElement(bytes, field.value) { element in
+                            if HeadBytes.equals(bytes, element, "100-continue") { expectsContinue = true }
+                            return true
+                        }
+                    }
+                }
+            }
+            if let lengthRange {
+                let text = raw.bytes.getString(
+                    at: raw.bytes.readerIndex + lengthRange.lowerBound, length: lengthRange.count)
+                length = text.map { Substring($0) }
+            }
+            if raw.head.versionMajor == 1 && raw.head.versionMinor == 0 { expectsContinue = false }
         }
 
         /// A body follows the head: a chunked one, or a Content-Length above 0.
