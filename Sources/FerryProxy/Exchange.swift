@@ -78,13 +78,13 @@ final class Exchange: UpstreamExchangeDelegate {
     var continueSent = false
 
     init(
-        head: HTTPRequestHead, raw: RawRequestHead? = nil, keepAlive: Bool, client: ClientInfo,
-        loop: ProxyLoopState, frontEnd: any ExchangeFrontEnd
+        head: HTTPRequestHead, raw: RawRequestHead? = nil, facts: RequestRules.RequestHeadFacts? = nil,
+        keepAlive: Bool, client: ClientInfo, loop: ProxyLoopState, frontEnd: any ExchangeFrontEnd
     ) {
         self.head = head
         self.raw = raw
-        // From the client's bytes when there are some (no pass over `HTTPHeaders`' strings).
-        self.facts = raw.map(RequestRules.RequestHeadFacts.init(raw:)) ?? RequestRules.RequestHeadFacts(head)
+        // The front end's reading of the client's bytes when it has one (no pass over `HTTPHeaders`).
+        self.facts = facts ?? RequestRules.RequestHeadFacts(head)
         self.keepAlive = keepAlive
         self.client = client
         self.started = .now()

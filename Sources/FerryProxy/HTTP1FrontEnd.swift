@@ -238,10 +238,10 @@ final class HTTP1FrontEnd: ChannelDuplexHandler, RemovableChannelHandler, Exchan
             case .needMore:
                 if clientInputClosed && reader.isMidRequest { requestCutByFIN() }
                 return
-            case .head(let head, let raw, let body):
+            case .head(let head, let raw, let facts, let body):
                 deadline = nil
                 discardingBody = false
-                received(head: head, raw: raw)
+                received(head: head, raw: raw, facts: facts)
                 if body == .none { exchange?.receivedEnd() }
             case .body(let body):
                 if !discardingBody { exchange?.receivedBody(body) }
@@ -257,13 +257,14 @@ final class HTTP1FrontEnd: ChannelDuplexHandler, RemovableChannelHandler, Exchan
         }
     }
 
-    private func received(head: HTTPRequestHead, raw: RawRequestHead) {
+    private func received(head: HTTPRequestHead, raw: RawRequestHead, facts: RequestRules.RequestHeadFacts) {
         loop.requests += 1
         state = .exchanging
         announcedKeepAlive = false
         let client = ClientInfo(address: clientAddress, tls: tls, serverName: serverName, certificates: certificates)
         let current = Exchange(
-            head: head, raw: raw, keepAlive: head.isKeepAlive && !loop.draining, client: client, loop: loop,
+            head: head, raw: raw, facts: facts, keepAlive: head.isKeepAlive && !loop.draining, client: client,
+            loop: loop,
             frontEnd: self)
         exchange = current
         if let rejection = current.facts.framingRejection(head, maxBodyBytes: limits.maxBodyBytes)

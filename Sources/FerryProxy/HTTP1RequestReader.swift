@@ -14,7 +14,9 @@ struct HTTP1RequestReader {
         /// More bytes are needed.
         case needMore
         /// A request head, and how its body is framed (`.none`: the request ends with its head).
-        case head(HTTPRequestHead, raw: RawRequestHead, body: BodyFramingTracker.Framing)
+        case head(
+            HTTPRequestHead, raw: RawRequestHead, facts: RequestRules.RequestHeadFacts,
+            body: BodyFramingTracker.Framing)
         /// Part of the current request's body, as a slice of the bytes read.
         case body(ByteBuffer)
         /// The current request's body ended.
@@ -150,66 +152,43 @@ struct HTTP1RequestReader {
                 }
                 return .invalid(.badRequest, "malformed request (\(error.reason))")
             case .complete(let parsed, let headLength):
-                let (head, framing, upgrade) = bytes.withUnsafeReadableBytes { raw in
-                    Self.requestHead(parsed, raw)
-                }
                 let raw = RawRequestHead(bytes: bytes.readSlice(length: headLength)!, head: parsed)
-                if upgrade {
+                let facts = RequestRules.RequestHeadFacts(raw: raw)
+                let framing = Self.bodyFraming(facts)
+                if facts.upgradeListsWebSocket && facts.listing.listsUpgrade {
                     position = .upgraded
                 } else if framing == .none {
                     position = .head(searchedUpTo: 0)
                 } else {
                     position = .body(BodyFramingTracker(framing))
                 }
-                return .head(head, raw: raw, body: framing)
+                return .head(Self.requestHead(raw), raw: raw, facts: facts, body: framing)
             }
         }
     }
 
-    /// NIO's head type for the exchange, the body's framing (RFC 9112 §6.3: chunked when
-    /// Transfer-Encoding ends in chunked, else a valid Content-Length, else none; what is invalid
-    /// is refused by `RequestRules` on the head), and whether it asks for a WebSocket upgrade.
-    private static func requestHead(
-        _ parsed: HTTP1Head, _ raw: UnsafeRawBufferPointer
-    ) -> (HTTPRequestHead, BodyFramingTracker.Framing, Bool) {
-        func string(_ range: Range<Int>) -> String {
-            String(decoding: UnsafeRawBufferPointer(rebasing: raw[range]), as: UTF8.self)
-        }
-        var fields: [(String, String)] = []
-        fields.reserveCapacity(parsed.fields.count)
-        var length: Int?
-        var chunked = false
-        var encodings = false
-        var websocket = false
-        var connectionUpgrade = false
-        for field in parsed.fields {
-            fields.append((string(field.name), string(field.value)))
-            if HTTP1Head.name(of: field, equals: "content-length", in: raw) {
-                length = HeadBytes.decimal(raw, field.value)
-            } else if HTTP1Head.name(of: field, equals: "transfer-encoding", in: raw) {
-                encodings = true
-                HeadBytes.forEachElement(raw, field.value) { element in
-                    chunked = HeadBytes.equals(raw, element, "chunked")
-                    return true
-                }
-            } else if HTTP1Head.name(of: field, equals: "upgrade", in: raw) {
-                HeadBytes.forEachElement(raw, field.value) { element in
-                    if HeadBytes.equals(raw, element, "websocket") { websocket = true }
-                    return true
-                }
-            } else if HTTP1Head.name(of: field, equals: "connection", in: raw) {
-                HeadBytes.forEachElement(raw, field.value) { element in
-                    if HeadBytes.equals(raw, element, "upgrade") { connectionUpgrade = true }
-                    return true
-                }
+    /// How the body is framed (RFC 9112 §6.3): chunked when Transfer-Encoding ends in chunked, else
+    /// the Content-Length, else none. What is invalid (both, differing lengths, a length that is
+    /// not a number) is refused by `RequestRules` on the facts, with close.
+    private static func bodyFraming(_ facts: RequestRules.RequestHeadFacts) -> BodyFramingTracker.Framing {
+        if facts.encodings > 0 { return facts.lastEncodingIsChunked ? .chunked : .none }
+        guard let length = facts.length, let value = Int(length), value > 0 else { return .none }
+        return .length(value)
+    }
+
+    /// NIO's head type for the exchange, built from the offsets.
+    private static func requestHead(_ raw: RawRequestHead) -> HTTPRequestHead {
+        raw.bytes.withUnsafeReadableBytes { bytes in
+            func string(_ range: Range<Int>) -> String {
+                String(decoding: UnsafeRawBufferPointer(rebasing: bytes[range]), as: UTF8.self)
             }
+            var fields: [(String, String)] = []
+            fields.reserveCapacity(raw.head.fields.count)
+            for field in raw.head.fields { fields.append((string(field.name), string(field.value))) }
+            return HTTPRequestHead(
+                version: HTTPVersion(major: Int(raw.head.versionMajor), minor: Int(raw.head.versionMinor)),
+                method: method(raw.head.method, bytes), uri: string(raw.head.target), headers: HTTPHeaders(fields))
         }
-        let head = HTTPRequestHead(
-            version: HTTPVersion(major: Int(parsed.versionMajor), minor: Int(parsed.versionMinor)),
-            method: method(parsed.method, raw), uri: string(parsed.target), headers: HTTPHeaders(fields))
-        let framing: BodyFramingTracker.Framing =
-            encodings ? (chunked ? .chunked : .none) : (length.map { $0 > 0 ? .length($0) : .none } ?? .none)
-        return (head, framing, websocket && connectionUpgrade)
     }
 
     private static func method(_ range: Range<Int>, _ raw: UnsafeRawBufferPointer) -> HTTPMethod {

@@ -300,6 +300,21 @@ import Testing
         await proxy.stop()
     }
 
+    /// A Content-Length repeated with the same value (`5, 5`, which RFC 9110 §8.6 lets a recipient
+    /// take as 5) frames the body by that length: its bytes go to the backend, not read as the next
+    /// request (the reader used to frame such a request as having no body, and answered "hello"
+    /// with 400).
+    @Test func aRepeatedEqualContentLengthFramesTheBody() async throws {
+        try await withFramingBackendProxy { proxy in
+            let response = try rawExchange(
+                port: proxy.port,
+                "POST /request HTTP/1.1\r\nHost: x\r\nContent-Length: 5, 5\r\n\r\nhello"
+                    + "GET /length HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            #expect(response.components(separatedBy: "HTTP/1.1 200 OK").count == 3, "\(response.debugDescription)")
+            #expect(response.contains("hello") && !response.contains("HTTP/1.1 400"), "\(response.debugDescription)")
+        }
+    }
+
     /// A WebSocket upgrade whose backend cannot be reached gets its 502 with `Connection: close`,
     /// and the connection ends: nothing after an upgrade request is read as HTTP, so a connection
     /// kept open would only wait for its idle timeout.
