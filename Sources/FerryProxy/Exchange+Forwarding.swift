@@ -129,16 +129,16 @@ extension Exchange {
         connection.handler.delegate = self
         var out = connection.channel.allocator.buffer(capacity: 512)
         let framing: RequestRules.UpstreamBodyFraming
-        if let raw {
+        if let raw = request.raw {
             framing = RequestRules.writeUpstreamRequest(
-                raw: raw, method: head.method, facts: facts, uri: upstreamURI ?? head.uri,
+                raw: raw, method: request.method, facts: facts, uri: upstreamURI ?? request.uri,
                 clientAddress: client.address, tls: client.tls, into: &out)
         } else {
             framing = RequestRules.writeUpstreamRequest(
-                head, facts: facts, uri: upstreamURI ?? head.uri, clientAddress: client.address, tls: client.tls,
-                into: &out)
+                request.head, facts: facts, uri: upstreamURI ?? request.uri, clientAddress: client.address,
+                tls: client.tls, into: &out)
         }
-        connection.handler.sendHead(out, method: head.method, framing: framing)
+        connection.handler.sendHead(out, method: request.method, framing: framing)
         for body in bufferedBody { connection.handler.sendBody(body) }
         bufferedBody = []
         frontEnd.setResponseDeadline(route.timeouts.response)
@@ -197,7 +197,7 @@ extension Exchange {
         // effect twice: an idempotent method, or a body not sent yet. A reused connection gets one
         // fresh try whatever the backend's `retries` (the server may just have closed it while idle);
         // after that, up to `retries` more on other servers, a fresh connection each time.
-        let resendable = RequestRules.isIdempotent(head.method) && bodyBytesIn == 0
+        let resendable = RequestRules.isIdempotent(request.method) && bodyBytesIn == 0
         let budget = loop.configuration.backend(named: backend ?? "")?.retries ?? 0
         if resendable, !timedOut, reused ? !retried : retries < budget, let group, let server, let route {
             if reused {

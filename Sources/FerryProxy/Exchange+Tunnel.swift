@@ -18,7 +18,8 @@ extension Exchange {
         phase = .awaitingTunnel
         frontEnd.setRequestBodyPaused(true)
         let upstreamHead = RequestRules.upstreamHead(
-            head, uri: upstreamURI ?? head.uri, clientAddress: client.address, tls: client.tls, upgrade: true)
+            request.head, uri: upstreamURI ?? request.uri, clientAddress: client.address, tls: client.tls, upgrade: true
+        )
         let bound = NIOLoopBound(self, eventLoop: loop.eventLoop)
         let connectTimeout = route.timeouts.connect ?? backend.connectTimeout
         loop.waitUntilAvailable(backend)

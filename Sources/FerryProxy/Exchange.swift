@@ -26,12 +26,9 @@ final class Exchange: UpstreamExchangeDelegate {
         case finished
     }
 
-    var head: HTTPRequestHead
-    /// The head as the client's bytes, when the front end has them and nothing changed it: the
-    /// upstream request is written from them (`RequestRules.writeUpstreamRequest(raw:)`).
-    var raw: RawRequestHead?
+    var request: ExchangeRequest
     /// One pass over the request's headers, read by every later decision.
-    let facts: RequestRules.RequestHeadFacts
+    var facts: RequestRules.RequestHeadFacts { request.facts }
     let client: ClientInfo
     let started: NIODeadline
     /// The client may send another request after this one (its head and the drain say so).
@@ -78,13 +75,10 @@ final class Exchange: UpstreamExchangeDelegate {
     var continueSent = false
 
     init(
-        head: HTTPRequestHead, raw: RawRequestHead? = nil, facts: RequestRules.RequestHeadFacts? = nil,
-        keepAlive: Bool, client: ClientInfo, loop: ProxyLoopState, frontEnd: any ExchangeFrontEnd
+        request: ExchangeRequest, keepAlive: Bool, client: ClientInfo, loop: ProxyLoopState,
+        frontEnd: any ExchangeFrontEnd
     ) {
-        self.head = head
-        self.raw = raw
-        // The front end's reading of the client's bytes when it has one (no pass over `HTTPHeaders`).
-        self.facts = facts ?? RequestRules.RequestHeadFacts(head)
+        self.request = request
         self.keepAlive = keepAlive
         self.client = client
         self.started = .now()
@@ -111,7 +105,7 @@ final class Exchange: UpstreamExchangeDelegate {
 
     /// Routes the request and starts on it.
     func start() {
-        if head.method == .CONNECT {
+        if request.method == .CONNECT {
             // Ferry is a reverse proxy: it opens no tunnel to where a client names. Relayed to a
             // backend, a CONNECT's answer would be read by HTTP rules the backend may not follow
             // (a 2xx makes the connection a tunnel; NIO-based backends answer others without a
@@ -126,7 +120,7 @@ final class Exchange: UpstreamExchangeDelegate {
         }
         var host: String?
         if loop.router.hasSites || client.certificates != nil {
-            host = head.headers.first(name: "Host").flatMap(HostName.normalize)
+            host = request.first(name: "Host").flatMap(HostName.normalize)
         }
         // No domain fronting across certificates: a connection whose SNI selected one certificate
         // may not ask for a host that another certificate of this listener serves (RFC 9110
@@ -139,7 +133,7 @@ final class Exchange: UpstreamExchangeDelegate {
                 body: "ferry: this connection's certificate is for \(serverName), not for \(host)\n", close: true)
             return
         }
-        switch loop.router.route(uri: head.uri, host: host) {
+        switch loop.router.route(uri: request.uri, host: host) {
         case .badRequest:
             respondLocally(status: .badRequest, body: "ferry: malformed request target\n", close: true)
         case .unsafePath(let reason):
@@ -237,7 +231,7 @@ final class Exchange: UpstreamExchangeDelegate {
             respondLocally(status: .badGateway, body: "ferry: route \(route.path) has no backend\n", close: false)
             return
         }
-        switch (facts.upgradeKind(head), route.protocol) {
+        switch (facts.upgradeKind(request), route.protocol) {
         case (.invalid(let reason), _):
             respondLocally(status: .badRequest, body: "ferry: \(reason)\n", close: true)
         case (.websocket, .http):
@@ -324,17 +318,17 @@ final class Exchange: UpstreamExchangeDelegate {
         case .off:
             return
         case .combined:
-            let agent = head.headers.first(name: "user-agent") ?? "-"
-            let referer = head.headers.first(name: "referer") ?? "-"
+            let agent = request.first(name: "user-agent") ?? "-"
+            let referer = request.first(name: "referer") ?? "-"
             logger.info(
-                "\(client.address ?? "-") - - \"\(head.method.rawValue) \(head.uri) HTTP/\(head.version.major).\(head.version.minor)\" \(status) \(bytesOut) \"\(referer)\" \"\(agent)\" route=\(routePath ?? "-") backend=\(backend ?? "-") reused=\(reused ? "yes" : "no") duration=\(milliseconds)ms"
+                "\(client.address ?? "-") - - \"\(request.method.rawValue) \(request.uri) HTTP/\(request.version.major).\(request.version.minor)\" \(status) \(bytesOut) \"\(referer)\" \"\(agent)\" route=\(routePath ?? "-") backend=\(backend ?? "-") reused=\(reused ? "yes" : "no") duration=\(milliseconds)ms"
             )
         case .json:
             func quoted(_ text: String) -> String {
                 "\"" + text.replacing("\\", with: "\\\\").replacing("\"", with: "\\\"") + "\""
             }
             logger.info(
-                "{\"client\":\(quoted(client.address ?? "")),\"method\":\(quoted(head.method.rawValue)),\"uri\":\(quoted(head.uri)),\"status\":\(status),\"bytes\":\(bytesOut),\"route\":\(quoted(routePath ?? "")),\"backend\":\(quoted(backend ?? "")),\"reused\":\(reused),\"duration_ms\":\(milliseconds)}"
+                "{\"client\":\(quoted(client.address ?? "")),\"method\":\(quoted(request.method.rawValue)),\"uri\":\(quoted(request.uri)),\"status\":\(status),\"bytes\":\(bytesOut),\"route\":\(quoted(routePath ?? "")),\"backend\":\(quoted(backend ?? "")),\"reused\":\(reused),\"duration_ms\":\(milliseconds)}"
             )
         }
     }
@@ -343,7 +337,8 @@ final class Exchange: UpstreamExchangeDelegate {
 
     /// The server the request's sticky cookie names, if the backend has one.
     func stickyServer(_ group: UpstreamGroup) -> Int? {
-        guard let name = group.backend.stickyCookie, let value = RequestRules.cookie(named: name, in: head.headers)
+        guard let name = group.backend.stickyCookie,
+            let value = RequestRules.cookie(named: name, in: request.values(name: "cookie"))
         else { return nil }
         return group.server(stickyValue: value)
     }
@@ -354,8 +349,8 @@ final class Exchange: UpstreamExchangeDelegate {
         switch group.hashKey {
         case nil: return nil
         case .clientAddress: return client.address
-        case .header(let name): return head.headers.first(name: name)
-        case .cookie(let name): return RequestRules.cookie(named: name, in: head.headers)
+        case .header(let name): return request.first(name: name)
+        case .cookie(let name): return RequestRules.cookie(named: name, in: request.values(name: "cookie"))
         }
     }
 }

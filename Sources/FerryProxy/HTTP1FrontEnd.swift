@@ -238,10 +238,10 @@ final class HTTP1FrontEnd: ChannelDuplexHandler, RemovableChannelHandler, Exchan
             case .needMore:
                 if clientInputClosed && reader.isMidRequest { requestCutByFIN() }
                 return
-            case .head(let head, let raw, let facts, let body):
+            case .head(let request, let body):
                 deadline = nil
                 discardingBody = false
-                received(head: head, raw: raw, facts: facts)
+                received(request: request)
                 if body == .none { exchange?.receivedEnd() }
             case .body(let body):
                 if !discardingBody { exchange?.receivedBody(body) }
@@ -257,19 +257,19 @@ final class HTTP1FrontEnd: ChannelDuplexHandler, RemovableChannelHandler, Exchan
         }
     }
 
-    private func received(head: HTTPRequestHead, raw: RawRequestHead, facts: RequestRules.RequestHeadFacts) {
+    private func received(request: ExchangeRequest) {
         loop.requests += 1
         state = .exchanging
         announcedKeepAlive = false
         let client = ClientInfo(address: clientAddress, tls: tls, serverName: serverName, certificates: certificates)
         let current = Exchange(
-            head: head, raw: raw, facts: facts, keepAlive: head.isKeepAlive && !loop.draining, client: client,
-            loop: loop,
+            request: request, keepAlive: request.isKeepAlive && !loop.draining, client: client, loop: loop,
             frontEnd: self)
         exchange = current
-        if let rejection = current.facts.framingRejection(head, maxBodyBytes: limits.maxBodyBytes)
-            ?? current.facts.limitsRejection(
-                head, maxHeaderBytes: limits.maxHeaderBytes, maxHeaderCount: limits.maxHeaderCount)
+        let facts = request.facts
+        if let rejection = facts.framingRejection(version: request.version, maxBodyBytes: limits.maxBodyBytes)
+            ?? facts.limitsRejection(
+                uri: request.uri, maxHeaderBytes: limits.maxHeaderBytes, maxHeaderCount: limits.maxHeaderCount)
         {
             current.refuse(rejection)
             return
@@ -277,11 +277,7 @@ final class HTTP1FrontEnd: ChannelDuplexHandler, RemovableChannelHandler, Exchan
         // Absolute-form (RFC 9112 §3.2.2): routed and sent upstream in origin-form, with the
         // target's authority as Host (the server MUST use it over a received Host). The checks above
         // ran on the request as received, so an HTTP/1.1 request without Host is still refused.
-        if let absolute = RequestRules.absoluteTarget(head.uri) {
-            current.head.uri = absolute.originForm
-            current.head.headers.replaceOrAdd(name: "Host", value: absolute.authority)
-            current.raw = nil
-        }
+        if let absolute = RequestRules.absoluteTarget(request.uri) { current.request.useOriginForm(absolute) }
         current.start()
     }
 
@@ -339,7 +335,7 @@ final class HTTP1FrontEnd: ChannelDuplexHandler, RemovableChannelHandler, Exchan
         var out = context.channel.allocator.buffer(capacity: head.bytes.readableBytes + 128)
         let closeDelimited = framer.start(
             code: head.status, hasContentLength: head.contentLength != nil,
-            method: current.head.method, version: current.head.version, into: &out, reason: head.writeReason)
+            method: current.request.method, version: current.request.version, into: &out, reason: head.writeReason)
         if closeDelimited {
             keepAlive = false
             closeAfterResponse = true
@@ -469,7 +465,7 @@ final class HTTP1FrontEnd: ChannelDuplexHandler, RemovableChannelHandler, Exchan
         writePending()
         var out = context.channel.allocator.buffer(capacity: 512 + bodyLength)
         _ = framer.start(
-            status: status, hasContentLength: true, method: current.head.method, version: current.head.version,
+            status: status, hasContentLength: true, method: current.request.method, version: current.request.version,
             into: &out)
         headers(&out, framer)
         if framer.framing != .none { ResponseFramer.writeHeader("Content-Length", String(bodyLength), into: &out) }

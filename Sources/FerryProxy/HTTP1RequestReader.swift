@@ -14,9 +14,7 @@ struct HTTP1RequestReader {
         /// More bytes are needed.
         case needMore
         /// A request head, and how its body is framed (`.none`: the request ends with its head).
-        case head(
-            HTTPRequestHead, raw: RawRequestHead, facts: RequestRules.RequestHeadFacts,
-            body: BodyFramingTracker.Framing)
+        case head(ExchangeRequest, body: BodyFramingTracker.Framing)
         /// Part of the current request's body, as a slice of the bytes read.
         case body(ByteBuffer)
         /// The current request's body ended.
@@ -162,7 +160,7 @@ struct HTTP1RequestReader {
                 } else {
                     position = .body(BodyFramingTracker(framing))
                 }
-                return .head(Self.requestHead(raw), raw: raw, facts: facts, body: framing)
+                return .head(Self.request(raw, facts: facts), body: framing)
             }
         }
     }
@@ -176,19 +174,19 @@ struct HTTP1RequestReader {
         return .length(value)
     }
 
-    /// NIO's head type for the exchange, built from the offsets.
-    private static func requestHead(_ raw: RawRequestHead) -> HTTPRequestHead {
-        raw.bytes.withUnsafeReadableBytes { bytes in
-            func string(_ range: Range<Int>) -> String {
-                String(decoding: UnsafeRawBufferPointer(rebasing: bytes[range]), as: UTF8.self)
-            }
-            var fields: [(String, String)] = []
-            fields.reserveCapacity(raw.head.fields.count)
-            for field in raw.head.fields { fields.append((string(field.name), string(field.value))) }
-            return HTTPRequestHead(
-                version: HTTPVersion(major: Int(raw.head.versionMajor), minor: Int(raw.head.versionMinor)),
-                method: method(raw.head.method, bytes), uri: string(raw.head.target), headers: HTTPHeaders(fields))
+    /// The exchange's view of the head: method, target and version as values, the fields left as
+    /// the client's bytes.
+    private static func request(_ raw: RawRequestHead, facts: RequestRules.RequestHeadFacts) -> ExchangeRequest {
+        let (method, uri) = raw.bytes.withUnsafeReadableBytes { bytes in
+            (
+                Self.method(raw.head.method, bytes),
+                String(decoding: UnsafeRawBufferPointer(rebasing: bytes[raw.head.target]), as: UTF8.self)
+            )
         }
+        return ExchangeRequest(
+            method: method, uri: uri,
+            version: HTTPVersion(major: Int(raw.head.versionMajor), minor: Int(raw.head.versionMinor)),
+            fields: .raw(raw), facts: facts)
     }
 
     private static func method(_ range: Range<Int>, _ raw: UnsafeRawBufferPointer) -> HTTPMethod {

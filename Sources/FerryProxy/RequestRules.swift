@@ -146,7 +146,7 @@ public enum RequestRules {
         /// differing Content-Length values, a Transfer-Encoding other than a final `chunked`, or an
         /// invalid length all make the message boundary ambiguous, which is what request smuggling
         /// exploits.
-        func framingRejection(_ head: HTTPRequestHead, maxBodyBytes: Int) -> Rejection? {
+        func framingRejection(version: HTTPVersion, maxBodyBytes: Int) -> Rejection? {
             if length != nil && encodings > 0 {
                 return .badRequest("both Content-Length and Transfer-Encoding")
             }
@@ -163,19 +163,19 @@ public enum RequestRules {
                 guard encodings == 1, lastEncodingIsChunked else {
                     return .badRequest("Transfer-Encoding other than a single final chunked")
                 }
-                if head.version.major == 1 && head.version.minor == 0 {
+                if version.major == 1 && version.minor == 0 {
                     return .badRequest("Transfer-Encoding in an HTTP/1.0 request")
                 }
             }
             if hostElements > 1 { return .badRequest("several Host headers") }
-            if head.version.major == 1 && head.version.minor == 1 && hosts == 0 {
+            if version.major == 1 && version.minor == 1 && hosts == 0 {
                 return .badRequest("request without Host header")
             }
             return nil
         }
 
-        func limitsRejection(_ head: HTTPRequestHead, maxHeaderBytes: Int, maxHeaderCount: Int) -> Rejection? {
-            let bytes = head.uri.utf8.count + 16 + headerBytes
+        func limitsRejection(uri: String, maxHeaderBytes: Int, maxHeaderCount: Int) -> Rejection? {
+            let bytes = uri.utf8.count + 16 + headerBytes
             if headerCount > maxHeaderCount {
                 return .headersTooLarge("\(headerCount) header fields (limit \(maxHeaderCount))")
             }
@@ -190,20 +190,20 @@ public enum RequestRules {
         /// ignored, as RFC 9110 §7.8 allows and nginx does: the request is served as HTTP/1.1, and
         /// its Upgrade header, hop-by-hop, never reaches the backend (which also rules out "h2c
         /// smuggling" through Ferry). It used to be refused with 400.
-        func upgradeKind(_ head: HTTPRequestHead) -> UpgradeKind {
+        func upgradeKind(_ request: ExchangeRequest) -> UpgradeKind {
             guard upgradeListsWebSocket else { return .none }
             guard listing.listsUpgrade else { return .invalid("a WebSocket upgrade needs Connection: upgrade") }
-            guard head.method == .GET else { return .invalid("a WebSocket upgrade must be a GET") }
+            guard request.method == .GET else { return .invalid("a WebSocket upgrade must be a GET") }
             // After the head come WebSocket frames: a body would be read as frames by one side and
             // as the request's content by the other (a backend answered 101 only once it had the
             // announced Content-Length bytes, which never came: a 60 s wait for the response
             // timeout, then 504).
             guard !announcesBody else { return .invalid("a WebSocket upgrade must not have a body") }
-            guard let key = head.headers.first(name: "sec-websocket-key"), key.utf8.count == 24, key.hasSuffix("==")
+            guard let key = request.first(name: "sec-websocket-key"), key.utf8.count == 24, key.hasSuffix("==")
             else {
                 return .invalid("missing or malformed Sec-WebSocket-Key")
             }
-            guard head.headers.first(name: "sec-websocket-version") == "13" else {
+            guard request.first(name: "sec-websocket-version") == "13" else {
                 return .invalid("unsupported Sec-WebSocket-Version (13 is required)")
             }
             return .websocket
@@ -212,12 +212,13 @@ public enum RequestRules {
 
     /// `RequestHeadFacts.framingRejection` in one call.
     public static func checkFraming(_ head: HTTPRequestHead, maxBodyBytes: Int) -> Rejection? {
-        RequestHeadFacts(head).framingRejection(head, maxBodyBytes: maxBodyBytes)
+        RequestHeadFacts(head).framingRejection(version: head.version, maxBodyBytes: maxBodyBytes)
     }
 
     /// `RequestHeadFacts.limitsRejection` in one call.
     public static func checkLimits(_ head: HTTPRequestHead, maxHeaderBytes: Int, maxHeaderCount: Int) -> Rejection? {
-        RequestHeadFacts(head).limitsRejection(head, maxHeaderBytes: maxHeaderBytes, maxHeaderCount: maxHeaderCount)
+        RequestHeadFacts(head).limitsRejection(
+            uri: head.uri, maxHeaderBytes: maxHeaderBytes, maxHeaderCount: maxHeaderCount)
     }
 
     /// A request target in absolute-form (`GET http://example.com/a?b HTTP/1.1`), split into its
@@ -262,7 +263,8 @@ public enum RequestRules {
 
     /// `RequestHeadFacts.upgradeKind` in one call.
     public static func upgradeKind(_ head: HTTPRequestHead) -> UpgradeKind {
-        RequestHeadFacts(head).upgradeKind(head)
+        let request = ExchangeRequest(head)
+        return request.facts.upgradeKind(request)
     }
 
     /// Headers that describe one hop and must not be forwarded (RFC 9110 §7.6.1), plus the ones the
@@ -425,6 +427,9 @@ public enum RequestRules {
         var listsOthers = false
         /// `upgrade` is listed (a WebSocket handshake asks for it).
         var listsUpgrade = false
+        /// How often `keep-alive` is listed (an HTTP/1.0 client asking to keep the connection;
+        /// listed twice, the list is taken as conflicting, as NIO does, and the connection closes).
+        var keepAliveElements = 0
 
         init() {}
 
@@ -438,6 +443,8 @@ public enum RequestRules {
                 listsClose = true
             } else if HeadBytes.equals(raw, range, "upgrade") {
                 listsUpgrade = true
+            } else if HeadBytes.equals(raw, range, "keep-alive") {
+                keepAliveElements += 1
             } else if !HeadBytes.hopByHop.contains(where: { HeadBytes.equals(raw, range, $0) }) {
                 listsOthers = true
             }
@@ -450,6 +457,8 @@ public enum RequestRules {
                     listsClose = true
                 } else if nameEquals(element, "upgrade") {
                     listsUpgrade = true
+                } else if nameEquals(element, "keep-alive") {
+                    keepAliveElements += 1
                 } else if !hopByHop.contains(where: { nameEquals(element, $0) }) {
                     listsOthers = true
                 }
@@ -573,7 +582,12 @@ public enum RequestRules {
 
     /// The value of cookie `name` in the request's `Cookie` headers (RFC 6265 §5.4: `a=1; b=2`).
     public static func cookie(named name: String, in headers: HTTPHeaders) -> String? {
-        for header in headers["cookie"] {
+        cookie(named: name, in: headers["cookie"])
+    }
+
+    /// The value of the cookie `name` in the given `Cookie` header values.
+    static func cookie(named name: String, in values: [String]) -> String? {
+        for header in values {
             for pair in header.split(separator: ";") {
                 let trimmed = pair.drop { $0 == " " }
                 guard let equals = trimmed.firstIndex(of: "="), trimmed[..<equals] == name else { continue }

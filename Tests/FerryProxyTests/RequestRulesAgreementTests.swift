@@ -117,7 +117,11 @@ import Testing
                 "X-Forwarded-For", "x-forwarded-for", "X-Forwarded-Proto", "X-Forwarded-Host", "Forwarded", "Expect",
                 "Close", "Cookie", "Accept",
             ]
-        let values = Self.values + ["10.0.0.9", "100-continue", "a=1; b=2", "*/*", "x-forwarded-for", "close, te"]
+        let values =
+            Self.values + [
+                "10.0.0.9", "100-continue", "a=1; b=2", "*/*", "x-forwarded-for", "close, te", "keep-alive",
+                "Keep-Alive, close",
+            ]
         var random = SplitMix(seed: 7)
         var compared = 0
         for round in 0..<5_000 {
@@ -143,6 +147,18 @@ import Testing
                     }))
             let facts = RequestRules.RequestHeadFacts(head)
             #expect(RequestRules.RequestHeadFacts(raw: raw) == facts, "\(text.debugDescription)")
+            // The exchange's view of the bytes reads what the parsed head says.
+            let fromRaw = ExchangeRequest(
+                method: head.method, uri: head.uri, version: head.version, fields: .raw(raw), facts: facts)
+            let fromHeaders = ExchangeRequest(head)
+            #expect(fromRaw.isKeepAlive == head.isKeepAlive, "\(text.debugDescription)")
+            #expect(fromHeaders.isKeepAlive == head.isKeepAlive, "\(text.debugDescription)")
+            #expect(fromRaw.facts.upgradeKind(fromRaw) == RequestRules.upgradeKind(head), "\(text.debugDescription)")
+            #expect(fromRaw.headers == head.headers, "\(text.debugDescription)")
+            for name in ["host", "Cookie", "X-FORWARDED-FOR", "x-other", "absent"] {
+                #expect(fromRaw.first(name: name) == head.headers.first(name: name), "\(name) \(text.debugDescription)")
+                #expect(fromRaw.values(name: name) == head.headers[name], "\(name) \(text.debugDescription)")
+            }
             let address = round % 3 == 0 ? nil : (round % 3 == 1 ? "192.0.2.1" : "2001:db8::1")
             var fromHead = ByteBuffer()
             var fromBytes = ByteBuffer()
