@@ -14,6 +14,8 @@ let nioWebSocket = Target.Dependency.product(name: "NIOWebSocket", package: "swi
 let nioEmbedded = Target.Dependency.product(name: "NIOEmbedded", package: "swift-nio")
 let nioConcurrencyHelpers = Target.Dependency.product(name: "NIOConcurrencyHelpers", package: "swift-nio")
 let nioExtras = Target.Dependency.product(name: "NIOExtras", package: "swift-nio-extras")
+let nioHTTP2 = Target.Dependency.product(name: "NIOHTTP2", package: "swift-nio-http2")
+let nioHPACK = Target.Dependency.product(name: "NIOHPACK", package: "swift-nio-http2")
 let logging = Target.Dependency.product(name: "Logging", package: "swift-log")
 
 let package = Package(
@@ -25,6 +27,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-nio-extras", from: "1.35.2"),
+        .package(url: "https://github.com/apple/swift-nio-http2", from: "1.46.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/LebJe/TOMLKit", exact: "0.6.0"),
@@ -52,7 +55,7 @@ let package = Package(
         ),
         .target(
             name: "FerryProxy",
-            dependencies: ["FerryConfig", nioCore, nioPosix, nioHTTP1, nioConcurrencyHelpers, logging],
+            dependencies: ["FerryConfig", nioCore, nioPosix, nioHTTP1, nioHTTP2, nioHPACK, nioConcurrencyHelpers, logging],
             swiftSettings: swiftSettings
         ),
         .target(
@@ -89,7 +92,7 @@ let package = Package(
         ),
         .testTarget(
             name: "FerryProxyTests",
-            dependencies: ["FerryProxy", "FerryConfig", nioCore, nioEmbedded, nioPosix, nioHTTP1, logging],
+            dependencies: ["FerryProxy", "FerryConfig", nioCore, nioEmbedded, nioPosix, nioHTTP1, nioHPACK, logging],
             exclude: ["Fixtures"],
             swiftSettings: swiftSettings
         ),

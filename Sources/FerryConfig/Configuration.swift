@@ -196,7 +196,7 @@ public struct TLSSettings: Sendable, Equatable {
     public init(
         certificates: [CertificateConfiguration],
         minimumVersion: TLSVersion = .tls12,
-        alpn: [String] = ["http/1.1"],
+        alpn: [String] = ["h2", "http/1.1"],
         handshakeTimeout: Duration = .seconds(10),
         selfSigned: Bool = false
     ) {

@@ -236,9 +236,13 @@ struct SectionParser {
         var settings = TLSSettings(certificates: [], selfSigned: selfSigned)
         if let version = table.choice("min_version", TLSVersion.self) { settings.minimumVersion = version }
         if let alpn = table.stringArray("alpn") {
-            let supported = ["http/1.1"]
+            let supported = ["h2", "http/1.1"]
             if let unsupported = alpn.first(where: { !supported.contains($0) }) {
-                sink.error(table.keyPath("alpn"), "'\(unsupported)' is not supported (supported: \"http/1.1\")")
+                sink.error(
+                    table.keyPath("alpn"), "'\(unsupported)' is not supported (supported: \"h2\", \"http/1.1\")")
+            } else if !alpn.contains("http/1.1") {
+                // A client without ALPN, or one that offers only http/1.1, would have no protocol.
+                sink.error(table.keyPath("alpn"), "must include \"http/1.1\"")
             } else {
                 settings.alpn = alpn
             }

@@ -22,6 +22,8 @@ struct ExchangeRequest {
     var fields: Fields
     /// One pass over the request's headers, read by every later decision.
     let facts: RequestRules.RequestHeadFacts
+    /// HTTP/2's extended CONNECT (RFC 8441): the `:protocol` asked for (`websocket`).
+    var extendedConnectProtocol: String?
 
     init(
         method: HTTPMethod, uri: String, version: HTTPVersion, fields: Fields,

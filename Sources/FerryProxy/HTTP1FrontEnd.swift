@@ -12,7 +12,7 @@ import NIOHTTP1
 /// while one is in flight wait in the reader (and reads pause) until its response is complete. (NIO's
 /// `HTTPServerPipelineHandler` would do this by holding back `read()`, which makes the channel
 /// leave and rejoin epoll on every request: two `epoll_ctl` calls per request.)
-final class HTTP1FrontEnd: ChannelDuplexHandler, RemovableChannelHandler, ExchangeFrontEnd {
+final class HTTP1FrontEnd: ChannelDuplexHandler, RemovableChannelHandler, ExchangeFrontEnd, ClientConnection {
     typealias InboundIn = ByteBuffer
     /// What follows a WebSocket upgrade request goes on to the tunnel's glue as it is.
     typealias InboundOut = ByteBuffer
@@ -45,7 +45,7 @@ final class HTTP1FrontEnd: ChannelDuplexHandler, RemovableChannelHandler, Exchan
     /// The listener's certificates when it has several (the 421 rule), and how to read the SNI name
     /// off the TLS layer's handshake event.
     private let certificates: CertificateSelector?
-    private let handshakeServerName: ProxyListener.HandshakeServerName?
+    private let readHandshake: ProxyListener.HandshakeReader?
     /// The name the client sent in SNI, once the handshake said so.
     private var serverName: String?
     /// The request bytes read and not handed on yet.
@@ -93,12 +93,12 @@ final class HTTP1FrontEnd: ChannelDuplexHandler, RemovableChannelHandler, Exchan
 
     init(
         loop: ProxyLoopState, tls: Bool, certificates: CertificateSelector? = nil,
-        handshakeServerName: ProxyListener.HandshakeServerName? = nil
+        readHandshake: ProxyListener.HandshakeReader? = nil
     ) {
         self.loop = loop
         self.tls = tls
         self.certificates = certificates
-        self.handshakeServerName = handshakeServerName
+        self.readHandshake = readHandshake
     }
 
     private var limits: LimitSettings { loop.configuration.limits }
@@ -134,8 +134,22 @@ final class HTTP1FrontEnd: ChannelDuplexHandler, RemovableChannelHandler, Exchan
         } else if let proxied = event as? ProxyProtocolClient {
             // The balancer's word on who the client is (logs, X-Forwarded-For, Forwarded, hashing).
             clientAddress = proxied.address
-        } else if let read = handshakeServerName, let negotiated = read(event) {
+        } else if let read = readHandshake, let negotiated = read(event) {
             serverName = negotiated.serverName.flatMap(HostName.normalize)
+            if negotiated.alpn == "h2" {
+                // The client speaks HTTP/2 on this connection: its handlers take over from here
+                // (no byte of it has been read yet: the handshake's event comes first).
+                let client = ClientInfo(
+                    address: clientAddress, tls: tls, serverName: serverName, certificates: certificates)
+                do {
+                    try HTTP2Connection.install(after: context, loop: loop, clientInfo: client)
+                    context.fireUserInboundEventTriggered(event)
+                    context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+                } catch {
+                    context.close(promise: nil)
+                }
+                return
+            }
         }
         context.fireUserInboundEventTriggered(event)
     }

@@ -26,6 +26,11 @@ final class ProxyLoopState: @unchecked Sendable {
     var routeStats: [RouteStats]
     var connectionsOpen = 0
     var connectionsTotal = 0
+    /// HTTP/2 connections accepted, requests (streams) taken on them, and connection or stream
+    /// errors swift-nio-http2 reported (malformed frames, floods, flow-control violations).
+    var http2Connections = 0
+    var http2Requests = 0
+    var http2ProtocolErrors = 0
     var requests = 0
     var activeTunnels = 0
     /// Connections closed for a missing, malformed, late or untrusted PROXY protocol header.
@@ -34,7 +39,7 @@ final class ProxyLoopState: @unchecked Sendable {
     var unavailableBackends: Set<String> = []
     /// Waiters for a backend to become available again.
     var availabilityWaiters: [String: [EventLoopPromise<Void>]] = [:]
-    var connections: [ObjectIdentifier: HTTP1FrontEnd] = [:]
+    var connections: [ObjectIdentifier: any ClientConnection] = [:]
     /// Open WebSocket tunnels, closed with 1001 when a drain reaches its deadline.
     var tunnelChannels: [ObjectIdentifier: TunnelChannels] = [:]
     var draining = false
@@ -170,7 +175,7 @@ final class ProxyLoopState: @unchecked Sendable {
     /// Fires every deadline that has passed: connections' keep-alive, request-head and response
     /// timeouts, idle pooled connections, quiet WebSocket tunnels.
     func sweepDeadlines(now: NIODeadline) {
-        var due: [HTTP1FrontEnd] = []
+        var due: [any ClientConnection] = []
         for connection in connections.values {
             if let deadline = connection.deadline, deadline <= now { due.append(connection) }
         }

@@ -28,31 +28,34 @@ public struct ProxyListener: Sendable {
     public struct Negotiated: Sendable {
         /// The SNI name, nil when the client sent none.
         public var serverName: String?
+        /// The protocol agreed in ALPN (`h2`, `http/1.1`), nil when the client offered none.
+        public var alpn: String?
 
-        public init(serverName: String?) {
+        public init(serverName: String?, alpn: String? = nil) {
             self.serverName = serverName
+            self.alpn = alpn
         }
     }
 
     /// Reads the TLS layer's handshake-completed event: nil for any other event. (FerryProxy does
     /// not import FerryTLS.)
-    public typealias HandshakeServerName = @Sendable (Any) -> Negotiated?
+    public typealias HandshakeReader = @Sendable (Any) -> Negotiated?
 
     public var configuration: ListenerConfiguration
     public var socket: Socket
     /// Runs first for every accepted connection, before the HTTP handlers (the wiring adds TLS here).
     public var prepareChannel: (@Sendable (any Channel) throws -> Void)?
-    public var handshakeServerName: HandshakeServerName?
+    public var readHandshake: HandshakeReader?
 
     public init(
         configuration: ListenerConfiguration, socket: Socket,
         prepareChannel: (@Sendable (any Channel) throws -> Void)? = nil,
-        handshakeServerName: HandshakeServerName? = nil
+        readHandshake: HandshakeReader? = nil
     ) {
         self.configuration = configuration
         self.socket = socket
         self.prepareChannel = prepareChannel
-        self.handshakeServerName = handshakeServerName
+        self.readHandshake = readHandshake
     }
 }
 
@@ -237,7 +240,8 @@ public final class ProxyServer: Sendable {
         let tls = listener.configuration.tls != nil
         let prepare = listener.prepareChannel
         let listenerName = listener.configuration.name
-        let listenerHandshakeServerName = listener.handshakeServerName
+        let listenerHandshakeReader = listener.readHandshake
+        let offersHTTP2 = listener.configuration.tls?.alpn.contains("h2") ?? false
         let proxyProtocol = listener.configuration.proxyProtocol ? listener.configuration : nil
         return { channel in
             channel.eventLoop.makeCompletedFuture {
@@ -254,7 +258,8 @@ public final class ProxyServer: Sendable {
                 // The listener's certificates as the loop's configuration has them now (a reload
                 // applied in place may have changed them).
                 let certificates = loop.certificateSelector(listener: listenerName)
-                let handshakeServerName = certificates == nil ? nil : listenerHandshakeServerName
+                // Read when the listener has several certificates (the SNI name) or offers h2.
+                let readHandshake = certificates == nil && !offersHTTP2 ? nil : listenerHandshakeReader
                 if let proxyProtocol {
                     // First, before TLS: the header comes before the ClientHello.
                     let logger = loop.logger
@@ -273,7 +278,7 @@ public final class ProxyServer: Sendable {
                 try prepare?(channel)
                 try channel.pipeline.syncOperations.addHandler(
                     HTTP1FrontEnd(
-                        loop: loop, tls: tls, certificates: certificates, handshakeServerName: handshakeServerName))
+                        loop: loop, tls: tls, certificates: certificates, readHandshake: readHandshake))
             }
         }
     }

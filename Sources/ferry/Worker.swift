@@ -144,8 +144,8 @@ final class ProxyDataPlane: WorkerDataPlane, @unchecked Sendable {
                 ProxyListener(
                     configuration: listener, socket: isShared ? .acceptorThread(fd: fd) : .adopt(fd: fd),
                     prepareChannel: prepare,
-                    handshakeServerName: {
-                        ($0 as? TLSHandshakeCompleted).map { .init(serverName: $0.serverName) }
+                    readHandshake: {
+                        ($0 as? TLSHandshakeCompleted).map { .init(serverName: $0.serverName, alpn: $0.alpn) }
                     }))
         }
         _ = try await proxy.start(listeners: listeners, acceptImmediately: false)

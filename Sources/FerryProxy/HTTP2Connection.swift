@@ -1,0 +1,137 @@
+import FerryConfig
+import Logging
+import NIOCore
+import NIOHTTP2
+
+/// One HTTP/2 client connection, after ALPN chose `h2`: swift-nio-http2's `NIOHTTP2Handler`
+/// (framing, HPACK, flow control, the stream state machines and its DoS limits) with one
+/// `HTTP2StreamFrontEnd` per stream, and this handler behind it for what is the connection's:
+/// its place in the loop (drain, stop, the idle deadline), its open streams, and GOAWAY.
+final class HTTP2Connection: ChannelDuplexHandler, ClientConnection {
+    typealias InboundIn = HTTP2Frame
+    typealias OutboundIn = HTTP2Frame
+    typealias OutboundOut = HTTP2Frame
+
+    let loop: ProxyLoopState
+    let clientInfo: ClientInfo
+    private var context: ChannelHandlerContext?
+    private var openStreams = 0
+    /// The highest stream the client opened: the GOAWAY of a drain names it.
+    private var lastStreamID = HTTP2StreamID(0)
+    private var goAwaySent = false
+    private(set) var deadline: NIODeadline?
+
+    init(loop: ProxyLoopState, clientInfo: ClientInfo) {
+        self.loop = loop
+        self.clientInfo = clientInfo
+    }
+
+    /// Puts HTTP/2 on `channel`, after the handler of `context` (which then leaves the pipeline).
+    static func install(
+        after context: ChannelHandlerContext, loop: ProxyLoopState, clientInfo: ClientInfo
+    ) throws {
+        let connection = HTTP2Connection(loop: loop, clientInfo: clientInfo)
+        let bound = NIOLoopBound(connection, eventLoop: context.eventLoop)
+        var settings = NIOHTTP2Handler.ConnectionConfiguration()
+        settings.initialSettings = [
+            HTTP2Setting(parameter: .maxConcurrentStreams, value: 128),
+            HTTP2Setting(parameter: .maxHeaderListSize, value: loop.configuration.limits.maxHeaderBytes),
+        ]
+        let pipeline = context.pipeline.syncOperations
+        _ = try pipeline.configureHTTP2Pipeline(
+            mode: .server, connectionConfiguration: settings, streamConfiguration: .init(),
+            position: .last
+        ) { stream in
+            stream.eventLoop.makeCompletedFuture {
+                try stream.pipeline.syncOperations.addHandler(HTTP2StreamFrontEnd(connection: bound.value))
+            }
+        }
+        try pipeline.addHandler(connection)
+    }
+
+    var limits: LimitSettings { loop.configuration.limits }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        loop.connections[ObjectIdentifier(self)] = self
+        loop.connectionsOpen += 1
+        loop.http2Connections += 1
+        deadline = .now() + limits.idleTimeout.timeAmount
+        if loop.draining { drain() }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        deadline = nil
+        if loop.connections.removeValue(forKey: ObjectIdentifier(self)) != nil { loop.connectionsOpen -= 1 }
+        self.context = nil
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let event = event as? ChannelEvent, case .inputClosed = event {
+            // The client's FIN (the channel allows half-closure for HTTP/1): HTTP/2 has no use
+            // for a half-open connection, its streams cannot end without the client's frames.
+            context.close(promise: nil)
+            return
+        } else if let created = event as? NIOHTTP2StreamCreatedEvent {
+            openStreams += 1
+            if created.streamID > lastStreamID { lastStreamID = created.streamID }
+            deadline = nil
+        } else if event is StreamClosedEvent {
+            openStreams -= 1
+            if openStreams == 0 {
+                if goAwaySent {
+                    context.close(promise: nil)
+                } else {
+                    deadline = .now() + limits.idleTimeout.timeAmount
+                }
+            }
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // swift-nio-http2 reports protocol errors here (it has sent GOAWAY or RST_STREAM already).
+        loop.http2ProtocolErrors += 1
+        loop.logger.debug("HTTP/2 connection error", metadata: ["error": "\(error)"])
+        context.fireErrorCaught(error)
+    }
+
+    /// A request began on one of this connection's streams.
+    func requestStarted() {
+        loop.http2Requests += 1
+    }
+
+    // MARK: - ClientConnection
+
+    func deadlinePassed() {
+        deadline = nil
+        // Idle for the keep-alive timeout: say so, then close.
+        goAway()
+        context?.close(promise: nil)
+    }
+
+    /// Stop taking streams (GOAWAY names the last one this connection took: a stream the client
+    /// opened meanwhile is refused and safe for it to retry elsewhere), finish the open ones, close.
+    func drain() {
+        goAway()
+        if openStreams == 0 { context?.close(promise: nil) }
+    }
+
+    func forceClose() {
+        context?.close(promise: nil)
+    }
+
+    private func goAway() {
+        guard !goAwaySent, let context else { return }
+        goAwaySent = true
+        context.writeAndFlush(
+            wrapOutboundOut(
+                HTTP2Frame(
+                    streamID: .rootStream,
+                    payload: .goAway(lastStreamID: lastStreamID, errorCode: .noError, opaqueData: nil))),
+            promise: nil)
+    }
+}
+
+@available(*, unavailable)
+extension HTTP2Connection: Sendable {}

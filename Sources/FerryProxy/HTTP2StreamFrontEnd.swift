@@ -1,0 +1,229 @@
+import FerryConfig
+import NIOCore
+import NIOHPACK
+import NIOHTTP1
+import NIOHTTP2
+
+/// One HTTP/2 stream: its request becomes an `Exchange`, driven through the same
+/// `ExchangeFrontEnd` interface as an HTTP/1 request; the response goes back as HEADERS and DATA.
+///
+/// It sits on the stream's child channel (swift-nio-http2's multiplexer), at the frame-payload
+/// level, so that pseudo-headers such as `:protocol` stay readable. Backpressure both ways is the
+/// child channel's: a paused request body stops reading the stream, which stops its WINDOW_UPDATEs;
+/// a response written faster than the client's window allows makes the child channel unwritable,
+/// which pauses the backend (`Exchange.clientWritabilityChanged`).
+final class HTTP2StreamFrontEnd: ChannelDuplexHandler, ExchangeFrontEnd {
+    typealias InboundIn = HTTP2Frame.FramePayload
+    typealias OutboundIn = HTTP2Frame.FramePayload
+    typealias OutboundOut = HTTP2Frame.FramePayload
+
+    private let connection: HTTP2Connection
+    private var loop: ProxyLoopState { connection.loop }
+    private var context: ChannelHandlerContext?
+    private var exchange: Exchange?
+    /// The request's HEADERS came; later HEADERS are trailers.
+    private var headersReceived = false
+    /// The response's END_STREAM went out (or the stream was reset).
+    private var responseEnded = false
+    /// The client's END_STREAM came.
+    private var requestEnded = false
+    /// The response has no body whatever the backend sends (HEAD, 204, 304).
+    private var responseBodyless = false
+    private var deadlineTask: Scheduled<Void>?
+    private var readsPaused = false
+
+    init(connection: HTTP2Connection) {
+        self.connection = connection
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        deadlineTask?.cancel()
+        self.context = nil
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        deadlineTask?.cancel()
+        deadlineTask = nil
+        // A reset by the client, or the connection going away: nobody reads the response.
+        exchange?.clientGone()
+        exchange = nil
+        context.fireChannelInactive()
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        exchange?.clientWritabilityChanged(writable: context.channel.isWritable)
+        context.fireChannelWritabilityChanged()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .headers(let headers):
+            if headers.endStream { requestEnded = true }
+            if headersReceived {
+                // Trailers end the request; they are not forwarded (the backend's body is chunked
+                // without trailers).
+                if headers.endStream { exchange?.receivedEnd() }
+                return
+            }
+            headersReceived = true
+            start(headers.headers, endStream: headers.endStream, context: context)
+        case .data(let data):
+            if data.endStream { requestEnded = true }
+            if case .byteBuffer(let buffer) = data.data, buffer.readableBytes > 0 { exchange?.receivedBody(buffer) }
+            if data.endStream { exchange?.receivedEnd() }
+        default:
+            break
+        }
+    }
+
+    private func start(_ block: HPACKHeaders, endStream: Bool, context: ChannelHandlerContext) {
+        loop.requests += 1
+        connection.requestStarted()
+        switch HTTP2Messages.request(block, endStream: endStream) {
+        case .failure(let refusal):
+            sendComplete(
+                status: refusal.status, headers: Self.localHeaders,
+                body: ByteBuffer(string: "ferry: \(refusal.reason)\n"))
+            endRequestEarly()
+            context.flush()
+        case .success(let request):
+            let limits = loop.configuration.limits
+            let current = Exchange(
+                request: request, keepAlive: !loop.draining, client: connection.clientInfo, loop: loop,
+                frontEnd: self)
+            exchange = current
+            responseBodyless = request.method == .HEAD
+            if let rejection = request.facts.framingRejection(
+                version: request.version, maxBodyBytes: limits.maxBodyBytes)
+                ?? request.facts.limitsRejection(
+                    uri: request.uri, maxHeaderBytes: limits.maxHeaderBytes, maxHeaderCount: limits.maxHeaderCount)
+            {
+                current.refuse(rejection)
+                return
+            }
+            current.start()
+            if endStream { exchange?.receivedEnd() }
+        }
+    }
+
+    static let localHeaders: HTTPHeaders = ["server": "ferry", "content-type": "text/plain; charset=utf-8"]
+
+    // MARK: - Writing
+
+    private func writeHeaders(_ headers: HPACKHeaders, endStream: Bool) {
+        guard let context, !responseEnded else { return }
+        if endStream { responseEnded = true }
+        context.write(
+            wrapOutboundOut(.headers(.init(headers: headers, endStream: endStream))), promise: nil)
+    }
+
+    private func writeData(_ buffer: ByteBuffer, endStream: Bool) {
+        guard let context, !responseEnded else { return }
+        if endStream { responseEnded = true }
+        context.write(wrapOutboundOut(.data(.init(data: .byteBuffer(buffer), endStream: endStream))), promise: nil)
+    }
+
+    private static func isBodyless(_ status: Int) -> Bool { status == 204 || status == 304 }
+
+    // MARK: - ExchangeFrontEnd
+
+    func sendContinue() {
+        writeHeaders([":status": "100"], endStream: false)
+        context?.flush()
+    }
+
+    func sendLocalResponse(status: HTTPResponseStatus, headers: HTTPHeaders, body: String, close: Bool) {
+        var all = Self.localHeaders
+        all.add(contentsOf: headers)
+        sendComplete(status: status, headers: all, body: ByteBuffer(string: body))
+    }
+
+    func sendBufferedResponse(_ head: HTTPResponseHead, body: ByteBuffer) {
+        sendComplete(status: head.status, headers: head.headers, body: body)
+    }
+
+    private func sendComplete(status: HTTPResponseStatus, headers: HTTPHeaders, body: ByteBuffer) {
+        let bodyless = responseBodyless || Self.isBodyless(Int(status.code))
+        writeHeaders(
+            HTTP2Messages.responseHeaders(status: status, headers: headers, bodyLength: body.readableBytes),
+            endStream: bodyless || body.readableBytes == 0)
+        if !bodyless && body.readableBytes > 0 { writeData(body, endStream: true) }
+    }
+
+    func sendResponseHead(_ head: UpstreamResponseHead, extraHeader: (name: String, value: String)?) -> Bool {
+        let bodyless = responseBodyless || Self.isBodyless(head.status)
+        responseBodyless = bodyless
+        writeHeaders(
+            HTTP2Messages.responseHeaders(head, extraHeader: extraHeader, dropContentLength: false),
+            endStream: bodyless)
+        return false
+    }
+
+    func sendResponseBody(_ body: ByteBuffer) {
+        guard !responseBodyless else { return }
+        writeData(body, endStream: false)
+    }
+
+    func flushResponse() {
+        context?.flush()
+    }
+
+    func exchangeFinished(_ exchange: Exchange) {
+        self.exchange = nil
+        deadlineTask?.cancel()
+        deadlineTask = nil
+        if !responseEnded { writeData(ByteBuffer(), endStream: true) }
+        endRequestEarly()
+        context?.flush()
+    }
+
+    /// The response is complete but the client is still sending its body (an early answer: an
+    /// error, a refusal): RST_STREAM with NO_ERROR tells it to stop (RFC 9113 §8.1) and the stream
+    /// closes; its remaining DATA is not read.
+    private func endRequestEarly() {
+        guard !requestEnded, let context else { return }
+        requestEnded = true
+        context.write(wrapOutboundOut(.rstStream(.noError)), promise: nil)
+    }
+
+    func abortResponse() {
+        exchange = nil
+        guard let context, !responseEnded else { return }
+        responseEnded = true
+        context.writeAndFlush(wrapOutboundOut(.rstStream(.internalError)), promise: nil)
+    }
+
+    func setRequestBodyPaused(_ paused: Bool) {
+        guard paused != readsPaused, let context else { return }
+        readsPaused = paused
+        context.channel.setOption(.autoRead, value: !paused).whenComplete { _ in }
+        // A stream channel does not read again by itself when autoRead comes back on.
+        if !paused { context.read() }
+    }
+
+    func setResponseDeadline(_ duration: Duration?) {
+        deadlineTask?.cancel()
+        deadlineTask = nil
+        guard let duration, let context else { return }
+        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        deadlineTask = context.eventLoop.scheduleTask(in: duration.timeAmount) {
+            bound.value.deadlineTask = nil
+            bound.value.exchange?.responseDeadlinePassed()
+        }
+    }
+
+    func startTunnel(response: HTTPResponseHead, upstream: any Channel, tunnel: TunnelRecord) {
+        // Extended CONNECT tunnels are not opened yet: an HTTP/2 request never asks for an
+        // HTTP/1 upgrade (`upgradeListsWebSocket` is false for it), so this is not reached.
+        upstream.close(promise: nil)
+        tunnel.closed()
+        abortResponse()
+    }
+}
+
+@available(*, unavailable)
+extension HTTP2StreamFrontEnd: Sendable {}
