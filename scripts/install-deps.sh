@@ -35,6 +35,7 @@ if [ "$mode" = test ] || [ "$mode" = bench ]; then
     need_deb espeak-ng espeak-ng
     need_deb chromium chromium
     need_deb chromium-driver chromedriver
+    need_deb nghttp2-client nghttp # HTTP/2 peers: nghttp (tests), h2load (bench)
 fi
 if [ "$mode" = bench ]; then
     need_deb nginx nginx
@@ -56,7 +57,7 @@ fi
 
 if [ "$mode" = test ] || [ "$mode" = bench ]; then
     missing_py=()
-    for mod in websockets tornado selenium; do
+    for mod in websockets tornado selenium h2; do
         python3 -c "import $mod" 2>/dev/null || missing_py+=("$mod")
     done
     # The reference parser of the PROXY protocol differential test.
