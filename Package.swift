@@ -16,6 +16,7 @@ let nioConcurrencyHelpers = Target.Dependency.product(name: "NIOConcurrencyHelpe
 let nioExtras = Target.Dependency.product(name: "NIOExtras", package: "swift-nio-extras")
 let nioHTTP2 = Target.Dependency.product(name: "NIOHTTP2", package: "swift-nio-http2")
 let nioHPACK = Target.Dependency.product(name: "NIOHPACK", package: "swift-nio-http2")
+let crypto = Target.Dependency.product(name: "Crypto", package: "swift-crypto")
 let logging = Target.Dependency.product(name: "Logging", package: "swift-log")
 
 let package = Package(
@@ -28,6 +29,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-nio-extras", from: "1.35.2"),
         .package(url: "https://github.com/apple/swift-nio-http2", from: "1.46.0"),
+        .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/LebJe/TOMLKit", exact: "0.6.0"),
@@ -55,7 +57,9 @@ let package = Package(
         ),
         .target(
             name: "FerryProxy",
-            dependencies: ["FerryConfig", nioCore, nioPosix, nioHTTP1, nioHTTP2, nioHPACK, nioConcurrencyHelpers, logging],
+            dependencies: [
+                "FerryConfig", nioCore, nioPosix, nioHTTP1, nioHTTP2, nioHPACK, nioConcurrencyHelpers, crypto, logging,
+            ],
             swiftSettings: swiftSettings
         ),
         .target(

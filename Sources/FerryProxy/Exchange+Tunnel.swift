@@ -17,15 +17,25 @@ extension Exchange {
         let connector = loop.tunnelConnector(to: backend.servers[server])
         phase = .awaitingTunnel
         frontEnd.setRequestBodyPaused(true)
+        var head = request.head
+        var expectedAccept: String?
+        if request.extendedConnectProtocol != nil {
+            // A WebSocket over HTTP/2 (RFC 8441): the backend gets the HTTP/1.1 handshake, with a
+            // key of Ferry's whose accept value its 101 must carry.
+            let key = WebSocketHandshake.makeKey()
+            head.method = .GET
+            head.headers.replaceOrAdd(name: "Sec-WebSocket-Key", value: key)
+            expectedAccept = WebSocketHandshake.accept(forKey: key)
+        }
         let upstreamHead = RequestRules.upstreamHead(
-            request.head, uri: upstreamURI ?? request.uri, clientAddress: client.address, tls: client.tls, upgrade: true
-        )
+            head, uri: upstreamURI ?? request.uri, clientAddress: client.address, tls: client.tls, upgrade: true)
         let bound = NIOLoopBound(self, eventLoop: loop.eventLoop)
         let connectTimeout = route.timeouts.connect ?? backend.connectTimeout
         loop.waitUntilAvailable(backend)
             .flatMap {
                 connector.upgrade(
-                    upstreamHead, connectTimeout: connectTimeout, responseTimeout: route.timeouts.response)
+                    upstreamHead, expectedAccept: expectedAccept, connectTimeout: connectTimeout,
+                    responseTimeout: route.timeouts.response)
             }
             .whenComplete { result in
                 let exchange = bound.value
@@ -78,8 +88,10 @@ extension Exchange {
         phase = .finished
         frontEnd.setResponseDeadline(nil)
         let statsIndex = loop.routeStatsIndex(routeIndex, version: routeVersion, path: routePath)
-        loop.recordResponse(route: statsIndex, status: 101, bytesIn: 0, bytesOut: 0)
-        accessLog(status: 101)
+        let status = frontEnd.tunnelStatus
+        self.status = status
+        loop.recordResponse(route: statsIndex, status: status, bytesIn: 0, bytesOut: 0)
+        accessLog(status: status)
         loop.tunnelStats[backend]?.opened += 1
         loop.tunnelStats[backend]?.upgrades += 1
         if let index = statsIndex {

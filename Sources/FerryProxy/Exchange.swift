@@ -105,7 +105,7 @@ final class Exchange: UpstreamExchangeDelegate {
 
     /// Routes the request and starts on it.
     func start() {
-        if request.method == .CONNECT {
+        if request.method == .CONNECT && request.extendedConnectProtocol == nil {
             // Ferry is a reverse proxy: it opens no tunnel to where a client names. Relayed to a
             // backend, a CONNECT's answer would be read by HTTP rules the backend may not follow
             // (a 2xx makes the connection a tunnel; NIO-based backends answer others without a

@@ -50,6 +50,10 @@ protocol ExchangeFrontEnd: AnyObject {
     /// is called if it does not); `nil` disarms it.
     func setResponseDeadline(_ duration: Duration?)
 
+    /// The status the client sees when its WebSocket is in place: 101 over HTTP/1, 200 over an
+    /// HTTP/2 stream (RFC 8441 §5). Stats and the access log report it.
+    var tunnelStatus: Int { get }
+
     /// The backend agreed to a WebSocket upgrade: from now the client's and the backend's bytes
     /// are relayed as they are. `tunnel` carries the accounting for when the tunnel ends.
     func startTunnel(response: HTTPResponseHead, upstream: any Channel, tunnel: TunnelRecord)

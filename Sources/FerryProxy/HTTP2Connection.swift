@@ -19,6 +19,8 @@ final class HTTP2Connection: ChannelDuplexHandler, ClientConnection {
     /// The highest stream the client opened: the GOAWAY of a drain names it.
     private var lastStreamID = HTTP2StreamID(0)
     private var goAwaySent = false
+    /// WebSockets open on this connection's streams (RFC 8441).
+    var tunnels = 0
     private(set) var deadline: NIODeadline?
 
     init(loop: ProxyLoopState, clientInfo: ClientInfo) {
@@ -36,11 +38,13 @@ final class HTTP2Connection: ChannelDuplexHandler, ClientConnection {
         settings.initialSettings = [
             HTTP2Setting(parameter: .maxConcurrentStreams, value: 128),
             HTTP2Setting(parameter: .maxHeaderListSize, value: loop.configuration.limits.maxHeaderBytes),
+            // WebSockets over HTTP/2 (RFC 8441): Chromium then opens wss:// on this connection.
+            HTTP2Setting(parameter: .enableConnectProtocol, value: 1),
         ]
         let pipeline = context.pipeline.syncOperations
         _ = try pipeline.configureHTTP2Pipeline(
             mode: .server, connectionConfiguration: settings, streamConfiguration: .init(),
-            position: .last
+            streamDelegate: StreamEvents(connection: bound), position: .last
         ) { stream in
             stream.eventLoop.makeCompletedFuture {
                 try stream.pipeline.syncOperations.addHandler(HTTP2StreamFrontEnd(connection: bound.value))
@@ -72,21 +76,37 @@ final class HTTP2Connection: ChannelDuplexHandler, ClientConnection {
             // for a half-open connection, its streams cannot end without the client's frames.
             context.close(promise: nil)
             return
-        } else if let created = event as? NIOHTTP2StreamCreatedEvent {
-            openStreams += 1
-            if created.streamID > lastStreamID { lastStreamID = created.streamID }
-            deadline = nil
-        } else if event is StreamClosedEvent {
-            openStreams -= 1
-            if openStreams == 0 {
-                if goAwaySent {
-                    context.close(promise: nil)
-                } else {
-                    deadline = .now() + limits.idleTimeout.timeAmount
-                }
-            }
         }
         context.fireUserInboundEventTriggered(event)
+    }
+
+    /// The multiplexer's word on streams (its events do not travel down the connection's pipeline).
+    struct StreamEvents: NIOHTTP2StreamDelegate {
+        let connection: NIOLoopBound<HTTP2Connection>
+
+        func streamCreated(_ id: HTTP2StreamID, channel: any Channel) {
+            connection.value.streamCreated(id)
+        }
+
+        func streamClosed(_ id: HTTP2StreamID, channel: any Channel) {
+            connection.value.streamClosed()
+        }
+    }
+
+    private func streamCreated(_ id: HTTP2StreamID) {
+        openStreams += 1
+        if id > lastStreamID { lastStreamID = id }
+        deadline = nil
+    }
+
+    private func streamClosed() {
+        openStreams -= 1
+        guard openStreams == 0 else { return }
+        if goAwaySent {
+            context?.close(promise: nil)
+        } else {
+            deadline = .now() + limits.idleTimeout.timeAmount
+        }
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
@@ -118,7 +138,16 @@ final class HTTP2Connection: ChannelDuplexHandler, ClientConnection {
     }
 
     func forceClose() {
-        context?.close(promise: nil)
+        guard tunnels > 0, let context else {
+            context?.close(promise: nil)
+            return
+        }
+        // A drain's deadline: the WebSockets on this connection get their 1001 close frames
+        // (`TunnelCloser`, which closes their streams a second later); the connection closes
+        // when its last stream does, or after two seconds whatever happens.
+        goAway()
+        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        context.eventLoop.scheduleTask(in: .seconds(2)) { bound.value.context?.close(promise: nil) }
     }
 
     private func goAway() {

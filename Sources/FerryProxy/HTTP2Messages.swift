@@ -72,7 +72,7 @@ enum HTTP2Messages {
             // through `ExchangeRequest.extendedConnect`, not through Upgrade.
             facts.upgradeListsWebSocket = false
         }
-        if !endStream && facts.length == nil {
+        if !endStream && facts.length == nil && extendedProtocol == nil {
             // The stream frames the body; the backend gets it chunked.
             facts.encodings = 1
             facts.lastEncodingIsChunked = true

@@ -12,7 +12,7 @@ import NIOHTTP2
 /// child channel's: a paused request body stops reading the stream, which stops its WINDOW_UPDATEs;
 /// a response written faster than the client's window allows makes the child channel unwritable,
 /// which pauses the backend (`Exchange.clientWritabilityChanged`).
-final class HTTP2StreamFrontEnd: ChannelDuplexHandler, ExchangeFrontEnd {
+final class HTTP2StreamFrontEnd: ChannelDuplexHandler, RemovableChannelHandler, ExchangeFrontEnd {
     typealias InboundIn = HTTP2Frame.FramePayload
     typealias OutboundIn = HTTP2Frame.FramePayload
     typealias OutboundOut = HTTP2Frame.FramePayload
@@ -30,6 +30,10 @@ final class HTTP2StreamFrontEnd: ChannelDuplexHandler, ExchangeFrontEnd {
     /// The response has no body whatever the backend sends (HEAD, 204, 304).
     private var responseBodyless = false
     private var deadlineTask: Scheduled<Void>?
+    /// An extended CONNECT's DATA that came before the tunnel was in place (the client's first
+    /// WebSocket frames): relayed first once it is.
+    private var earlyTunnelBytes: ByteBuffer?
+    private var isExtendedConnect = false
     private var readsPaused = false
 
     init(connection: HTTP2Connection) {
@@ -73,7 +77,17 @@ final class HTTP2StreamFrontEnd: ChannelDuplexHandler, ExchangeFrontEnd {
             start(headers.headers, endStream: headers.endStream, context: context)
         case .data(let data):
             if data.endStream { requestEnded = true }
-            if case .byteBuffer(let buffer) = data.data, buffer.readableBytes > 0 { exchange?.receivedBody(buffer) }
+            if case .byteBuffer(var buffer) = data.data, buffer.readableBytes > 0 {
+                if isExtendedConnect {
+                    if earlyTunnelBytes == nil {
+                        earlyTunnelBytes = buffer
+                    } else {
+                        earlyTunnelBytes!.writeBuffer(&buffer)
+                    }
+                } else {
+                    exchange?.receivedBody(buffer)
+                }
+            }
             if data.endStream { exchange?.receivedEnd() }
         default:
             break
@@ -97,6 +111,7 @@ final class HTTP2StreamFrontEnd: ChannelDuplexHandler, ExchangeFrontEnd {
                 frontEnd: self)
             exchange = current
             responseBodyless = request.method == .HEAD
+            isExtendedConnect = request.extendedConnectProtocol != nil
             if let rejection = request.facts.framingRejection(
                 version: request.version, maxBodyBytes: limits.maxBodyBytes)
                 ?? request.facts.limitsRejection(
@@ -143,6 +158,14 @@ final class HTTP2StreamFrontEnd: ChannelDuplexHandler, ExchangeFrontEnd {
     }
 
     func sendBufferedResponse(_ head: HTTPResponseHead, body: ByteBuffer) {
+        if isExtendedConnect && (200..<300).contains(head.status.code) {
+            // The backend answered the WebSocket handshake with a success that is not 101: over
+            // HTTP/2 a 2xx would tell the client its WebSocket is open (RFC 8441 §5). It is not.
+            sendComplete(
+                status: .badGateway, headers: Self.localHeaders,
+                body: ByteBuffer(string: "ferry: the backend did not accept the WebSocket (\(head.status.code))\n"))
+            return
+        }
         sendComplete(status: head.status, headers: head.headers, body: body)
     }
 
@@ -216,12 +239,43 @@ final class HTTP2StreamFrontEnd: ChannelDuplexHandler, ExchangeFrontEnd {
         }
     }
 
+    var tunnelStatus: Int { 200 }
+
+    /// The backend accepted the WebSocket (its 101): the stream gets 200 (RFC 8441 §5) with the
+    /// backend's subprotocol and extensions, then carries the tunnel's bytes as DATA.
     func startTunnel(response: HTTPResponseHead, upstream: any Channel, tunnel: TunnelRecord) {
-        // Extended CONNECT tunnels are not opened yet: an HTTP/2 request never asks for an
-        // HTTP/1 upgrade (`upgradeListsWebSocket` is false for it), so this is not reached.
-        upstream.close(promise: nil)
-        tunnel.closed()
-        abortResponse()
+        guard let context, !responseEnded else {
+            upstream.close(promise: nil)
+            tunnel.closed()
+            return
+        }
+        exchange = nil
+        deadlineTask?.cancel()
+        deadlineTask = nil
+        var headers: HPACKHeaders = [":status": "200"]
+        for (name, value) in response.headers
+        where RequestRules.nameEquals(name, "sec-websocket-protocol")
+            || RequestRules.nameEquals(name, "sec-websocket-extensions")
+        {
+            headers.add(name: name.lowercased(), value: value)
+        }
+        headers.add(name: "server", value: "ferry")
+        context.writeAndFlush(wrapOutboundOut(.headers(.init(headers: headers))), promise: nil)
+        let early = earlyTunnelBytes
+        earlyTunnelBytes = nil
+        loop.http2Tunnels += 1
+        connection.tunnels += 1
+        let connection = self.connection
+        let record = TunnelRecord(
+            backend: tunnel.backend, server: tunnel.server, routeIndex: tunnel.routeIndex,
+            routeVersion: tunnel.routeVersion, routePath: tunnel.routePath,
+            closed: {
+                connection.tunnels -= 1
+                tunnel.closed()
+            })
+        TunnelSplice.splice(
+            client: context, leaving: self, adapter: HTTP2StreamBytesHandler(), upstream: upstream, tunnel: record,
+            loop: loop, early: early, clientFinished: requestEnded)
     }
 }
 

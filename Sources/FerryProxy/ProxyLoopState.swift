@@ -31,6 +31,8 @@ final class ProxyLoopState: @unchecked Sendable {
     var http2Connections = 0
     var http2Requests = 0
     var http2ProtocolErrors = 0
+    /// WebSockets opened over HTTP/2 streams (RFC 8441).
+    var http2Tunnels = 0
     var requests = 0
     var activeTunnels = 0
     /// Connections closed for a missing, malformed, late or untrusted PROXY protocol header.

@@ -191,6 +191,17 @@ public enum RequestRules {
         /// its Upgrade header, hop-by-hop, never reaches the backend (which also rules out "h2c
         /// smuggling" through Ferry). It used to be refused with 400.
         func upgradeKind(_ request: ExchangeRequest) -> UpgradeKind {
+            if let extendedProtocol = request.extendedConnectProtocol {
+                // HTTP/2's extended CONNECT (RFC 8441 §4-5): `:protocol` names the protocol, there
+                // is no key (the stream itself is the handshake's proof), the version is 13.
+                guard extendedProtocol == "websocket" else {
+                    return .invalid("extended CONNECT for \(extendedProtocol) is not supported (websocket is)")
+                }
+                guard request.first(name: "sec-websocket-version") == "13" else {
+                    return .invalid("unsupported Sec-WebSocket-Version (13 is required)")
+                }
+                return .websocket
+            }
             guard upgradeListsWebSocket else { return .none }
             guard listing.listsUpgrade else { return .invalid("a WebSocket upgrade needs Connection: upgrade") }
             guard request.method == .GET else { return .invalid("a WebSocket upgrade must be a GET") }

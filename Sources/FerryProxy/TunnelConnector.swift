@@ -20,10 +20,12 @@ struct TunnelConnector {
         case refused(HTTPResponseHead, ByteBuffer, any Channel)
     }
 
-    /// Connects, sends the upgrade request, and reports the backend's answer.
-    func upgrade(_ head: HTTPRequestHead, connectTimeout: Duration, responseTimeout: Duration)
-        -> EventLoopFuture<UpgradeAnswer>
-    {
+    /// Connects, sends the upgrade request, and reports the backend's answer. `expectedAccept`:
+    /// the `Sec-WebSocket-Accept` a 101 must carry when Ferry chose the key (a WebSocket over
+    /// HTTP/2); a 101 without it fails the upgrade.
+    func upgrade(
+        _ head: HTTPRequestHead, expectedAccept: String? = nil, connectTimeout: Duration, responseTimeout: Duration
+    ) -> EventLoopFuture<UpgradeAnswer> {
         let promise = eventLoop.makePromise(of: UpgradeAnswer.self)
         let bootstrap = ClientBootstrap(group: eventLoop)
             .connectTimeout(.nanoseconds(Int64(connectTimeout.wholeMilliseconds) * 1_000_000))
@@ -36,7 +38,7 @@ struct TunnelConnector {
                         ByteToMessageHandler(HTTPResponseDecoder(leftOverBytesStrategy: .forwardBytes)),
                         name: "tunnel-decoder")
                     try channel.pipeline.syncOperations.addHandler(
-                        TunnelUpgradeHandler(promise: promise), name: "tunnel-upgrade")
+                        TunnelUpgradeHandler(promise: promise, expectedAccept: expectedAccept), name: "tunnel-upgrade")
                 }
             }
         address.connect(bootstrap).whenComplete { result in
@@ -64,13 +66,15 @@ final class TunnelUpgradeHandler: ChannelInboundHandler, RemovableChannelHandler
     typealias InboundIn = HTTPClientResponsePart
 
     private let promise: EventLoopPromise<TunnelConnector.UpgradeAnswer>
+    private let expectedAccept: String?
     private var refusedHead: HTTPResponseHead?
     private var switchingHead: HTTPResponseHead?
     private var refusedBody = ByteBuffer()
     private var done = false
 
-    init(promise: EventLoopPromise<TunnelConnector.UpgradeAnswer>) {
+    init(promise: EventLoopPromise<TunnelConnector.UpgradeAnswer>, expectedAccept: String? = nil) {
         self.promise = promise
+        self.expectedAccept = expectedAccept
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -79,6 +83,12 @@ final class TunnelUpgradeHandler: ChannelInboundHandler, RemovableChannelHandler
         case .head(let head):
             let upgradeHeader = head.headers[canonicalForm: "upgrade"].map { $0.lowercased() }
             if head.status == .switchingProtocols && upgradeHeader.contains("websocket") {
+                if let expectedAccept, head.headers.first(name: "sec-websocket-accept") != expectedAccept {
+                    done = true
+                    promise.fail(ProxyError.invalidResponse("101 without the expected Sec-WebSocket-Accept"))
+                    context.close(promise: nil)
+                    return
+                }
                 // Answered at `.end`, which the decoder emits right after a 101's head: the glue
                 // must not be installed while HTTP parts are still being delivered.
                 switchingHead = head

@@ -65,7 +65,7 @@ import Testing
         #expect(sized.facts.framingRejection(version: sized.version, maxBodyBytes: 4) == .bodyTooLarge)
     }
 
-    @Test func anExtendedConnectIsNotAnHTTP1Upgrade() throws {
+    @Test func anExtendedConnectIsAWebSocketWithoutAnUpgradeHeader() throws {
         var headers: HPACKHeaders = [
             ":method": "CONNECT", ":protocol": "websocket", ":scheme": "https", ":path": "/ws", ":authority": "a",
         ]
@@ -73,7 +73,18 @@ import Testing
         let connect = try request(headers, endStream: false)
         #expect(connect.method == .CONNECT)
         #expect(connect.extendedConnectProtocol == "websocket")
-        #expect(connect.facts.upgradeKind(connect) == .none)
+        // Not through Upgrade (no key: the stream is the handshake), but a WebSocket all the same.
+        #expect(!connect.facts.upgradeListsWebSocket)
+        #expect(connect.facts.upgradeKind(connect) == .websocket)
+        // The stream carries the tunnel: no body framing is made up for the backend.
+        #expect(connect.facts.encodings == 0 && !connect.facts.announcesBody)
+        headers.replaceOrAdd(name: "sec-websocket-version", value: "8")
+        let old = try request(headers, endStream: false)
+        #expect(old.facts.upgradeKind(old) != .websocket && old.facts.upgradeKind(old) != .none)
+        headers.replaceOrAdd(name: "sec-websocket-version", value: "13")
+        headers.replaceOrAdd(name: ":protocol", value: "chat")
+        let other = try request(headers, endStream: false)
+        #expect(other.facts.upgradeKind(other) != .websocket && other.facts.upgradeKind(other) != .none)
     }
 
     @Test func responseHeadersLoseTheHopAndAreLowercase() throws {
