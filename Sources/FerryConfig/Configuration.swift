@@ -11,6 +11,7 @@ public struct FerryConfiguration: Sendable, Equatable {
     public var routes: [RouteConfiguration]
     public var pool: PoolSettings
     public var limits: LimitSettings
+    public var http2 = HTTP2Settings()
     /// The readiness and liveness endpoint for load balancers (`[health]`); nil: none.
     public var health: HealthEndpointSettings?
     /// The status page, its JSON and /ready, /live (`[admin]`); nil: none.

@@ -126,6 +126,7 @@ struct SectionParser {
         configuration.routes = routeReaders.compactMap(parseRoute)
         if let pool = root.subtable("pool") { configuration.pool = parsePool(pool) }
         if let limits = root.subtable("limits") { configuration.limits = parseLimits(limits) }
+        if let http2 = root.subtable("http2") { configuration.http2 = parseHTTP2(http2) }
         if let health = root.subtable("health") { configuration.health = parseHealthEndpoint(health) }
         if let admin = root.subtable("admin") { configuration.admin = parseAdmin(admin) }
         root.finish()

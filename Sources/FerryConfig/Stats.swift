@@ -19,6 +19,8 @@ public struct WorkerStats: Codable, Sendable, Equatable {
     public var acceptErrors: Int = 0
     /// Connections closed for a missing, malformed, late or untrusted PROXY protocol header.
     public var proxyProtocolRefused: Int = 0
+    /// Connections and requests by protocol, and HTTP/2's own counters.
+    public var protocols = ProtocolStats()
 
     public init(
         connectionsOpen: Int = 0,
@@ -132,6 +134,7 @@ extension WorkerStats {
         acceptPauses += other.acceptPauses
         acceptErrors += other.acceptErrors
         proxyProtocolRefused += other.proxyProtocolRefused
+        protocols.add(other.protocols)
         tlsFailures.merge(other.tlsFailures, uniquingKeysWith: +)
         if routes.isEmpty {
             routes = other.routes
@@ -186,7 +189,7 @@ extension PoolStats {
 extension WorkerStats {
     enum CodingKeys: String, CodingKey {
         case connectionsOpen, connectionsTotal, requests, activeTunnels, tlsFailures, routes, pools
-        case connectionLimit, acceptPauses, acceptErrors, proxyProtocolRefused
+        case connectionLimit, acceptPauses, acceptErrors, proxyProtocolRefused, protocols
     }
 
     /// Counters added later decode as 0 when absent, so a master and workers of different builds
@@ -205,5 +208,34 @@ extension WorkerStats {
         acceptPauses = try container.decodeIfPresent(Int.self, forKey: .acceptPauses) ?? 0
         acceptErrors = try container.decodeIfPresent(Int.self, forKey: .acceptErrors) ?? 0
         proxyProtocolRefused = try container.decodeIfPresent(Int.self, forKey: .proxyProtocolRefused) ?? 0
+        protocols = try container.decodeIfPresent(ProtocolStats.self, forKey: .protocols) ?? ProtocolStats()
+    }
+}
+
+/// Client connections and requests by the protocol they speak (ALPN), streams and WebSockets on
+/// HTTP/2 connections, and what HTTP/2's limits refused.
+public struct ProtocolStats: Codable, Sendable, Equatable {
+    public var http1Connections = 0
+    public var http1Requests = 0
+    public var http2Connections = 0
+    public var http2Requests = 0
+    public var http2StreamsOpen = 0
+    /// WebSockets opened over HTTP/2 streams (RFC 8441).
+    public var http2Tunnels = 0
+    /// HTTP/2 connections or streams ended by a limit or a protocol error, by reason
+    /// (`rapid_reset`, `continuation_flood`, `control_frame_flood`, `header_list_too_large`,
+    /// `zero_window`, `malformed`, ...: `HTTP2Connection.refusalReason`).
+    public var http2Refused: [String: Int] = [:]
+
+    public init() {}
+
+    public mutating func add(_ other: ProtocolStats) {
+        http1Connections += other.http1Connections
+        http1Requests += other.http1Requests
+        http2Connections += other.http2Connections
+        http2Requests += other.http2Requests
+        http2StreamsOpen += other.http2StreamsOpen
+        http2Tunnels += other.http2Tunnels
+        http2Refused.merge(other.http2Refused, uniquingKeysWith: +)
     }
 }

@@ -34,16 +34,24 @@ final class HTTP2Connection: ChannelDuplexHandler, ClientConnection {
     ) throws {
         let connection = HTTP2Connection(loop: loop, clientInfo: clientInfo)
         let bound = NIOLoopBound(connection, eventLoop: context.eventLoop)
+        let http2 = loop.configuration.http2
         var settings = NIOHTTP2Handler.ConnectionConfiguration()
         settings.initialSettings = [
-            HTTP2Setting(parameter: .maxConcurrentStreams, value: 128),
+            HTTP2Setting(parameter: .maxConcurrentStreams, value: http2.maxConcurrentStreams),
+            HTTP2Setting(parameter: .headerTableSize, value: http2.headerTableSize),
             HTTP2Setting(parameter: .maxHeaderListSize, value: loop.configuration.limits.maxHeaderBytes),
             // WebSockets over HTTP/2 (RFC 8441): Chromium then opens wss:// on this connection.
             HTTP2Setting(parameter: .enableConnectProtocol, value: 1),
         ]
+        settings.maximumSequentialContinuationFrames = http2.maxContinuationFrames
+        settings.controlFrameRateLimit.maximumCount = http2.maxControlFrames
+        settings.controlFrameRateLimit.windowLength = http2.controlFrameWindow.timeAmount
+        var streams = NIOHTTP2Handler.StreamConfiguration()
+        streams.streamResetFrameRateLimit.maximumCount = http2.maxResets
+        streams.streamResetFrameRateLimit.windowLength = http2.resetWindow.timeAmount
         let pipeline = context.pipeline.syncOperations
         _ = try pipeline.configureHTTP2Pipeline(
-            mode: .server, connectionConfiguration: settings, streamConfiguration: .init(),
+            mode: .server, connectionConfiguration: settings, streamConfiguration: streams,
             streamDelegate: StreamEvents(connection: bound), position: .last
         ) { stream in
             stream.eventLoop.makeCompletedFuture {
@@ -95,12 +103,14 @@ final class HTTP2Connection: ChannelDuplexHandler, ClientConnection {
 
     private func streamCreated(_ id: HTTP2StreamID) {
         openStreams += 1
+        loop.http2StreamsOpen += 1
         if id > lastStreamID { lastStreamID = id }
         deadline = nil
     }
 
     private func streamClosed() {
         openStreams -= 1
+        loop.http2StreamsOpen -= 1
         guard openStreams == 0 else { return }
         if goAwaySent {
             context?.close(promise: nil)
@@ -110,10 +120,33 @@ final class HTTP2Connection: ChannelDuplexHandler, ClientConnection {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        // swift-nio-http2 reports protocol errors here (it has sent GOAWAY or RST_STREAM already).
-        loop.http2ProtocolErrors += 1
-        loop.logger.debug("HTTP/2 connection error", metadata: ["error": "\(error)"])
-        context.fireErrorCaught(error)
+        // swift-nio-http2 reports here every error it answered: with RST_STREAM (a malformed
+        // request: the stream ends, the connection goes on) or with GOAWAY (a limit hit, a broken
+        // connection). The errors of the limits end the connection here; others are counted, and
+        // a client that keeps a broken connection open meets the idle timeout.
+        let (reason, endsConnection) = Self.refusalReason(error)
+        loop.http2Refused[reason, default: 0] += 1
+        loop.logger.log(
+            level: endsConnection ? .info : .debug, "HTTP/2 \(endsConnection ? "connection closed" : "error")",
+            metadata: ["reason": "\(reason)", "error": "\(error)", "client": "\(clientInfo.address ?? "-")"])
+        if endsConnection { context.close(promise: nil) }
+    }
+
+    /// The counter an HTTP/2 error goes to, and whether it ends the connection: the limits (each
+    /// answered by swift-nio-http2 with GOAWAY ENHANCE_YOUR_CALM), or a malformed request or
+    /// frame.
+    static func refusalReason(_ error: any Error) -> (String, endsConnection: Bool) {
+        switch error {
+        case is NIOHTTP2Errors.ExcessiveRSTFrames: ("rapid_reset", true)
+        case is NIOHTTP2Errors.ExcessiveContinuationFrames: ("continuation_flood", true)
+        case is NIOHTTP2Errors.ExcessiveControlFrames: ("control_frame_flood", true)
+        case is NIOHTTP2Errors.ExcessiveEmptyDataFrames: ("empty_data_flood", true)
+        case is NIOHTTP2Errors.ExcessiveOutboundFrameBuffering: ("outbound_flood", true)
+        case is NIOHTTP2Errors.ExcessiveNumberOfGlitches, is NIOHTTP2Errors.ExcessiveStreamErrors: ("glitches", true)
+        case is NIOHTTP2Errors.ExcessivelyLargeHeaderBlock: ("header_list_too_large", true)
+        case is NIOHTTP2Errors.MaxStreamsViolation: ("too_many_streams", false)
+        default: ("malformed", false)
+        }
     }
 
     /// A request began on one of this connection's streams.

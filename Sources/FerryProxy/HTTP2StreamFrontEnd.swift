@@ -30,6 +30,7 @@ final class HTTP2StreamFrontEnd: ChannelDuplexHandler, RemovableChannelHandler, 
     /// The response has no body whatever the backend sends (HEAD, 204, 304).
     private var responseBodyless = false
     private var deadlineTask: Scheduled<Void>?
+    private var sendTimeoutTask: Scheduled<Void>?
     /// An extended CONNECT's DATA that came before the tunnel was in place (the client's first
     /// WebSocket frames): relayed first once it is.
     private var earlyTunnelBytes: ByteBuffer?
@@ -46,12 +47,15 @@ final class HTTP2StreamFrontEnd: ChannelDuplexHandler, RemovableChannelHandler, 
 
     func handlerRemoved(context: ChannelHandlerContext) {
         deadlineTask?.cancel()
+        sendTimeoutTask?.cancel()
         self.context = nil
     }
 
     func channelInactive(context: ChannelHandlerContext) {
         deadlineTask?.cancel()
         deadlineTask = nil
+        sendTimeoutTask?.cancel()
+        sendTimeoutTask = nil
         // A reset by the client, or the connection going away: nobody reads the response.
         exchange?.clientGone()
         exchange = nil
@@ -61,6 +65,46 @@ final class HTTP2StreamFrontEnd: ChannelDuplexHandler, RemovableChannelHandler, 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
         exchange?.clientWritabilityChanged(writable: context.channel.isWritable)
         context.fireChannelWritabilityChanged()
+    }
+
+    /// DATA frames written and not yet sent: they wait for the client's flow-control window.
+    private var dataWaiting = 0
+    private var lastProgress = NIODeadline.now()
+
+    /// A response that makes no progress for `[http2] send_timeout` because the client keeps its
+    /// flow-control window shut (it stopped reading, or never opens it: a zero-window stall) is
+    /// reset, and its backend connection closed. As nginx's `send_timeout`: the time between two
+    /// frames going out, not the whole response's.
+    private func trackData(_ promise: EventLoopPromise<Void>, context: ChannelHandlerContext) {
+        dataWaiting += 1
+        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        promise.futureResult.whenComplete { _ in
+            let frontEnd = bound.value
+            frontEnd.dataWaiting -= 1
+            frontEnd.lastProgress = .now()
+        }
+        guard sendTimeoutTask == nil else { return }
+        lastProgress = .now()
+        scheduleSendTimeout(in: loop.configuration.http2.sendTimeout.timeAmount, context: context)
+    }
+
+    private func scheduleSendTimeout(in delay: TimeAmount, context: ChannelHandlerContext) {
+        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        sendTimeoutTask = context.eventLoop.scheduleTask(in: delay) {
+            let frontEnd = bound.value
+            frontEnd.sendTimeoutTask = nil
+            guard frontEnd.dataWaiting > 0, let context = frontEnd.context else { return }
+            let timeout = frontEnd.loop.configuration.http2.sendTimeout.timeAmount
+            let stalled = NIODeadline.now() - frontEnd.lastProgress
+            if stalled < timeout {
+                frontEnd.scheduleSendTimeout(in: timeout - stalled, context: context)
+                return
+            }
+            frontEnd.loop.http2Refused["zero_window", default: 0] += 1
+            frontEnd.responseEnded = true
+            context.writeAndFlush(frontEnd.wrapOutboundOut(.rstStream(.cancel)), promise: nil)
+            context.close(promise: nil)
+        }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -139,7 +183,10 @@ final class HTTP2StreamFrontEnd: ChannelDuplexHandler, RemovableChannelHandler, 
     private func writeData(_ buffer: ByteBuffer, endStream: Bool) {
         guard let context, !responseEnded else { return }
         if endStream { responseEnded = true }
-        context.write(wrapOutboundOut(.data(.init(data: .byteBuffer(buffer), endStream: endStream))), promise: nil)
+        let written = context.eventLoop.makePromise(of: Void.self)
+        trackData(written, context: context)
+        context.write(
+            wrapOutboundOut(.data(.init(data: .byteBuffer(buffer), endStream: endStream))), promise: written)
     }
 
     private static func isBodyless(_ status: Int) -> Bool { status == 204 || status == 304 }

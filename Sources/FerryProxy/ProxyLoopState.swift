@@ -26,13 +26,14 @@ final class ProxyLoopState: @unchecked Sendable {
     var routeStats: [RouteStats]
     var connectionsOpen = 0
     var connectionsTotal = 0
-    /// HTTP/2 connections accepted, requests (streams) taken on them, and connection or stream
-    /// errors swift-nio-http2 reported (malformed frames, floods, flow-control violations).
+    /// HTTP/2 connections accepted, requests (streams) taken on them, streams open now,
+    /// WebSockets opened on streams (RFC 8441), and what HTTP/2's limits or protocol errors ended,
+    /// by reason (`HTTP2Connection.refusalReason`).
     var http2Connections = 0
     var http2Requests = 0
-    var http2ProtocolErrors = 0
-    /// WebSockets opened over HTTP/2 streams (RFC 8441).
+    var http2StreamsOpen = 0
     var http2Tunnels = 0
+    var http2Refused: [String: Int] = [:]
     var requests = 0
     var activeTunnels = 0
     /// Connections closed for a missing, malformed, late or untrusted PROXY protocol header.
@@ -313,6 +314,14 @@ final class ProxyLoopState: @unchecked Sendable {
         stats.acceptPauses = acceptPauses
         stats.acceptErrors = acceptErrors
         stats.proxyProtocolRefused = proxyProtocolRefusals
+        // Every TLS connection starts on the HTTP/1 front end; those that agree on h2 move on.
+        stats.protocols.http1Connections = connectionsTotal - http2Connections
+        stats.protocols.http1Requests = requests - http2Requests
+        stats.protocols.http2Connections = http2Connections
+        stats.protocols.http2Requests = http2Requests
+        stats.protocols.http2StreamsOpen = http2StreamsOpen
+        stats.protocols.http2Tunnels = http2Tunnels
+        stats.protocols.http2Refused = http2Refused
         return stats
     }
 

@@ -241,7 +241,6 @@ public final class ProxyServer: Sendable {
         let prepare = listener.prepareChannel
         let listenerName = listener.configuration.name
         let listenerHandshakeReader = listener.readHandshake
-        let offersHTTP2 = listener.configuration.tls?.alpn.contains("h2") ?? false
         let proxyProtocol = listener.configuration.proxyProtocol ? listener.configuration : nil
         return { channel in
             channel.eventLoop.makeCompletedFuture {
@@ -258,8 +257,8 @@ public final class ProxyServer: Sendable {
                 // The listener's certificates as the loop's configuration has them now (a reload
                 // applied in place may have changed them).
                 let certificates = loop.certificateSelector(listener: listenerName)
-                // Read when the listener has several certificates (the SNI name) or offers h2.
-                let readHandshake = certificates == nil && !offersHTTP2 ? nil : listenerHandshakeReader
+                // The SNI name (the 421 rule) and ALPN (h2, which a reload in place may turn on).
+                let readHandshake = tls ? listenerHandshakeReader : nil
                 if let proxyProtocol {
                     // First, before TLS: the header comes before the ClientHello.
                     let logger = loop.logger

@@ -232,6 +232,25 @@ enum Metrics {
             lines.append("ferry_requests_total{\(labels)} \(stats.requests)")
             lines.append("ferry_active_tunnels{\(labels)} \(stats.activeTunnels)")
         }
+        lines.append("# TYPE ferry_protocol_connections_total counter")
+        lines.append("# TYPE ferry_protocol_requests_total counter")
+        lines.append("# TYPE ferry_http2_streams_open gauge")
+        lines.append("# TYPE ferry_http2_websockets_total counter")
+        lines.append("# TYPE ferry_http2_refused_total counter")
+        for worker in status.workers {
+            guard let protocols = worker.stats?.protocols else { continue }
+            let labels = "pid=\"\(worker.pid)\",generation=\"\(worker.generation)\""
+            lines.append(
+                "ferry_protocol_connections_total{\(labels),protocol=\"http/1.1\"} \(protocols.http1Connections)")
+            lines.append("ferry_protocol_connections_total{\(labels),protocol=\"h2\"} \(protocols.http2Connections)")
+            lines.append("ferry_protocol_requests_total{\(labels),protocol=\"http/1.1\"} \(protocols.http1Requests)")
+            lines.append("ferry_protocol_requests_total{\(labels),protocol=\"h2\"} \(protocols.http2Requests)")
+            lines.append("ferry_http2_streams_open{\(labels)} \(protocols.http2StreamsOpen)")
+            lines.append("ferry_http2_websockets_total{\(labels)} \(protocols.http2Tunnels)")
+            for (reason, count) in protocols.http2Refused.sorted(by: { $0.key < $1.key }) {
+                lines.append("ferry_http2_refused_total{\(labels),reason=\"\(reason)\"} \(count)")
+            }
+        }
         lines.append("# TYPE ferry_pool_opened_total counter")
         lines.append("# TYPE ferry_pool_reused_total counter")
         lines.append("# TYPE ferry_pool_closed_total counter")

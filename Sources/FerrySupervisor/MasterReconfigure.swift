@@ -41,6 +41,7 @@ enum ReloadPlan: Equatable {
         if old.listeners.map(\.tls) != new.listeners.map(\.tls) { changes.append("TLS settings") }
         if old.pool != new.pool { changes.append("pool settings") }
         if old.limits != new.limits { changes.append("limits") }
+        if old.http2 != new.http2 { changes.append("HTTP/2 settings") }
         if before.logLevel != after.logLevel || before.accessLog != after.accessLog { changes.append("logging") }
         if old.health != new.health || old.admin != new.admin { changes.append("master endpoints") }
         return .inPlace(summary: changes.isEmpty ? "no change" : changes.joined(separator: ", ") + " changed")

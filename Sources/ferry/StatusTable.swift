@@ -38,6 +38,22 @@ enum StatusTable {
                     "\(stats?.tlsFailures.filter { $0.key != TLSCounters.closedBeforeClientHello }.values.reduce(0, +) ?? 0)",
                 ]
             })
+        var protocols = ProtocolStats()
+        for worker in status.workers { if let stats = worker.stats { protocols.add(stats.protocols) } }
+        lines.append("")
+        lines += table(
+            ["PROTOCOL", "CONNECTIONS", "REQUESTS", "STREAMS OPEN", "WEBSOCKETS", "REFUSED (BY REASON)"],
+            [
+                ["http/1.1", "\(protocols.http1Connections)", "\(protocols.http1Requests)", "-", "-", "-"],
+                [
+                    "h2", "\(protocols.http2Connections)", "\(protocols.http2Requests)",
+                    "\(protocols.http2StreamsOpen)", "\(protocols.http2Tunnels)",
+                    protocols.http2Refused.isEmpty
+                        ? "-"
+                        : protocols.http2Refused.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
+                            .joined(separator: " "),
+                ],
+            ])
         lines.append("")
         lines += table(
             ["BACKEND", "ADDRESS", "PID", "STATE", "RESTARTS"],

@@ -349,3 +349,74 @@ func errors(_ source: String, checkFiles: Bool = false) -> [ConfigurationDiagnos
         #expect(Duration.seconds(300).wholeMilliseconds == 300_000)
     }
 }
+
+/// `[http2]` and ALPN (issue 16): h2 is offered by default, the limits are read, bad values are
+/// refused with their line.
+@Suite struct HTTP2ConfigurationTests {
+    static let tlsListener = """
+        [[listen]]
+        name = "https"
+        address = "127.0.0.1:8443"
+        [listen.tls]
+        certificate = "/etc/ferry/cert.pem"
+        key = "/etc/ferry/key.pem"
+
+        [[backend]]
+        name = "tts"
+        address = "127.0.0.1:8001"
+
+        [[route]]
+        path = "/"
+        backend = "tts"
+
+        """
+
+    @Test func h2IsOfferedByDefaultAndTheLimitsAreRead() throws {
+        let defaults = try load(Self.tlsListener).configuration
+        #expect(defaults.listeners[0].tls?.alpn == ["h2", "http/1.1"])
+        #expect(defaults.http2 == HTTP2Settings())
+        let tuned = try load(
+            Self.tlsListener + """
+                [http2]
+                max_concurrent_streams = 50
+                header_table_size = "8KiB"
+                max_resets = 10
+                reset_window = "5s"
+                max_continuation_frames = 2
+                max_control_frames = 20
+                control_frame_window = "10s"
+                send_timeout = "5s"
+                """
+        ).configuration.http2
+        #expect(
+            tuned
+                == HTTP2Settings(
+                    maxConcurrentStreams: 50, headerTableSize: 8192, maxResets: 10, resetWindow: .seconds(5),
+                    maxContinuationFrames: 2, maxControlFrames: 20, controlFrameWindow: .seconds(10),
+                    sendTimeout: .seconds(5)))
+    }
+
+    @Test func badValuesAreRefusedWithTheirLine() {
+        let refused = errors(
+            Self.tlsListener + """
+                [http2]
+                max_concurrent_streams = 0
+                reset_window = "10ms"
+                header_table_size = "2MiB"
+                bogus = 1
+                """)
+        let lines = Dictionary(refused.map { ($0.keyPath, $0.line) }, uniquingKeysWith: { first, _ in first })
+        #expect(lines["http2.max_concurrent_streams"] == 16, "\(refused)")
+        #expect(lines["http2.reset_window"] == 17, "\(refused)")
+        #expect(lines["http2.header_table_size"] == 18, "\(refused)")
+        #expect(refused.contains { $0.message.contains("unknown key 'bogus'") }, "\(refused)")
+        let alpn = errors(
+            Self.tlsListener.replacing(
+                "key = \"/etc/ferry/key.pem\"", with: "key = \"/etc/ferry/key.pem\"\nalpn = [\"h2\"]"))
+        #expect(alpn.contains { $0.keyPath == "listen[1].tls.alpn" && $0.message.contains("http/1.1") }, "\(alpn)")
+        let unknown = errors(
+            Self.tlsListener.replacing(
+                "key = \"/etc/ferry/key.pem\"", with: "key = \"/etc/ferry/key.pem\"\nalpn = [\"h3\", \"http/1.1\"]"))
+        #expect(unknown.contains { $0.message.contains("'h3' is not supported") }, "\(unknown)")
+    }
+}

@@ -479,6 +479,7 @@ import Testing
             [[route]]
             [pool]
             [limits]
+            [http2]
             [health]
             [admin]
             """
@@ -489,7 +490,7 @@ import Testing
             let tables = [
                 "master", "listen", "listen.tls", "listen.tls.sni", "backend", "backend.restart", "backend.readiness",
                 "backend.health", "health", "admin",
-                "route", "pool", "limits",
+                "route", "pool", "limits", "http2",
             ]
             let isTable = tables.contains(key)
             if isTable {
