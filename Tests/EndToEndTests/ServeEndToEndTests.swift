@@ -184,5 +184,14 @@ import Testing
         #expect(result.status == 0, "\(result.stdout)\n\(result.stderr)\n\(ferry.log())")
         #expect(result.stdout.contains("\"ok\": true"))
         #expect(FileManager.default.fileExists(atPath: screenshot))
+        // Issue 16: the page negotiates h2, and Chromium, seeing SETTINGS_ENABLE_CONNECT_PROTOCOL,
+        // opens its WebSocket on that HTTP/2 connection (RFC 8441) rather than a new HTTP/1.1 one.
+        #expect(result.stdout.contains("[\"/\", \"h2\"]"), "the page did not load over h2: \(result.stdout)")
+        let log = ferry.log()
+        #expect(log.contains("\"GET / HTTP/2.0\" 200"), "\(log.suffix(3000))")
+        #expect(
+            log.contains("\"CONNECT /tts-ws/tts HTTP/2.0\" 200"),
+            "the WebSocket did not go over h2: \(log.suffix(3000))")
+        #expect(log.contains("/tts-ws/tts/wav/") && log.contains(".wav HTTP/2.0\" 200"), "\(log.suffix(3000))")
     }
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """A real browser on the demo page through Ferry: headless Chromium (Selenium) loads
 BASE_URL, clicks Speak, and waits until the page reports the sha256-verified download and the
-<audio> element has loaded it. Saves a screenshot. Prints JSON; exit 0 on success.
+<audio> element has loaded it. Saves a screenshot. Prints JSON (with the protocol of each fetch);
+exit 0 on success.
 
 Usage: demo_test.py BASE_URL SCREENSHOT_PATH
 """
@@ -40,6 +41,10 @@ try:
             break
         time.sleep(0.2)
     result["status"] = [li.text for li in driver.find_elements(By.CSS_SELECTOR, "#status li")]
+    # The protocol each fetch went over (ALPN's choice): "h2" when Ferry offers HTTP/2.
+    result["protocols"] = driver.execute_script(
+        "return performance.getEntries().filter(e => e.nextHopProtocol)"
+        ".map(e => [e.name.replace(location.origin, ''), e.nextHopProtocol]);")
     driver.save_screenshot(screenshot)
 finally:
     driver.quit()
