@@ -156,7 +156,7 @@ http {{
   upstream ws {{ server 127.0.0.1:{WS_PORT}; keepalive 64; }}
   upstream files {{ server 127.0.0.1:{STATIC_PORT}; keepalive 64; }}
   server {{
-    listen 127.0.0.1:{PORTS['nginx']} ssl;
+    listen 127.0.0.1:{PORTS['nginx']} ssl http2;
     ssl_certificate {self.cert}; ssl_certificate_key {self.key};
     ssl_protocols TLSv1.2 TLSv1.3;
     keepalive_requests 100000;
@@ -186,7 +186,7 @@ defaults
   timeout server 60s
   timeout tunnel 3600s
 frontend https
-  bind 127.0.0.1:{PORTS['haproxy']} ssl crt {self.bundle}
+  bind 127.0.0.1:{PORTS['haproxy']} ssl crt {self.bundle} alpn h2,http/1.1
   acl files path_beg /tts-ws/tts/wav/ /tts-ws/tts/mp3/
   use_backend files if files
   default_backend ws
@@ -288,6 +288,24 @@ def wrk(env, port, path, conns, seconds, extra=()):
     sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     errs = (int(non2xx.group(1)) if non2xx else 0) + (sum(map(int, sock.groups())) if sock else 0)
     return {"rps": rps, "p50": parse_latency(out, 50), "p99": parse_latency(out, 99), "errors": errs}
+
+
+def h2load(env, port, path, conns, streams, seconds):
+    """HTTP/2 requests/s with nghttp2's h2load: `conns` connections, `streams` concurrent streams
+    each. h2load reports a mean time per request, not percentiles: p50 holds the mean, p99 the max."""
+    out = sh(["taskset", "-c", LOAD_CPU, "h2load", "-t1", f"-c{conns}", f"-m{streams}", f"-D{seconds}",
+              f"https://127.0.0.1:{port}{path}"]).stdout
+    rate = float(re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out).group(1))
+    done = re.search(r"requests: \d+ total, \d+ started, \d+ done, (\d+) succeeded, (\d+) failed, (\d+) errored", out)
+    codes = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", out)
+    timing = re.search(r"time for request:\s+([\d.]+)(\w+)\s+([\d.]+)(\w+)\s+([\d.]+)(\w+)", out)
+
+    def ms(value, unit):
+        return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+    errors = int(done.group(2)) + int(done.group(3)) + sum(int(codes.group(i)) for i in (2, 3, 4))
+    return {"rps": rate, "p50": ms(timing.group(5), timing.group(6)), "p99": ms(timing.group(3), timing.group(4)),
+            "errors": errors}
 
 
 def wsload(env, port, conns, seconds):
@@ -468,7 +486,7 @@ def main():
     ap.add_argument("--targets", default="ferry,nginx,haproxy")
     ap.add_argument("--out", default=str(ROOT / "docs/benchmarks.md"))
     ap.add_argument("--key-type", choices=["ec", "rsa"], default="ec")
-    ap.add_argument("--figures", default="a,a64,b,c,d,e,f,g,s", help="subset of figures to run")
+    ap.add_argument("--figures", default="a,a64,b,c,h2,d,e,f,g,s", help="subset of figures to run")
     ap.add_argument("--scale-target", type=int, default=100_000, help="idle WebSockets for figure s")
     ap.add_argument("--scale-workers", type=int, default=12, help="Ferry workers for figure s")
     args = ap.parse_args()
@@ -493,6 +511,7 @@ def main():
             "a64": lambda t: wrk(env, PORTS[t], "/tts-ws/tts/wav/64k.bin", 64, args.seconds),
             "b": lambda t: tlsload(env, PORTS[t], 16, args.seconds),
             "c": lambda t: wsload(env, PORTS[t], 64, args.seconds),
+            "h2": lambda t: h2load(env, PORTS[t], "/tts-ws/tts/wav/1k.bin", 16, 10, args.seconds),
         }
         figures = {k: v for k, v in figures.items() if k in wanted}
         for rep in range(args.reps):
@@ -547,7 +566,8 @@ def write_report(args, targets, results):
     titles = {"a": "(a) HTTPS keep-alive GET 1 KiB, 64 connections (wrk)",
               "a64": "(a64) HTTPS keep-alive GET 64 KiB, 64 connections (wrk)",
               "b": "(b) New connection + full TLS handshake per request, 16 connections (tlsload: no tickets, no session cache)",
-              "c": "(c) WebSocket echo, 64 connections, 64-byte messages, depth 1 (wsload)"}
+              "c": "(c) WebSocket echo, 64 connections, 64-byte messages, depth 1 (wsload)",
+              "h2": "(h2) HTTP/2 GET 1 KiB, 16 connections × 10 concurrent streams (h2load; p50 = mean, p99 = max)"}
     key = "ECDSA P-256" if args.key_type == "ec" else "RSA-2048"
     lines.insert(3, f"Certificate: {key}. Command: `python3 Benchmarks/bench.py --reps {args.reps} --seconds {args.seconds} --key-type {args.key_type} --figures {args.figures}`.")
     for fig, title in titles.items():

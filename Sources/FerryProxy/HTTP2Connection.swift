@@ -21,7 +21,27 @@ final class HTTP2Connection: ChannelDuplexHandler, ClientConnection {
     private var goAwaySent = false
     /// WebSockets open on this connection's streams (RFC 8441).
     var tunnels = 0
-    private(set) var deadline: NIODeadline?
+    /// Without open streams: when the idle timeout closes the connection.
+    private var idleDeadline: NIODeadline?
+    /// Streams waiting for their backend's response head, with a deadline.
+    private var waitingStreams: [ObjectIdentifier: HTTP2StreamFrontEnd] = [:]
+
+    /// The earliest of the idle deadline and the streams' response deadlines (the loop's sweep).
+    var deadline: NIODeadline? {
+        var earliest = idleDeadline
+        for stream in waitingStreams.values {
+            if let due = stream.responseDeadline, earliest.map({ due < $0 }) ?? true { earliest = due }
+        }
+        return earliest
+    }
+
+    func watchDeadline(of stream: HTTP2StreamFrontEnd) {
+        waitingStreams[ObjectIdentifier(stream)] = stream
+    }
+
+    func unwatchDeadline(of stream: HTTP2StreamFrontEnd) {
+        waitingStreams.removeValue(forKey: ObjectIdentifier(stream))
+    }
 
     init(loop: ProxyLoopState, clientInfo: ClientInfo) {
         self.loop = loop
@@ -50,6 +70,7 @@ final class HTTP2Connection: ChannelDuplexHandler, ClientConnection {
         streams.streamResetFrameRateLimit.maximumCount = http2.maxResets
         streams.streamResetFrameRateLimit.windowLength = http2.resetWindow.timeAmount
         let pipeline = context.pipeline.syncOperations
+        try pipeline.addHandler(HTTP2FlushCoalescer())
         _ = try pipeline.configureHTTP2Pipeline(
             mode: .server, connectionConfiguration: settings, streamConfiguration: streams,
             streamDelegate: StreamEvents(connection: bound), position: .last
@@ -68,12 +89,13 @@ final class HTTP2Connection: ChannelDuplexHandler, ClientConnection {
         loop.connections[ObjectIdentifier(self)] = self
         loop.connectionsOpen += 1
         loop.http2Connections += 1
-        deadline = .now() + limits.idleTimeout.timeAmount
+        idleDeadline = .now() + limits.idleTimeout.timeAmount
         if loop.draining { drain() }
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
-        deadline = nil
+        idleDeadline = nil
+        waitingStreams = [:]
         if loop.connections.removeValue(forKey: ObjectIdentifier(self)) != nil { loop.connectionsOpen -= 1 }
         self.context = nil
     }
@@ -105,7 +127,7 @@ final class HTTP2Connection: ChannelDuplexHandler, ClientConnection {
         openStreams += 1
         loop.http2StreamsOpen += 1
         if id > lastStreamID { lastStreamID = id }
-        deadline = nil
+        idleDeadline = nil
     }
 
     private func streamClosed() {
@@ -115,7 +137,7 @@ final class HTTP2Connection: ChannelDuplexHandler, ClientConnection {
         if goAwaySent {
             context?.close(promise: nil)
         } else {
-            deadline = .now() + limits.idleTimeout.timeAmount
+            idleDeadline = .now() + limits.idleTimeout.timeAmount
         }
     }
 
@@ -157,7 +179,13 @@ final class HTTP2Connection: ChannelDuplexHandler, ClientConnection {
     // MARK: - ClientConnection
 
     func deadlinePassed() {
-        deadline = nil
+        let now = NIODeadline.now()
+        for stream in waitingStreams.values where (stream.responseDeadline.map { $0 <= now } ?? false) {
+            waitingStreams.removeValue(forKey: ObjectIdentifier(stream))
+            stream.responseDeadlinePassed()
+        }
+        guard let idle = idleDeadline, idle <= now else { return }
+        idleDeadline = nil
         // Idle for the keep-alive timeout: say so, then close.
         goAway()
         context?.close(promise: nil)

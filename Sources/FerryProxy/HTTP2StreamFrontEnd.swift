@@ -29,7 +29,9 @@ final class HTTP2StreamFrontEnd: ChannelDuplexHandler, RemovableChannelHandler, 
     private var requestEnded = false
     /// The response has no body whatever the backend sends (HEAD, 204, 304).
     private var responseBodyless = false
-    private var deadlineTask: Scheduled<Void>?
+    /// When the backend's response must have started (`setResponseDeadline`), checked by the
+    /// loop's sweep through the connection (no scheduled task per request).
+    private(set) var responseDeadline: NIODeadline?
     private var sendTimeoutTask: Scheduled<Void>?
     /// An extended CONNECT's DATA that came before the tunnel was in place (the client's first
     /// WebSocket frames): relayed first once it is.
@@ -46,14 +48,13 @@ final class HTTP2StreamFrontEnd: ChannelDuplexHandler, RemovableChannelHandler, 
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
-        deadlineTask?.cancel()
+        clearResponseDeadline()
         sendTimeoutTask?.cancel()
         self.context = nil
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        deadlineTask?.cancel()
-        deadlineTask = nil
+        clearResponseDeadline()
         sendTimeoutTask?.cancel()
         sendTimeoutTask = nil
         // A reset by the client, or the connection going away: nobody reads the response.
@@ -183,8 +184,14 @@ final class HTTP2StreamFrontEnd: ChannelDuplexHandler, RemovableChannelHandler, 
     private func writeData(_ buffer: ByteBuffer, endStream: Bool) {
         guard let context, !responseEnded else { return }
         if endStream { responseEnded = true }
-        let written = context.eventLoop.makePromise(of: Void.self)
-        trackData(written, context: context)
+        // The send timeout follows the writes that can wait for the window: the response's end,
+        // and whatever is written while the stream is already unwritable (a promise per DATA
+        // frame would cost two allocations on every response).
+        var written: EventLoopPromise<Void>?
+        if endStream || !context.channel.isWritable {
+            written = context.eventLoop.makePromise(of: Void.self)
+            trackData(written!, context: context)
+        }
         context.write(
             wrapOutboundOut(.data(.init(data: .byteBuffer(buffer), endStream: endStream))), promise: written)
     }
@@ -244,8 +251,7 @@ final class HTTP2StreamFrontEnd: ChannelDuplexHandler, RemovableChannelHandler, 
 
     func exchangeFinished(_ exchange: Exchange) {
         self.exchange = nil
-        deadlineTask?.cancel()
-        deadlineTask = nil
+        clearResponseDeadline()
         if !responseEnded { writeData(ByteBuffer(), endStream: true) }
         endRequestEarly()
         context?.flush()
@@ -276,14 +282,24 @@ final class HTTP2StreamFrontEnd: ChannelDuplexHandler, RemovableChannelHandler, 
     }
 
     func setResponseDeadline(_ duration: Duration?) {
-        deadlineTask?.cancel()
-        deadlineTask = nil
-        guard let duration, let context else { return }
-        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
-        deadlineTask = context.eventLoop.scheduleTask(in: duration.timeAmount) {
-            bound.value.deadlineTask = nil
-            bound.value.exchange?.responseDeadlinePassed()
+        guard let duration else {
+            clearResponseDeadline()
+            return
         }
+        responseDeadline = .now() + duration.timeAmount
+        connection.watchDeadline(of: self)
+    }
+
+    private func clearResponseDeadline() {
+        guard responseDeadline != nil else { return }
+        responseDeadline = nil
+        connection.unwatchDeadline(of: self)
+    }
+
+    /// Called by the connection's sweep once `responseDeadline` has passed.
+    func responseDeadlinePassed() {
+        responseDeadline = nil
+        exchange?.responseDeadlinePassed()
     }
 
     var tunnelStatus: Int { 200 }
@@ -297,8 +313,7 @@ final class HTTP2StreamFrontEnd: ChannelDuplexHandler, RemovableChannelHandler, 
             return
         }
         exchange = nil
-        deadlineTask?.cancel()
-        deadlineTask = nil
+        clearResponseDeadline()
         var headers: HPACKHeaders = [":status": "200"]
         for (name, value) in response.headers
         where RequestRules.nameEquals(name, "sec-websocket-protocol")

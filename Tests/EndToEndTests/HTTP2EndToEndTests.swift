@@ -36,6 +36,12 @@ import Testing
                     path = "/app/"
                     backend = "app"
                     strip_prefix = "/app"
+
+                    [[route]]
+                    path = "/impatient/"
+                    backend = "app"
+                    strip_prefix = "/impatient"
+                    response_timeout = "300ms"
                     """
         }
     }
@@ -79,6 +85,11 @@ import Testing
         #expect(names["x-test"] == "one")
         #expect(names["x-forwarded-for"] == "127.0.0.1")
         #expect(names["x-forwarded-proto"] == "https")
+        // A backend slower than the route's response timeout: 504 on the stream (the deadline is
+        // checked by the loop's sweep), and the connection serves on.
+        let late = try curl(["--http2", "-w", " %{http_code}", base + "/impatient/slow/1500", base + "/app/bytes/3"])
+        #expect(late.out.hasPrefix("ferry: backend did not answer in time"), "\(late.out)")
+        #expect(late.out.contains(" 504") && late.out.hasSuffix(" 200"), "\(late.out)")
         // A local answer (no route) over h2.
         let missing = try curl(["--http2", "-o", "/dev/null", "-w", "%{http_version} %{http_code}", base + "/nowhere"])
         #expect(missing.out == "2 404")

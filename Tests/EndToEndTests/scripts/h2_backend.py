@@ -3,6 +3,7 @@
   GET  /bytes/N     N bytes of a repeating pattern, with Content-Length
   GET  /chunked/N   the same N bytes, chunked
   GET  /headers     the request's headers as JSON (a list of [name, value])
+  GET  /slow/MS     "late" after MS milliseconds
   POST /sha         {"length": n, "sha256": hex} of the body (Content-Length or chunked)
 
 Usage: h2_backend.py PORT
@@ -10,6 +11,7 @@ Usage: h2_backend.py PORT
 import hashlib
 import json
 import sys
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 PATTERN = bytes(range(256)) * 256  # 64 KiB
@@ -50,6 +52,9 @@ class Handler(BaseHTTPRequestHandler):
                 for piece in pattern(n):
                     self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
                 self.wfile.write(b"0\r\n\r\n")
+            elif parts[1] == "slow":
+                time.sleep(int(parts[2]) / 1000)
+                self.send_body(b"late", "text/plain")
             elif parts[1] == "headers":
                 self.send_body(json.dumps([[k, v] for k, v in self.headers.items()]).encode())
             else:
