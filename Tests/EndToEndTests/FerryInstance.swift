@@ -149,7 +149,21 @@ struct E2EError: Error, CustomStringConvertible {
 }
 
 enum FreePort {
+    /// Ports this test process handed out already: the kernel may give a port released by one
+    /// `pick` to the next one (two backends of one test once got the same port).
+    private static let handedOut = NSLock()
+    nonisolated(unsafe) private static var taken: Set<Int> = []
+
     static func pick() throws -> Int {
+        for _ in 0..<50 {
+            let port = try pickOnce()
+            let fresh = handedOut.withLock { taken.insert(port).inserted }
+            if fresh { return port }
+        }
+        throw E2EError("no fresh free port")
+    }
+
+    private static func pickOnce() throws -> Int {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw E2EError("socket() failed") }
         defer { close(fd) }

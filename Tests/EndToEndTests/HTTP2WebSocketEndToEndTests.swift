@@ -72,6 +72,17 @@ import Testing
         }
     }
 
+    /// Tornado on its files, and Ferry in front of it, for `body`; both stopped after it.
+    static func withTornadoAndFerry(name: String, _ body: (FerryInstance, URL) throws -> Void) throws {
+        let files = FileManager.default.temporaryDirectory.appendingPathComponent("ferry-\(name)-\(UUID())")
+        defer { try? FileManager.default.removeItem(at: files) }
+        let (tornadoPort, tornado) = try startTornado(files: files)
+        defer { kill(tornado.processIdentifier, SIGKILL) }
+        let ferry = try startFerry(name: name, tornado: tornadoPort)
+        defer { ferry.stop() }
+        try body(ferry, files)
+    }
+
     static var available: Bool { Tool.pythonHas("h2") && Tool.pythonHas("tornado") && Tool.pythonWebSocketsAvailable() }
 
     @Test func theSeedPatternRunsOnOneHTTP2Connection() throws {
@@ -86,26 +97,22 @@ import Testing
 
     @Test func theHazardWithHTTP2AndHTTP1ClientsHasNoCrossTalk() throws {
         guard Self.available else { return print("skipped: Python's h2, tornado or websockets is missing") }
-        let files = FileManager.default.temporaryDirectory.appendingPathComponent("ferry-h2-hazard-\(UUID())")
-        defer { try? FileManager.default.removeItem(at: files) }
-        let (tornadoPort, tornado) = try Self.startTornado(files: files)
-        defer { kill(tornado.processIdentifier, SIGKILL) }
-        let ferry = try Self.startFerry(name: "h2-hazard", tornado: tornadoPort)
-        defer { ferry.stop() }
-        let output = try Self.python(
-            [
-                ServeEndToEndTests.scripts.appendingPathComponent("hazard_h2.py").path, String(ferry.httpsPort),
-                files.path, "--seconds", "3",
-            ], timeout: 120)
-        print("h2 hazard result: \(output)")
-        let line = output.split(separator: "\n").last.map(String.init) ?? ""
-        let stats = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] ?? [:]
-        func count(_ key: String) -> Int { stats[key] as? Int ?? -1 }
-        #expect(count("wrong_bodies") == 0, "\(output)")
-        #expect(count("unexpected_404") == 0, "\(output)")
-        #expect(count("errors") == 0, "\(output)")
-        #expect(count("h2_ws_ok") > 20 && count("h2_http_ok") > 20, "\(output)")
-        #expect(count("http_ok") > 50 && count("ws_ok") > 10, "\(output)")
+        try Self.withTornadoAndFerry(name: "h2-hazard") { ferry, files in
+            let output = try Self.python(
+                [
+                    ServeEndToEndTests.scripts.appendingPathComponent("hazard_h2.py").path, String(ferry.httpsPort),
+                    files.path, "--seconds", "3",
+                ], timeout: 120)
+            print("h2 hazard result: \(output)")
+            let line = output.split(separator: "\n").last.map(String.init) ?? ""
+            let stats = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] ?? [:]
+            func count(_ key: String) -> Int { stats[key] as? Int ?? -1 }
+            #expect(count("wrong_bodies") == 0, "\(output)")
+            #expect(count("unexpected_404") == 0, "\(output)")
+            #expect(count("errors") == 0, "\(output)")
+            #expect(count("h2_ws_ok") > 20 && count("h2_http_ok") > 20, "\(output)")
+            #expect(count("http_ok") > 50 && count("ws_ok") > 10, "\(output)")
+        }
     }
 
     /// The HTTP/1 rules by analogy (docs/decisions.md, "WebSockets over HTTP/2"): a WebSocket on
@@ -114,63 +121,55 @@ import Testing
     /// with a success other than 101 is 502 (a 2xx would tell an HTTP/2 client its WebSocket is open).
     @Test func extendedConnectAnswersFollowTheHTTP1Rules() throws {
         guard Self.available else { return print("skipped: Python's h2, tornado or websockets is missing") }
-        let files = FileManager.default.temporaryDirectory.appendingPathComponent("ferry-h2-rules-\(UUID())")
-        defer { try? FileManager.default.removeItem(at: files) }
-        let (tornadoPort, tornado) = try Self.startTornado(files: files)
-        defer { kill(tornado.processIdentifier, SIGKILL) }
-        let ferry = try Self.startFerry(name: "h2-rules", tornado: tornadoPort)
-        defer { ferry.stop() }
-        let port = String(ferry.httpsPort)
-        let cases: [([String], String)] = [
-            (["/tts-ws/tts", "websocket", "13"], "status 200"),
-            (["/ws-only/tts", "websocket", "13"], "status 200"),
-            (["/http-only/tts", "websocket", "13"], "status 400"),
-            (["/tts-ws/tts", "websocket", "-"], "status 400"),
-            (["/tts-ws/tts", "websocket", "8"], "status 400"),
-            (["/tts-ws/tts", "chat", "13"], "status 400"),
-            (["/tts-ws/tts", "-", "-"], "status 405"),
-            (["/tts-ws/whoami", "websocket", "13"], "status 502"),
-        ]
-        for (arguments, expected) in cases {
-            let output = try Self.python([Self.client, port, "status"] + arguments)
-            #expect(output == expected + "\n", "\(arguments): \(output)")
+        try Self.withTornadoAndFerry(name: "h2-rules") { ferry, files in
+            let port = String(ferry.httpsPort)
+            let cases: [([String], String)] = [
+                (["/tts-ws/tts", "websocket", "13"], "status 200"),
+                (["/ws-only/tts", "websocket", "13"], "status 200"),
+                (["/http-only/tts", "websocket", "13"], "status 400"),
+                (["/tts-ws/tts", "websocket", "-"], "status 400"),
+                (["/tts-ws/tts", "websocket", "8"], "status 400"),
+                (["/tts-ws/tts", "chat", "13"], "status 400"),
+                (["/tts-ws/tts", "-", "-"], "status 405"),
+                (["/tts-ws/whoami", "websocket", "13"], "status 502"),
+            ]
+            for (arguments, expected) in cases {
+                let output = try Self.python([Self.client, port, "status"] + arguments)
+                #expect(output == expected + "\n", "\(arguments): \(output)")
+            }
+            let plain = try Tool.run(
+                try #require(Tool.path("curl")),
+                ["-sk", "--http2", "-o", "/dev/null", "-w", "%{http_code}", "https://127.0.0.1:\(port)/ws-only/tts"])
+            #expect(plain.stdout == "426")
+            // The worker served all of it and lives on.
+            let echo = try Self.python([Self.client, port, "ws", "/tts-ws/tts", "5"])
+            #expect(echo == "ok 5\n", "\(echo)")
         }
-        let plain = try Tool.run(
-            try #require(Tool.path("curl")),
-            ["-sk", "--http2", "-o", "/dev/null", "-w", "%{http_code}", "https://127.0.0.1:\(port)/ws-only/tts"])
-        #expect(plain.stdout == "426")
-        // The worker served all of it and lives on.
-        let echo = try Self.python([Self.client, port, "ws", "/tts-ws/tts", "5"])
-        #expect(echo == "ok 5\n", "\(echo)")
     }
 
     /// On stop, a WebSocket over HTTP/2 gets what one over HTTP/1 gets: GOAWAY at once (no new
     /// streams), then at the drain's deadline the close code 1001, then the stream ends.
     @Test func aDrainSendsGoAwayThen1001OnWebSocketsOverHTTP2() throws {
         guard Self.available else { return print("skipped: Python's h2, tornado or websockets is missing") }
-        let files = FileManager.default.temporaryDirectory.appendingPathComponent("ferry-h2-drain-\(UUID())")
-        defer { try? FileManager.default.removeItem(at: files) }
-        let (tornadoPort, tornado) = try Self.startTornado(files: files)
-        defer { kill(tornado.processIdentifier, SIGKILL) }
-        let ferry = try Self.startFerry(name: "h2-drain", tornado: tornadoPort)
-        defer { ferry.stop() }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: try #require(Tool.path("python3")))
-        process.arguments = [Self.client, String(ferry.httpsPort), "hold", "/tts-ws/tts"]
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = output
-        try process.run()
-        var seen = ""
-        while !seen.contains("open") && process.isRunning {
-            seen += String(decoding: output.fileHandleForReading.availableData, as: UTF8.self)
+        try Self.withTornadoAndFerry(name: "h2-drain") { ferry, files in
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: try #require(Tool.path("python3")))
+            process.arguments = [Self.client, String(ferry.httpsPort), "hold", "/tts-ws/tts"]
+            let output = Pipe()
+            process.standardOutput = output
+            process.standardError = output
+            try process.run()
+            var seen = ""
+            while !seen.contains("open") && process.isRunning {
+                seen += String(decoding: output.fileHandleForReading.availableData, as: UTF8.self)
+            }
+            kill(ferry.process.processIdentifier, SIGTERM)
+            let deadline = Date().addingTimeInterval(20)
+            while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.1) }
+            if process.isRunning { process.terminate() }
+            seen += String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            #expect(seen.contains("close 1001"), "\(seen)\n\(ferry.log().suffix(2000))")
+            #expect(seen.contains("ended True reset None goaway True"), "\(seen)")
         }
-        kill(ferry.process.processIdentifier, SIGTERM)
-        let deadline = Date().addingTimeInterval(20)
-        while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.1) }
-        if process.isRunning { process.terminate() }
-        seen += String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        #expect(seen.contains("close 1001"), "\(seen)\n\(ferry.log().suffix(2000))")
-        #expect(seen.contains("ended True reset None goaway True"), "\(seen)")
     }
 }
