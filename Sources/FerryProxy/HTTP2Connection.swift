@@ -19,6 +19,8 @@ final class HTTP2Connection: ChannelDuplexHandler, ClientConnection {
     /// The highest stream the client opened: the GOAWAY of a drain names it.
     private var lastStreamID = HTTP2StreamID(0)
     private var goAwaySent = false
+    /// A limit was hit: the connection is closing (`closeAfterGoAway`).
+    private var closing = false
     /// WebSockets open on this connection's streams (RFC 8441).
     var tunnels = 0
     /// Without open streams: when the idle timeout closes the connection.
@@ -146,12 +148,26 @@ final class HTTP2Connection: ChannelDuplexHandler, ClientConnection {
         // request: the stream ends, the connection goes on) or with GOAWAY (a limit hit, a broken
         // connection). The errors of the limits end the connection here; others are counted, and
         // a client that keeps a broken connection open meets the idle timeout.
+        // Once a limit closed the connection, what was already read only repeats it.
+        guard !closing else { return }
         let (reason, endsConnection) = Self.refusalReason(error)
         loop.http2Refused[reason, default: 0] += 1
         loop.logger.log(
             level: endsConnection ? .info : .debug, "HTTP/2 \(endsConnection ? "connection closed" : "error")",
             metadata: ["reason": "\(reason)", "error": "\(error)", "client": "\(clientInfo.address ?? "-")"])
-        if endsConnection { context.close(promise: nil) }
+        if endsConnection { closeAfterGoAway(context: context) }
+    }
+
+    /// After swift-nio-http2's GOAWAY for a limit: nothing more is read (a flood stops costing
+    /// anything), and the connection closes a second later. Closing at once, with the client's
+    /// frames still arriving, made the kernel answer them with a reset that discarded the GOAWAY
+    /// before the client read it (the client saw a reset, not the reason).
+    private func closeAfterGoAway(context: ChannelHandlerContext) {
+        guard !closing else { return }
+        closing = true
+        context.channel.setOption(.autoRead, value: false).whenComplete { _ in }
+        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        context.eventLoop.scheduleTask(in: .seconds(1)) { bound.value.context?.close(promise: nil) }
     }
 
     /// The counter an HTTP/2 error goes to, and whether it ends the connection: the limits (each
