@@ -240,6 +240,24 @@ enum Tool {
         return true
     }
 
+    /// Starts a Python server script on a free port (given as `arguments(port)`), its output
+    /// discarded, and waits (bounded) until the port accepts connections.
+    static func startPythonServer(
+        _ script: String, arguments: (Int) -> [String], timeout: TimeInterval = 15
+    ) throws -> (port: Int, process: Process) {
+        guard let python = path("python3") else { throw E2EError("python3 is not installed") }
+        let port = try FreePort.pick()
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: python)
+        process.arguments = [script] + arguments(port)
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let deadline = Date().addingTimeInterval(timeout)
+        while !FreePort.accepts(port: port) && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
+        return (port, process)
+    }
+
     static func pythonHas(_ module: String) -> Bool {
         guard let python = path("python3") else { return false }
         return (try? run(python, ["-c", "import \(module)"]).status) == 0

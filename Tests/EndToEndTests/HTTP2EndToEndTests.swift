@@ -12,16 +12,9 @@ import Testing
 @Suite(.serialized) struct HTTP2EndToEndTests {
     /// The HTTP/1.1 backend of these tests (`scripts/h2_backend.py`) on a free port.
     static func startBackend() throws -> (port: Int, process: Process) {
-        let port = try FreePort.pick()
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: try #require(Tool.path("python3")))
-        process.arguments = [ServeEndToEndTests.scripts.appendingPathComponent("h2_backend.py").path, String(port)]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        let deadline = Date().addingTimeInterval(10)
-        while !FreePort.accepts(port: port) && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
-        return (port, process)
+        try Tool.startPythonServer(ServeEndToEndTests.scripts.appendingPathComponent("h2_backend.py").path) {
+            [String($0)]
+        }
     }
 
     static func startFerry(name: String, backend: Int, alpn: String? = nil) throws -> FerryInstance {

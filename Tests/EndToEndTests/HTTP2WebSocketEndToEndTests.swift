@@ -29,20 +29,9 @@ import Testing
             let bytes = (0..<(index * 23_000)).map { _ in UInt8.random(in: 0...255, using: &generator) }
             try Data(bytes).write(to: wav.appendingPathComponent("f\(index).wav"))
         }
-        let port = try FreePort.pick()
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: try #require(Tool.path("python3")))
-        process.arguments = [
-            URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-                .appendingPathComponent("../FerryProxyTests/Fixtures/seed_tornado_app.py").standardized.path,
-            directory.path, String(port),
-        ]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        let deadline = Date().addingTimeInterval(15)
-        while !FreePort.accepts(port: port) && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
-        return (port, process)
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .appendingPathComponent("../FerryProxyTests/Fixtures/seed_tornado_app.py").standardized.path
+        return try Tool.startPythonServer(script) { [directory.path, String($0)] }
     }
 
     static func startFerry(name: String, tornado: Int) throws -> FerryInstance {
