@@ -151,6 +151,9 @@ public struct ListenerConfiguration: Sendable, Equatable {
     public var proxyProtocolFrom: [CIDRBlock] = []
     /// How long a connection that owes a PROXY header may take to send it.
     public var proxyProtocolTimeout: Duration = .seconds(5)
+    /// A plain-HTTP listener that answers every request with 308 to `https://` on this port (the
+    /// first TLS listener's unless `redirect_port` says otherwise); nil: it serves routes.
+    public var redirectToHTTPSPort: Int?
 
     public init(name: String, address: ListenAddress, backlog: Int = 511, tls: TLSSettings? = nil) {
         self.name = name

@@ -110,7 +110,8 @@ enum ConfigurationLinter {
     }
 
     static func lintPlainListeners(_ configuration: FerryConfiguration, sink: DiagnosticSink) {
-        for (index, listener) in configuration.listeners.enumerated() where listener.tls == nil {
+        for (index, listener) in configuration.listeners.enumerated()
+        where listener.tls == nil && listener.redirectToHTTPSPort == nil {
             if case .inet(let host, _) = listener.address, !ConfigValue.isLoopback(host) {
                 sink.warning(
                     "listen[\(index + 1)].address",

@@ -134,6 +134,7 @@ struct SectionParser {
             sink.error("listen", "at least one [[listen]] is required")
         }
         validateReferences(configuration, declaredBackends: declaredBackends, routeReaders: routeReaders)
+        resolveRedirects(&configuration)
         return configuration
     }
 
@@ -201,7 +202,15 @@ struct SectionParser {
         let proxyProtocol = table.bool("proxy_protocol")
         let proxyProtocolFrom = table.stringArray("proxy_protocol_from")
         let proxyProtocolTimeout = table.duration("proxy_protocol_timeout", minimum: .milliseconds(10))
+        let redirect = table.bool("redirect_to_https")
+        let redirectPort = table.int("redirect_port", range: 1...65535)
         table.finish()
+        if redirect == true && tls != nil {
+            sink.error(table.keyPath("redirect_to_https"), "applies to a listener without [listen.tls]")
+        }
+        if redirectPort != nil && redirect != true {
+            sink.error(table.keyPath("redirect_port"), "applies only with redirect_to_https = true")
+        }
         var sources: [CIDRBlock] = []
         for text in proxyProtocolFrom ?? [] {
             if let block = CIDRBlock(text) {
@@ -227,6 +236,8 @@ struct SectionParser {
         listener.proxyProtocol = proxyProtocol ?? false
         listener.proxyProtocolFrom = sources
         if let proxyProtocolTimeout { listener.proxyProtocolTimeout = proxyProtocolTimeout }
+        // 0 until the references pass sets the first TLS listener's port (`redirect_port` wins).
+        if redirect == true && tls == nil { listener.redirectToHTTPSPort = redirectPort ?? 0 }
         return listener
     }
 

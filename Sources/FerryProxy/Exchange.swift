@@ -105,6 +105,10 @@ final class Exchange: UpstreamExchangeDelegate {
 
     /// Routes the request and starts on it.
     func start() {
+        if let port = client.redirectToHTTPSPort {
+            redirectToHTTPS(port: port)
+            return
+        }
         if request.method == .CONNECT && request.extendedConnectProtocol == nil {
             // Ferry is a reverse proxy: it opens no tunnel to where a client names. Relayed to a
             // backend, a CONNECT's answer would be read by HTTP rules the backend may not follow

@@ -68,6 +68,8 @@ struct ClientInfo {
     var serverName: String?
     /// The listener's certificates when it has several (the 421 rule).
     var certificates: CertificateSelector?
+    /// A `redirect_to_https` listener: every request is answered with 308 to this HTTPS port.
+    var redirectToHTTPSPort: Int?
 }
 
 /// A WebSocket tunnel's bookkeeping, handed from the exchange that opened it to the front end

@@ -46,6 +46,8 @@ final class HTTP1FrontEnd: ChannelDuplexHandler, RemovableChannelHandler, Exchan
     /// off the TLS layer's handshake event.
     private let certificates: CertificateSelector?
     private let readHandshake: ProxyListener.HandshakeReader?
+    /// A `redirect_to_https` listener's HTTPS port.
+    private let redirectToHTTPSPort: Int?
     /// The name the client sent in SNI, once the handshake said so.
     private var serverName: String?
     /// The request bytes read and not handed on yet.
@@ -93,10 +95,11 @@ final class HTTP1FrontEnd: ChannelDuplexHandler, RemovableChannelHandler, Exchan
 
     init(
         loop: ProxyLoopState, tls: Bool, certificates: CertificateSelector? = nil,
-        readHandshake: ProxyListener.HandshakeReader? = nil
+        readHandshake: ProxyListener.HandshakeReader? = nil, redirectToHTTPSPort: Int? = nil
     ) {
         self.loop = loop
         self.tls = tls
+        self.redirectToHTTPSPort = redirectToHTTPSPort
         self.certificates = certificates
         self.readHandshake = readHandshake
     }
@@ -275,7 +278,9 @@ final class HTTP1FrontEnd: ChannelDuplexHandler, RemovableChannelHandler, Exchan
         loop.requests += 1
         state = .exchanging
         announcedKeepAlive = false
-        let client = ClientInfo(address: clientAddress, tls: tls, serverName: serverName, certificates: certificates)
+        let client = ClientInfo(
+            address: clientAddress, tls: tls, serverName: serverName, certificates: certificates,
+            redirectToHTTPSPort: redirectToHTTPSPort)
         let current = Exchange(
             request: request, keepAlive: request.isKeepAlive && !loop.draining, client: client, loop: loop,
             frontEnd: self)

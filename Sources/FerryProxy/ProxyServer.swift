@@ -242,6 +242,7 @@ public final class ProxyServer: Sendable {
         let listenerName = listener.configuration.name
         let listenerHandshakeReader = listener.readHandshake
         let proxyProtocol = listener.configuration.proxyProtocol ? listener.configuration : nil
+        let redirectToHTTPSPort = listener.configuration.redirectToHTTPSPort
         return { channel in
             channel.eventLoop.makeCompletedFuture {
                 let loop = states[ObjectIdentifier(channel.eventLoop)]!
@@ -277,7 +278,8 @@ public final class ProxyServer: Sendable {
                 try prepare?(channel)
                 try channel.pipeline.syncOperations.addHandler(
                     HTTP1FrontEnd(
-                        loop: loop, tls: tls, certificates: certificates, readHandshake: readHandshake))
+                        loop: loop, tls: tls, certificates: certificates, readHandshake: readHandshake,
+                        redirectToHTTPSPort: redirectToHTTPSPort))
             }
         }
     }

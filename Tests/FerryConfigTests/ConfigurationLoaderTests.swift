@@ -420,3 +420,44 @@ func errors(_ source: String, checkFiles: Bool = false) -> [ConfigurationDiagnos
         #expect(unknown.contains { $0.message.contains("'h3' is not supported") }, "\(unknown)")
     }
 }
+
+/// `redirect_to_https` (issue 17, item 3): on plain listeners only, to the first TLS listener's
+/// port unless `redirect_port` says otherwise, and not linted as clear-text traffic.
+@Suite struct RedirectListenerTests {
+    static let plain = """
+
+        [[listen]]
+        name = "http"
+        address = "0.0.0.0:8080"
+        redirect_to_https = true
+
+        """
+
+    @Test func aPlainListenerRedirectsToTheFirstTLSPort() throws {
+        let loaded = try load(HTTP2ConfigurationTests.tlsListener + Self.plain)
+        #expect(loaded.configuration.listeners[1].redirectToHTTPSPort == 8443)
+        #expect(loaded.configuration.listeners[0].redirectToHTTPSPort == nil)
+        #expect(!loaded.warnings.contains { $0.message.contains("has no TLS") }, "\(loaded.warnings)")
+        let explicit = try load(HTTP2ConfigurationTests.tlsListener + Self.plain + "redirect_port = 443\n")
+        #expect(explicit.configuration.listeners[1].redirectToHTTPSPort == 443)
+    }
+
+    @Test func misplacedRedirectsAreRefused() {
+        let onTLS = errors(
+            HTTP2ConfigurationTests.tlsListener.replacing(
+                "key = \"/etc/ferry/key.pem\"",
+                with:
+                    "key = \"/etc/ferry/key.pem\"\n[[listen]]\nname = \"x\"\naddress = \"127.0.0.1:1\"\n[listen.tls]\ncertificate = \"/c\"\nkey = \"/k\"\nredirect_to_https = true"
+            ))
+        #expect(
+            onTLS.contains {
+                $0.message.contains("unknown key 'redirect_to_https'") || $0.message.contains("without [listen.tls]")
+            }, "\(onTLS)")
+        let portAlone = errors(
+            HTTP2ConfigurationTests.tlsListener
+                + Self.plain.replacing("redirect_to_https = true", with: "redirect_port = 443"))
+        #expect(portAlone.contains { $0.keyPath == "listen[2].redirect_port" }, "\(portAlone)")
+        let nowhere = errors(minimalConfig + Self.plain)
+        #expect(nowhere.contains { $0.message.contains("no TLS listener") }, "\(nowhere)")
+    }
+}
