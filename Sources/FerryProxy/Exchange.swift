@@ -103,6 +103,19 @@ final class Exchange: UpstreamExchangeDelegate {
         respondLocally(status: rejection.status, body: "ferry: \(message)\n", close: true)
     }
 
+    /// Refuses the request (and returns true) when its framing or its head breaks the rules or the
+    /// `[limits]`: the checks every front end runs on a request as received, before `start`.
+    func refuseIfInvalid() -> Bool {
+        let facts = request.facts
+        guard
+            let rejection = facts.framingRejection(version: request.version, maxBodyBytes: limits.maxBodyBytes)
+                ?? facts.limitsRejection(
+                    uri: request.uri, maxHeaderBytes: limits.maxHeaderBytes, maxHeaderCount: limits.maxHeaderCount)
+        else { return false }
+        refuse(rejection)
+        return true
+    }
+
     /// Routes the request and starts on it.
     func start() {
         if let port = client.redirectToHTTPSPort {

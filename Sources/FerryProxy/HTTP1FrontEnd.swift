@@ -285,14 +285,7 @@ final class HTTP1FrontEnd: ChannelDuplexHandler, RemovableChannelHandler, Exchan
             request: request, keepAlive: request.isKeepAlive && !loop.draining, client: client, loop: loop,
             frontEnd: self)
         exchange = current
-        let facts = request.facts
-        if let rejection = facts.framingRejection(version: request.version, maxBodyBytes: limits.maxBodyBytes)
-            ?? facts.limitsRejection(
-                uri: request.uri, maxHeaderBytes: limits.maxHeaderBytes, maxHeaderCount: limits.maxHeaderCount)
-        {
-            current.refuse(rejection)
-            return
-        }
+        if current.refuseIfInvalid() { return }
         // Absolute-form (RFC 9112 §3.2.2): routed and sent upstream in origin-form, with the
         // target's authority as Host (the server MUST use it over a received Host). The checks above
         // ran on the request as received, so an HTTP/1.1 request without Host is still refused.

@@ -150,21 +150,13 @@ final class HTTP2StreamFrontEnd: ChannelDuplexHandler, RemovableChannelHandler, 
             endRequestEarly()
             context.flush()
         case .success(let request):
-            let limits = loop.configuration.limits
             let current = Exchange(
                 request: request, keepAlive: !loop.draining, client: connection.clientInfo, loop: loop,
                 frontEnd: self)
             exchange = current
             responseBodyless = request.method == .HEAD
             isExtendedConnect = request.extendedConnectProtocol != nil
-            if let rejection = request.facts.framingRejection(
-                version: request.version, maxBodyBytes: limits.maxBodyBytes)
-                ?? request.facts.limitsRejection(
-                    uri: request.uri, maxHeaderBytes: limits.maxHeaderBytes, maxHeaderCount: limits.maxHeaderCount)
-            {
-                current.refuse(rejection)
-                return
-            }
+            if current.refuseIfInvalid() { return }
             current.start()
             if endStream { exchange?.receivedEnd() }
         }
