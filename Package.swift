@@ -18,6 +18,10 @@ let nioHTTP2 = Target.Dependency.product(name: "NIOHTTP2", package: "swift-nio-h
 let nioHPACK = Target.Dependency.product(name: "NIOHPACK", package: "swift-nio-http2")
 let crypto = Target.Dependency.product(name: "Crypto", package: "swift-crypto")
 let logging = Target.Dependency.product(name: "Logging", package: "swift-log")
+let x509 = Target.Dependency.product(name: "X509", package: "swift-certificates")
+let asn1 = Target.Dependency.product(name: "SwiftASN1", package: "swift-asn1")
+let httpClient = Target.Dependency.product(name: "AsyncHTTPClient", package: "async-http-client")
+let nioSSL = Target.Dependency.product(name: "NIOSSL", package: "swift-nio-ssl")
 
 let package = Package(
     name: "Ferry",
@@ -30,6 +34,10 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio-extras", from: "1.35.2"),
         .package(url: "https://github.com/apple/swift-nio-http2", from: "1.46.0"),
         .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
+        .package(url: "https://github.com/apple/swift-certificates", from: "1.21.1"),
+        .package(url: "https://github.com/apple/swift-asn1", from: "1.7.4"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/LebJe/TOMLKit", exact: "0.6.0"),
@@ -63,9 +71,14 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
+            name: "FerryACME",
+            dependencies: [nioCore, nioHTTP1, nioConcurrencyHelpers, crypto, x509, asn1, httpClient, nioSSL, logging],
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "FerrySupervisor",
             dependencies: [
-                "FerryConfig", "FerryTLS", "CSystemd", nioCore, nioPosix, nioHTTP1, nioConcurrencyHelpers, nioExtras,
+                "FerryConfig", "FerryTLS", "FerryACME", "CSystemd", nioCore, nioPosix, nioHTTP1, nioConcurrencyHelpers, nioExtras,
                 logging,
             ],
             swiftSettings: swiftSettings
@@ -103,6 +116,11 @@ let package = Package(
         .testTarget(
             name: "FerrySupervisorTests",
             dependencies: ["FerrySupervisor", "FerryConfig", nioCore, nioPosix],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "FerryACMETests",
+            dependencies: ["FerryACME", crypto, x509, asn1, nioCore],
             swiftSettings: swiftSettings
         ),
         .testTarget(

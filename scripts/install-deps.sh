@@ -36,6 +36,7 @@ if [ "$mode" = test ] || [ "$mode" = bench ]; then
     need_deb chromium chromium
     need_deb chromium-driver chromedriver
     need_deb nghttp2-client nghttp # HTTP/2 peers: nghttp (tests), h2load (bench)
+    need_deb pebble pebble # ACME test CA (pebble, pebble-challtestsrv)
 fi
 if [ "$mode" = bench ]; then
     need_deb nginx nginx

@@ -130,6 +130,23 @@ static inline EVP_PKEY *ferry_read_private_key(const char *path) {
 /* Generates an ECDSA P-256 key and a self-signed certificate for `san` (e.g.
  * "DNS:localhost,IP:127.0.0.1,IP:::1"), valid for `days`, and writes them as PEM, the key with
  * mode 0600. Returns 0, or -1 with OpenSSL's error queue or errno set. */
+/* TLS-ALPN-01 (RFC 8737): puts the challenge certificate and key (one PEM text, certificate
+ * first) on this connection in place of the context's. Returns 1 on success. */
+static inline int ferry_SSL_use_pem_pair(SSL *ssl, const char *pem, int length) {
+    int ok = 0;
+    BIO *bio = BIO_new_mem_buf(pem, length);
+    if (bio == NULL) return 0;
+    X509 *cert = PEM_read_bio_X509(bio, NULL, NULL, NULL);
+    EVP_PKEY *key = cert ? PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL) : NULL;
+    if (cert && key && SSL_use_certificate(ssl, cert) == 1 && SSL_use_PrivateKey(ssl, key) == 1 &&
+        SSL_check_private_key(ssl) == 1)
+        ok = 1;
+    X509_free(cert);
+    EVP_PKEY_free(key);
+    BIO_free(bio);
+    return ok;
+}
+
 static inline int ferry_write_self_signed(const char *cert_path, const char *key_path, const char *common_name,
                                           const char *san, long days) {
     int rc = -1;

@@ -196,6 +196,9 @@ public struct TLSSettings: Sendable, Equatable {
     /// by the master and watched for changes. nil: keys of this host's own, new at each start and
     /// reload.
     public var ticketKeysPath: String?
+    /// `[listen.tls.acme]`: the default certificate (the first) comes from an ACME CA; until it
+    /// exists, a temporary self-signed one for the names serves.
+    public var acme: ACMESettings?
 
     public init(
         certificates: [CertificateConfiguration],

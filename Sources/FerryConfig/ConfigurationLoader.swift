@@ -135,6 +135,7 @@ struct SectionParser {
         }
         validateReferences(configuration, declaredBackends: declaredBackends, routeReaders: routeReaders)
         resolveRedirects(&configuration)
+        resolveACME(&configuration)
         return configuration
     }
 
@@ -242,10 +243,24 @@ struct SectionParser {
     }
 
     func parseTLS(_ table: TableReader) -> TLSSettings? {
+        let acme = table.subtable("acme").flatMap(parseACME)
         let selfSigned = table.bool("self_signed") ?? false
-        let certificate = table.requiredString("certificate", example: "\"/etc/ferry/cert.pem\"")
-        let key = table.requiredString("key", example: "\"/etc/ferry/key.pem\"")
-        var settings = TLSSettings(certificates: [], selfSigned: selfSigned)
+        // With ACME the files are optional: the master writes the certificate where they point,
+        // by default under state_dir (resolveACME fills the paths in).
+        let certificate =
+            table.has("acme")
+            ? table.string("certificate") ?? ""
+            : table.requiredString("certificate", example: "\"/etc/ferry/cert.pem\"")
+        let key =
+            table.has("acme")
+            ? table.string("key") ?? "" : table.requiredString("key", example: "\"/etc/ferry/key.pem\"")
+        if table.has("acme") && table.has("self_signed") {
+            sink.error(
+                table.keyPath("self_signed"),
+                "does not go with [acme] (a temporary self-signed certificate serves until the first one is issued)")
+        }
+        var settings = TLSSettings(certificates: [], selfSigned: selfSigned || acme != nil)
+        settings.acme = acme
         if let version = table.choice("min_version", TLSVersion.self) { settings.minimumVersion = version }
         if let alpn = table.stringArray("alpn") {
             let supported = ["h2", "http/1.1"]
@@ -288,8 +303,10 @@ struct SectionParser {
         }
         table.finish()
         guard let certificate, let key else { return nil }
-        checkReadable(certificate, at: table.keyPath("certificate"), generated: selfSigned)
-        checkReadable(key, at: table.keyPath("key"), generated: selfSigned)
+        if !certificate.isEmpty {
+            checkReadable(certificate, at: table.keyPath("certificate"), generated: settings.selfSigned)
+        }
+        if !key.isEmpty { checkReadable(key, at: table.keyPath("key"), generated: settings.selfSigned) }
         settings.certificates = [CertificateConfiguration(certificatePath: certificate, keyPath: key)] + sni
         return settings
     }

@@ -118,6 +118,12 @@ final class Exchange: UpstreamExchangeDelegate {
 
     /// Routes the request and starts on it.
     func start() {
+        if !client.tls && request.uri.hasPrefix(Self.acmeChallengePrefix)
+            && (client.redirectToHTTPSPort != nil || loop.configuration.usesACME)
+        {
+            answerACMEChallenge(directory: loop.configuration.acmeChallengeDirectory)
+            return
+        }
         if let port = client.redirectToHTTPSPort {
             redirectToHTTPS(port: port)
             return

@@ -139,6 +139,11 @@ final class HTTP1FrontEnd: ChannelDuplexHandler, RemovableChannelHandler, Exchan
             clientAddress = proxied.address
         } else if let read = readHandshake, let negotiated = read(event) {
             serverName = negotiated.serverName.flatMap(HostName.normalize)
+            if negotiated.alpn == "acme-tls/1" {
+                // A CA's TLS-ALPN-01 validation: the handshake was all (RFC 8737 §3).
+                context.close(promise: nil)
+                return
+            }
             if negotiated.alpn == "h2" {
                 // The client speaks HTTP/2 on this connection: its handlers take over from here
                 // (no byte of it has been read yet: the handshake's event comes first).

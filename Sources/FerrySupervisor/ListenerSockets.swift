@@ -2,6 +2,7 @@ import CSystemd
 public import FerryConfig
 
 #if canImport(Glibc)
+    import CoreFoundation  // its copy of the C structs is the one in scope once FerryACME is linked
     import Glibc
 #endif
 

@@ -1,4 +1,5 @@
 import CSystemd
+import FerryACME
 public import FerryConfig
 import Foundation
 public import Logging
@@ -152,6 +153,8 @@ public final class Master: @unchecked Sendable {
     var certificateCache: [String: (stamp: FileStamp?, summary: CertificateStatus?)] = [:]
     /// Active health checks (created at boot).
     var healthChecks: HealthChecks?
+    /// ACME certificates' orders and renewals (MasterACME), when a listener has `[listen.tls.acme]`.
+    var acme: (manager: ACMEManager, task: Task<Void, Never>)?
     var signalSources: [any DispatchSourceSignal] = []
     let finished: EventLoopPromise<Int32>
 
@@ -290,6 +293,7 @@ public final class Master: @unchecked Sendable {
         for backend in configuration.supervisedUnits { startBackend(backend) }
         healthChecks = HealthChecks(master: self)
         healthChecks?.apply(configuration)
+        applyACME()
         startAdminServers()
         for slot in 0..<workerCount { spawnWorker(slot: slot, generation: generation) }
         spawnStandbyIfWanted()
@@ -460,6 +464,7 @@ public final class Master: @unchecked Sendable {
         let previous = configuration
         loaded = candidate
         ticketKeyFiles = candidateTicketKeys
+        applyACME()
         if case .inPlace(let summary) = plan {
             applyBackendChanges(previous: previous)
             healthChecks?.apply(configuration)

@@ -53,8 +53,9 @@ extension Master {
         let now = Date().timeIntervalSince1970
         for listener in configuration.listeners {
             guard let tls = listener.tls else { continue }
-            for certificate in tls.certificates {
+            for (index, certificate) in tls.certificates.enumerated() {
                 let path = certificate.certificatePath
+                let fromACME = index == 0 && tls.acme != nil
                 let stamp = FileStamp(path: path)
                 if certificateCache[path] == nil || certificateCache[path]?.stamp != stamp {
                     let summary = TLSCertificateInspector.summarize(certificatePath: path).map {
@@ -62,13 +63,16 @@ extension Master {
                             listener: listener.name, path: path,
                             names: $0.names.isEmpty ? [$0.subject] : $0.names, issuer: $0.issuer,
                             notAfter: $0.notAfter, daysLeft: 0,
-                            source: tls.selfSigned && $0.issuer == $0.subject ? "self-signed" : "file")
+                            source: fromACME
+                                ? ($0.issuer == $0.subject ? "self-signed (awaiting ACME)" : "acme")
+                                : tls.selfSigned && $0.issuer == $0.subject ? "self-signed" : "file")
                     }
                     certificateCache[path] = (stamp, summary)
                 }
                 guard var row = certificateCache[path]?.summary else { continue }
                 row.listener = listener.name
                 row.daysLeft = ((row.notAfter - now) / 86400 * 10).rounded() / 10
+                row.acme = fromACME ? acmeStatus(listener: listener.name) : nil
                 rows.append(row)
             }
         }

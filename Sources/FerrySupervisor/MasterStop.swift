@@ -18,6 +18,7 @@ extension Master {
         // From here /ready answers 503; with a drain_delay, everything keeps serving that long so
         // that load balancers take this host out before it stops accepting.
         stopping = true
+        acme?.task.cancel()
         SystemdNotifier.notify("STOPPING=1")
         let delay = configuration.health?.drainDelay ?? .zero
         guard delay > .zero else { return drainForStop() }

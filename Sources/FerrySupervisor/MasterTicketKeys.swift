@@ -1,5 +1,6 @@
 import CSystemd
 import FerryConfig
+import CoreFoundation  // its copy of the C structs is the one in scope once FerryACME is linked
 import Foundation
 import Logging
 

@@ -1,6 +1,7 @@
 import CSystemd
 
 #if canImport(Glibc)
+    import CoreFoundation  // its copy of the C structs is the one in scope once FerryACME is linked
     import Glibc
 #endif
 

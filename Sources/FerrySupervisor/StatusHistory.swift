@@ -47,8 +47,23 @@ public struct CertificateStatus: Codable, Sendable, Equatable {
     public var issuer: String
     public var notAfter: Double
     public var daysLeft: Double
-    /// "file" or "self-signed".
+    /// "file", "self-signed", "acme", or "self-signed (awaiting ACME)".
     public var source: String
+    /// For an ACME certificate: the state of its orders.
+    public var acme: ACMEStatus?
+}
+
+/// An ACME certificate's orders, as `ferry status` shows them.
+public struct ACMEStatus: Codable, Sendable, Equatable {
+    /// `issued`, `awaiting` (the temporary self-signed certificate serves), `ordering`, `failing`
+    /// (renewals fail; the certificate in use keeps serving until it expires).
+    public var state: String
+    public var directory: String
+    public var lastAttempt: Double?
+    public var lastError: String?
+    public var nextAttempt: Double?
+    /// Seconds the last issuance took, order to installed files.
+    public var lastIssuanceSeconds: Double?
 }
 
 /// What the master remembers for the status page: one sample a second for ten minutes, and the

@@ -12,15 +12,19 @@ public enum SelfSignedCertificate {
     /// one year) unless both files already exist. Files are written to temporary names and renamed
     /// into place, key first, so a concurrent reader never sees half a pair; the key is mode 0600.
     /// - Returns: true when a new pair was generated.
+    ///   - names: DNS names for the certificate instead of localhost and the loopback addresses
+    ///     (an ACME certificate's stand-in until the CA issues the real one).
     @discardableResult
-    public static func ensure(certificatePath: String, keyPath: String) throws -> Bool {
+    public static func ensure(certificatePath: String, keyPath: String, names: [String] = []) throws -> Bool {
         if access(certificatePath, F_OK) == 0 && access(keyPath, F_OK) == 0 { return false }
         for path in [certificatePath, keyPath] { try makeParentDirectories(of: path) }
         let suffix = ".tmp-\(getpid())"
         let temporaryCertificate = certificatePath + suffix
         let temporaryKey = keyPath + suffix
         ERR_clear_error()
-        guard ferry_write_self_signed(temporaryCertificate, temporaryKey, "localhost", subjectAltNames, 365) == 0 else {
+        guard ferry_write_self_signed(
+                temporaryCertificate, temporaryKey, names.first ?? "localhost",
+                names.isEmpty ? subjectAltNames : names.map { "DNS:\($0)" }.joined(separator: ","), 365) == 0 else {
             let reason = String(cString: strerror(errno))
             unlink(temporaryCertificate)
             unlink(temporaryKey)

@@ -23,17 +23,23 @@ public struct TLSServerConfiguration: Sendable, Equatable {
     /// shared by every worker (and, from a `ticket_keys` file, by every host) so a ticket issued by
     /// one resumes on any other. Empty: OpenSSL's per-process random keys.
     public var ticketKeys: [[UInt8]]
+    /// Where the master puts TLS-ALPN-01 challenge certificates (`tls-alpn-01/<name>.pem`): a
+    /// client offering `acme-tls/1` for a name with a file there gets that certificate (RFC 8737).
+    /// nil: `acme-tls/1` is not answered.
+    public var acmeChallengeDirectory: String?
 
     public init(
         certificates: [Certificate],
         minimumVersion: TLSProtocolVersion = .tls12,
         alpn: [String] = ["http/1.1"],
-        ticketKeys: [[UInt8]] = []
+        ticketKeys: [[UInt8]] = [],
+        acmeChallengeDirectory: String? = nil
     ) {
         self.certificates = certificates
         self.minimumVersion = minimumVersion
         self.alpn = alpn
         self.ticketKeys = ticketKeys
+        self.acmeChallengeDirectory = acmeChallengeDirectory
     }
 }
 

@@ -1,5 +1,9 @@
 internal import COpenSSL
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// A configured OpenSSL `SSL_CTX` (server or client), shared by every connection of a worker.
 ///
 /// An `SSL_CTX` is safe to share across threads once configured, so this type is `Sendable`; each
@@ -21,14 +25,22 @@ public final class TLSContext: @unchecked Sendable {
     public private(set) var ticketKeys: TLSTicketKeys?
     /// ALPN protocols in wire format; OpenSSL's select callback reads them, so they live as long as the context.
     private let alpnWire: UnsafeMutableBufferPointer<UInt8>
+    /// TLS-ALPN-01 challenge certificates, when the configuration uses ACME.
+    let acmeChallengeDirectory: String?
+    /// The protocol a TLS-ALPN-01 validation negotiates; the connection ends after the handshake.
+    public static let acmeALPN = "acme-tls/1"
 
     public var isServer: Bool {
         if case .server = role { return true }
         return false
     }
 
-    private init(role: Role, context: OpaquePointer, sni: [(names: [String], context: OpaquePointer)], alpn: [String]) {
+    private init(
+        role: Role, context: OpaquePointer, sni: [(names: [String], context: OpaquePointer)], alpn: [String],
+        acmeChallengeDirectory: String? = nil
+    ) {
         self.role = role
+        self.acmeChallengeDirectory = acmeChallengeDirectory
         self.context = context
         self.sniContexts = sni
         let wire = Self.alpnWireFormat(alpn)
@@ -62,7 +74,9 @@ public final class TLSContext: @unchecked Sendable {
             for (_, context) in sni { SSL_CTX_free(context) }
             throw error
         }
-        let tls = TLSContext(role: .server, context: main, sni: sni, alpn: configuration.alpn)
+        let tls = TLSContext(
+            role: .server, context: main, sni: sni, alpn: configuration.alpn,
+            acmeChallengeDirectory: configuration.acmeChallengeDirectory)
         tls.ticketKeys = ticketKeys
         let opaque = Unmanaged.passUnretained(tls).toOpaque()
         for context in [main] + sni.map(\.context) {
@@ -171,14 +185,62 @@ public final class TLSContext: @unchecked Sendable {
     }
 
     fileprivate func selectALPN(
-        _ out: UnsafeMutablePointer<UnsafePointer<UInt8>?>?, _ outLength: UnsafeMutablePointer<UInt8>?,
-        _ offered: UnsafePointer<UInt8>?, _ offeredLength: UInt32
+        _ ssl: OpaquePointer?, _ out: UnsafeMutablePointer<UnsafePointer<UInt8>?>?,
+        _ outLength: UnsafeMutablePointer<UInt8>?, _ offered: UnsafePointer<UInt8>?, _ offeredLength: UInt32
     ) -> Int32 {
         guard alpnWire[0] != 0, let out, let outLength, let offered else { return SSL_TLSEXT_ERR_NOACK }
+        if let acmeChallengeDirectory, let ssl,
+            let at = Self.find(Self.acmeALPN, in: UnsafeBufferPointer(start: offered, count: Int(offeredLength)))
+        {
+            // A CA validating TLS-ALPN-01: it offers only acme-tls/1 and must see the challenge
+            // certificate for the name it asked for, or no handshake at all.
+            guard Self.useChallengeCertificate(ssl, directory: acmeChallengeDirectory) else {
+                return SSL_TLSEXT_ERR_ALERT_FATAL
+            }
+            out.pointee = offered + at
+            outLength.pointee = UInt8(Self.acmeALPN.utf8.count)
+            return SSL_TLSEXT_ERR_OK
+        }
         return out.withMemoryRebound(to: UnsafeMutablePointer<UInt8>?.self, capacity: 1) { mutableOut in
             let result = SSL_select_next_proto(
                 mutableOut, outLength, alpnWire.baseAddress, UInt32(alpnWire.count), offered, offeredLength)
             return result == OPENSSL_NPN_NEGOTIATED ? SSL_TLSEXT_ERR_OK : SSL_TLSEXT_ERR_ALERT_FATAL
+        }
+    }
+
+    /// The offset of `name`'s bytes in an ALPN wire list, if the list holds it.
+    static func find(_ name: String, in wire: UnsafeBufferPointer<UInt8>) -> Int? {
+        let wanted = Array(name.utf8)
+        var index = 0
+        while index < wire.count {
+            let length = Int(wire[index])
+            let start = index + 1
+            guard start + length <= wire.count else { return nil }
+            if length == wanted.count && wire[start..<start + length].elementsEqual(wanted) { return start }
+            index = start + length
+        }
+        return nil
+    }
+
+    /// Puts `<directory>/tls-alpn-01/<SNI name>.pem` on the connection; false when the client sent
+    /// no usable name or there is no challenge for it. A small file read during the handshake:
+    /// validations are rare and come from the CA only.
+    static func useChallengeCertificate(_ ssl: OpaquePointer, directory: String) -> Bool {
+        guard let raw = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name) else { return false }
+        let name = String(cString: raw).lowercased()
+        guard !name.isEmpty, name.count <= 253, !name.hasPrefix("."),
+            name.utf8.allSatisfy({
+                ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x7A) || $0 == 0x2D || $0 == 0x2E
+            })
+        else { return false }
+        let fd = open("\(directory)/tls-alpn-01/\(name).pem", O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var pem = [UInt8](repeating: 0, count: 8192)
+        let count = pem.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        guard count > 0, count < pem.count else { return false }
+        return pem.withUnsafeBytes {
+            ferry_SSL_use_pem_pair(ssl, $0.baseAddress?.assumingMemoryBound(to: CChar.self), Int32(count)) == 1
         }
     }
 
@@ -205,10 +267,10 @@ private let alpnSelectCallback:
     @convention(c) (
         OpaquePointer?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, UnsafeMutablePointer<UInt8>?,
         UnsafePointer<UInt8>?, UInt32, UnsafeMutableRawPointer?
-    ) -> Int32 = { _, out, outLength, offered, offeredLength, arg in
+    ) -> Int32 = { ssl, out, outLength, offered, offeredLength, arg in
         guard let arg else { return SSL_TLSEXT_ERR_NOACK }
         let context = Unmanaged<TLSContext>.fromOpaque(arg).takeUnretainedValue()
-        return context.selectALPN(out, outLength, offered, offeredLength)
+        return context.selectALPN(ssl, out, outLength, offered, offeredLength)
     }
 
 private let serverNameCallback:

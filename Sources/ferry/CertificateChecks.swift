@@ -27,7 +27,8 @@ enum CertificateChecks {
                     if !generate { continue }
                     do {
                         try SelfSignedCertificate.ensure(
-                            certificatePath: certificate.certificatePath, keyPath: certificate.keyPath)
+                            certificatePath: certificate.certificatePath, keyPath: certificate.keyPath,
+                            names: tls.acme?.names ?? [])
                     } catch {
                         diagnostics.append(
                             .init(

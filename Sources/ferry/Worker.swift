@@ -90,7 +90,8 @@ final class ProxyDataPlane: WorkerDataPlane, @unchecked Sendable {
                         .init(certificatePath: $0.certificatePath, keyPath: $0.keyPath, serverNames: $0.serverNames)
                     },
                     minimumVersion: tls.minimumVersion == .tls13 ? .tls13 : .tls12, alpn: tls.alpn,
-                    ticketKeys: fileTicketKeys[listener.name] ?? (hostTicketKey.count == 80 ? [hostTicketKey] : [])))
+                    ticketKeys: fileTicketKeys[listener.name] ?? (hostTicketKey.count == 80 ? [hostTicketKey] : []),
+                    acmeChallengeDirectory: configuration.acmeChallengeDirectory))
         }
     }
 

@@ -472,6 +472,7 @@ import Testing
             [[listen]]
             [listen.tls]
             [[listen.tls.sni]]
+            [listen.tls.acme]
             [[backend]]
             [backend.restart]
             [backend.readiness]
@@ -488,7 +489,7 @@ import Testing
         for key in keys.sorted() {
             let name = String(key.split(separator: ".").last!)
             let tables = [
-                "master", "listen", "listen.tls", "listen.tls.sni", "backend", "backend.restart", "backend.readiness",
+                "master", "listen", "listen.tls", "listen.tls.sni", "listen.tls.acme", "backend", "backend.restart", "backend.readiness",
                 "backend.health", "health", "admin",
                 "route", "pool", "limits", "http2",
             ]

@@ -1,0 +1,216 @@
+public import Foundation
+public import Logging
+import NIOConcurrencyHelpers
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// One certificate Ferry obtains and renews by itself.
+public struct ACMECertificateSpec: Sendable, Equatable {
+    /// Names the state directory (`certificates/<id>`); the listener's name.
+    public var id: String
+    public var names: [String]
+    public var directoryURL: String
+    /// `mailto:` URLs.
+    public var contact: [String]
+    public var termsAgreed: Bool
+    /// In the order of preference.
+    public var challenges: [ACMEChallengeKind]
+    /// A PEM file of roots to trust for the directory's HTTPS (a test CA); nil: the system's.
+    public var trustRoots: String?
+    public var certificatePath: String
+    public var keyPath: String
+    /// The first retry after a failure; it doubles with each failure in a row.
+    public var retryBase: Duration
+
+    public init(
+        id: String, names: [String], directoryURL: String, contact: [String], termsAgreed: Bool,
+        challenges: [ACMEChallengeKind], trustRoots: String?, certificatePath: String, keyPath: String,
+        retryBase: Duration
+    ) {
+        self.id = id
+        self.names = names
+        self.directoryURL = directoryURL
+        self.contact = contact
+        self.termsAgreed = termsAgreed
+        self.challenges = challenges
+        self.trustRoots = trustRoots
+        self.certificatePath = certificatePath
+        self.keyPath = keyPath
+        self.retryBase = retryBase
+    }
+}
+
+/// What `ferry status` shows of one ACME certificate.
+public struct ACMECertificateState: Sendable, Equatable, Codable {
+    public var id: String
+    public var names: [String]
+    public var directory: String
+    /// `issued`, `awaiting` (temporary self-signed certificate), `ordering`, or `failing` (a
+    /// certificate from the CA keeps serving while renewals fail).
+    public var state: String
+    public var lastAttempt: Date?
+    public var lastError: String?
+    public var nextAttempt: Date?
+    public var lastIssuanceSeconds: Double?
+}
+
+/// Drives every configured ACME certificate from the master: decides when to order
+/// (`ACMESchedule`), runs the order (`ACMEIssuance`), installs the pair where the listener's
+/// configuration points (the master's certificate watch then applies it in place, so no
+/// connection is dropped), and keeps a record per certificate so a restart neither re-registers
+/// nor re-orders. The account key never leaves this process.
+public final class ACMEManager: Sendable {
+    let store: ACMEStore
+    let files: ACMEChallengeFiles
+    let owner: (uid_t, gid_t)?
+    let logger: Logger
+    let now: @Sendable () -> Date
+    private let specs: NIOLockedValueBox<[ACMECertificateSpec]>
+    private let states = NIOLockedValueBox<[String: ACMECertificateState]>([:])
+
+    /// - Parameters:
+    ///   - owner: the workers' user and group when they differ from the master's (they read the
+    ///     installed key on a reload and the challenge files).
+    public init(
+        stateDirectory: String, challengeDirectory: String, specs: [ACMECertificateSpec], owner: (uid_t, gid_t)?,
+        logger: Logger, now: @escaping @Sendable () -> Date = { Date() }
+    ) {
+        store = ACMEStore(root: "\(stateDirectory)/acme")
+        files = ACMEChallengeFiles(directory: challengeDirectory, owner: owner)
+        self.owner = owner
+        self.logger = logger
+        self.now = now
+        self.specs = NIOLockedValueBox(specs)
+    }
+
+    /// A reload's new list (orders in flight finish with the old one).
+    public func update(_ newSpecs: [ACMECertificateSpec]) {
+        specs.withLockedValue { $0 = newSpecs }
+        let ids = Set(newSpecs.map(\.id))
+        states.withLockedValue { $0 = $0.filter { ids.contains($0.key) } }
+    }
+
+    public var status: [ACMECertificateState] {
+        states.withLockedValue { Array($0.values) }.sorted { $0.id < $1.id }
+    }
+
+    /// Checks every certificate each second and orders those that are due; returns when the task
+    /// is cancelled.
+    public func run() async {
+        var clients: [String: ACMEClient] = [:]
+        var transports: [any ACMETransport] = []
+        while !Task.isCancelled {
+            for spec in specs.withLockedValue({ $0 }) {
+                await check(spec, clients: &clients, transports: &transports)
+            }
+            try? await Task.sleep(for: .seconds(1))
+        }
+        for transport in transports { await transport.shutdown() }
+    }
+
+    func check(_ spec: ACMECertificateSpec, clients: inout [String: ACMEClient], transports: inout [any ACMETransport])
+        async
+    {
+        let record: ACMERecord?
+        do {
+            record = try store.record(id: spec.id)
+        } catch {
+            // A corrupt record is reported, never overwritten.
+            publish(spec, state: "failing", record: nil, next: nil, error: "\(error)")
+            return
+        }
+        let current = Self.current(spec)
+        let due = ACMESchedule.nextAttempt(current: current, record: record, id: spec.id, retryBase: spec.retryBase)
+        let waiting = current == .none ? "awaiting" : (record?.failures ?? 0) > 0 ? "failing" : "issued"
+        guard due <= now() else {
+            publish(spec, state: waiting, record: record, next: due, error: record?.lastError)
+            return
+        }
+        var updated = record ?? ACMERecord(names: spec.names, directory: spec.directoryURL)
+        updated.names = spec.names
+        updated.directory = spec.directoryURL
+        updated.lastAttempt = now()
+        publish(spec, state: "ordering", record: updated, next: nil, error: updated.lastError)
+        let started = ContinuousClock.now
+        do {
+            let client = try await self.client(for: spec, clients: &clients, transports: &transports)
+            let issued = try await ACMEIssuance(names: spec.names, challenges: spec.challenges, files: files).run(
+                client)
+            let leaf = try ACMECertificates.leaf(ofChain: issued.chainPEM)
+            try store.install(
+                chain: issued.chainPEM, key: issued.keyPEM, certificatePath: spec.certificatePath,
+                keyPath: spec.keyPath, owner: owner)
+            let elapsed = ContinuousClock.now - started
+            updated.notBefore = leaf.notBefore
+            updated.notAfter = leaf.notAfter
+            updated.failures = 0
+            updated.lastError = nil
+            updated.lastIssuanceSeconds =
+                Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+            logger.notice(
+                "ACME certificate installed",
+                metadata: [
+                    "certificate": "\(spec.id)", "names": "\(spec.names.joined(separator: ","))",
+                    "not_after": "\(leaf.notAfter)", "seconds": "\(updated.lastIssuanceSeconds ?? 0)",
+                ])
+        } catch {
+            updated.failures += 1
+            updated.lastError = "\(error)"
+            if case ACMEError.problem(_, let problem) = error, problem.type?.hasSuffix(":accountDoesNotExist") == true {
+                clients[spec.directoryURL] = nil
+                store.forgetAccount(for: spec.directoryURL)
+            }
+            logger.error(
+                "ACME order failed; the certificate in use keeps serving",
+                metadata: [
+                    "certificate": "\(spec.id)", "error": "\(error)", "failures": "\(updated.failures)",
+                ])
+        }
+        do { try store.save(updated, id: spec.id) } catch {
+            logger.error("cannot save the ACME record", metadata: ["error": "\(error)"])
+        }
+        let next = ACMESchedule.nextAttempt(
+            current: Self.current(spec), record: updated, id: spec.id, retryBase: spec.retryBase)
+        publish(
+            spec, state: updated.failures == 0 ? "issued" : Self.current(spec) == .none ? "awaiting" : "failing",
+            record: updated, next: next, error: updated.lastError)
+    }
+
+    /// The account (key created, account registered and its URL saved on first use).
+    func client(
+        for spec: ACMECertificateSpec, clients: inout [String: ACMEClient], transports: inout [any ACMETransport]
+    ) async throws -> ACMEClient {
+        if let client = clients[spec.directoryURL] { return client }
+        let (key, url) = try store.account(for: spec.directoryURL)
+        let transport = ACMEHTTPTransport(trustRoots: spec.trustRoots)
+        transports.append(transport)
+        let client = ACMEClient(directoryURL: spec.directoryURL, transport: transport, key: key, accountURL: url)
+        if url == nil {
+            let registered = try await client.registerAccount(contact: spec.contact, termsAgreed: spec.termsAgreed)
+            try store.saveAccountURL(registered, for: spec.directoryURL)
+            logger.notice(
+                "ACME account registered", metadata: ["directory": "\(spec.directoryURL)", "account": "\(registered)"])
+        }
+        clients[spec.directoryURL] = client
+        return client
+    }
+
+    /// The certificate at the configured path, if it is one from a CA covering every name.
+    static func current(_ spec: ACMECertificateSpec) -> ACMESchedule.Current {
+        guard let data = FileManager.default.contents(atPath: spec.certificatePath),
+            let leaf = try? ACMECertificates.leaf(ofChain: String(decoding: data, as: UTF8.self)),
+            !leaf.selfSigned, Set(spec.names).isSubset(of: Set(leaf.names))
+        else { return .none }
+        return .issued(notBefore: leaf.notBefore, notAfter: leaf.notAfter)
+    }
+
+    private func publish(_ spec: ACMECertificateSpec, state: String, record: ACMERecord?, next: Date?, error: String?) {
+        let row = ACMECertificateState(
+            id: spec.id, names: spec.names, directory: spec.directoryURL, state: state,
+            lastAttempt: record?.lastAttempt, lastError: error, nextAttempt: next,
+            lastIssuanceSeconds: record?.lastIssuanceSeconds)
+        states.withLockedValue { $0[spec.id] = row }
+    }
+}
