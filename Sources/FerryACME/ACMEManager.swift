@@ -123,9 +123,8 @@ public final class ACMEManager: Sendable {
         }
         let current = Self.current(spec)
         let due = ACMESchedule.nextAttempt(current: current, record: record, id: spec.id, retryBase: spec.retryBase)
-        let waiting = current == .none ? "awaiting" : (record?.failures ?? 0) > 0 ? "failing" : "issued"
         guard due <= now() else {
-            publish(spec, state: waiting, record: record, next: due, error: record?.lastError)
+            publish(spec, state: Self.label(spec, record), record: record, next: due, error: record?.lastError)
             return
         }
         var updated = record ?? ACMERecord(names: spec.names, directory: spec.directoryURL)
@@ -173,9 +172,17 @@ public final class ACMEManager: Sendable {
         }
         let next = ACMESchedule.nextAttempt(
             current: Self.current(spec), record: updated, id: spec.id, retryBase: spec.retryBase)
-        publish(
-            spec, state: updated.failures == 0 ? "issued" : Self.current(spec) == .none ? "awaiting" : "failing",
-            record: updated, next: next, error: updated.lastError)
+        publish(spec, state: Self.label(spec, updated), record: updated, next: next, error: updated.lastError)
+    }
+
+    /// `awaiting` while no certificate from a CA serves (the temporary self-signed one does),
+    /// `failing` while one does and orders fail (it keeps serving until it expires), `issued`.
+    static func label(_ spec: ACMECertificateSpec, _ record: ACMERecord?) -> String {
+        let leaf = FileManager.default.contents(atPath: spec.certificatePath).flatMap {
+            try? ACMECertificates.leaf(ofChain: String(decoding: $0, as: UTF8.self))
+        }
+        guard let leaf, !leaf.selfSigned else { return "awaiting" }
+        return (record?.failures ?? 0) > 0 ? "failing" : "issued"
     }
 
     /// The account (key created, account registered and its URL saved on first use).

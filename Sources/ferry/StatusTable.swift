@@ -89,6 +89,20 @@ enum StatusTable {
                         Self.date(row.notAfter), String(format: "%.1f", row.daysLeft), row.source,
                     ]
                 })
+            let acme = certificates.compactMap { row in row.acme.map { (row.listener, $0) } }
+            if !acme.isEmpty {
+                lines.append("")
+                lines += table(
+                    ["ACME", "STATE", "LAST ATTEMPT", "NEXT ATTEMPT", "ISSUED IN", "LAST ERROR"],
+                    acme.map { listener, state in
+                        [
+                            listener, state.state, state.lastAttempt.map(Self.date) ?? "-",
+                            state.nextAttempt.map(Self.date) ?? "-",
+                            state.lastIssuanceSeconds.map { String(format: "%.1f s", $0) } ?? "-",
+                            state.lastError ?? "-",
+                        ]
+                    })
+            }
         }
         lines.append("")
         lines += table(

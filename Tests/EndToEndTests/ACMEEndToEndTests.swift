@@ -18,7 +18,7 @@ import Testing
 
         init(
             name: String, challenges: [String], validitySeconds: Int? = nil, wrongPorts: Bool = false,
-            state: URL? = nil, pebble existing: PebbleHarness? = nil
+            state: URL? = nil, pebble existing: PebbleHarness? = nil, extra: String = ""
         ) throws {
             let plainPort = try FreePort.pick()
             var started: PebbleHarness? = existing
@@ -57,6 +57,7 @@ import Testing
                     hosts = ["a.ferry.test", "b.ferry.test"]
                     respond = 200
                     body = "served\\n"
+                    \(extra)
                     """
             }
             guard let started else {
@@ -150,5 +151,133 @@ import Testing
         let acme = issued["acme"] as? [String: Any]
         #expect(acme?["state"] as? String == "issued")
         print("issued by tls-alpn-01 in \(acme?["lastIssuanceSeconds"] ?? "?") s")
+    }
+
+    @Test func firstIssuanceWithHTTP01() throws {
+        guard Self.pebbleAvailable else { return }
+        let setup = try Setup(name: "acme-http01", challenges: ["http-01"])
+        defer { setup.stop() }
+        let issued = try setup.waitForIssued()
+        for name in Self.names {
+            let out = try setup.waitUntilVerified(name)
+            #expect(out.status == 0 && out.stdout == "served\n", "\(name): \(out.stderr)")
+        }
+        // Pebble fetched the tokens from the redirect listener; they are gone afterwards.
+        #expect(setup.ferry.log().contains("GET /.well-known/acme-challenge/"))
+        #expect(setup.ferry.log().contains("/.well-known/acme-challenge/") && setup.ferry.log().contains(" 200 "))
+        let acme = issued["acme"] as? [String: Any]
+        print("issued by http-01 in \(acme?["lastIssuanceSeconds"] ?? "?") s")
+    }
+
+    /// Short lifetimes (12 s: renewal at 2/3, about 8 s after issuance): a WebSocket and a
+    /// keep-alive connection opened on the first certificate stay up through the renewal, while
+    /// new handshakes get the new certificate.
+    @Test func renewalDropsNoConnection() throws {
+        guard Self.pebbleAvailable, Tool.pythonWebSocketsAvailable() else { return }
+        let echo = try Tool.startPythonServer(
+            ServeEndToEndTests.scripts.appendingPathComponent("echo_ws_backend.py").path, arguments: { ["\($0)"] })
+        defer { echo.process.terminate() }
+        let setup = try Setup(
+            name: "acme-renew", challenges: ["tls-alpn-01"], validitySeconds: 12,
+            extra: """
+
+                [[backend]]
+                name = "echo"
+                address = "127.0.0.1:\(echo.port)"
+
+                [[route]]
+                path = "/ws"
+                hosts = ["a.ferry.test", "b.ferry.test"]
+                backend = "echo"
+                protocol = "websocket"
+                """)
+        defer { setup.stop() }
+        _ = try setup.waitForIssued()
+        #expect(try setup.waitUntilVerified("a.ferry.test").status == 0)
+        guard let python = Tool.path("python3") else { throw E2EError("python3 is not installed") }
+        let out = try Tool.run(
+            python,
+            [
+                ServeEndToEndTests.scripts.appendingPathComponent("acme_renewal_client.py").path,
+                "\(setup.ferry.httpsPort)", "a.ferry.test", setup.root, "11",
+            ], timeout: 40)
+        guard let result = try JSONSerialization.jsonObject(with: Data(out.stdout.utf8)) as? [String: Any] else {
+            throw E2EError("client: \(out.stdout) \(out.stderr)")
+        }
+        let errors = result["errors"] as? [String] ?? ["?"]
+        let held = result["held_serials"] as? [String] ?? []
+        let seen = result["new_serials"] as? [String] ?? []
+        #expect(errors.isEmpty, "\(errors)")
+        #expect((result["echoes"] as? Int ?? 0) > 30 && (result["gets"] as? Int ?? 0) > 30)
+        // Renewed: new handshakes saw a second certificate; the held connections kept theirs.
+        #expect(seen.count >= 2, "serials seen by new handshakes: \(seen)\n\(setup.ferry.log())")
+        #expect(held.count == 2 && held[0] == held[1] && seen.first == held[0])
+        #expect(setup.ferry.log().contains("certificate files changed; applying them in place"))
+        print("renewal: \(result["echoes"] ?? 0) echoes, \(result["gets"] ?? 0) GETs, serials \(seen), errors \(errors.count)")
+    }
+
+    /// A reload points the certificate at a CA whose validation cannot reach Ferry (wrong
+    /// ports) and adds a name: the order fails, status says so with Pebble's error, and the
+    /// certificate issued before keeps serving.
+    @Test func aChallengeThatCannotSucceedIsReportedAndTheCertificateKeepsServing() throws {
+        guard Self.pebbleAvailable else { return }
+        let setup = try Setup(name: "acme-fail", challenges: ["tls-alpn-01"])
+        defer { setup.stop() }
+        _ = try setup.waitForIssued()
+        #expect(try setup.waitUntilVerified("a.ferry.test").status == 0)
+        let unreachable = try PebbleHarness(httpPort: try FreePort.pick(), tlsPort: try FreePort.pick())
+        defer { unreachable.stop() }
+        var config = try String(contentsOfFile: setup.ferry.configPath, encoding: .utf8)
+        config = config.replacing(setup.pebble.directoryURL, with: unreachable.directoryURL)
+            .replacing(setup.pebble.apiCertificatePath, with: unreachable.apiCertificatePath)
+            .replacing(#"hosts = ["a.ferry.test", "b.ferry.test"]"#, with: #"hosts = ["a.ferry.test", "b.ferry.test", "c.ferry.test"]"#)
+        try config.write(toFile: setup.ferry.configPath, atomically: true, encoding: .utf8)
+        kill(setup.ferry.process.processIdentifier, SIGHUP)
+        let deadline = Date().addingTimeInterval(30)
+        var row: [String: Any]?
+        while Date() < deadline {
+            row = try setup.certificate()
+            if let acme = row?["acme"] as? [String: Any], acme["state"] as? String == "failing",
+                acme["lastError"] is String
+            {
+                break
+            }
+            Thread.sleep(forTimeInterval: 0.25)
+        }
+        let acme = row?["acme"] as? [String: Any]
+        #expect(acme?["state"] as? String == "failing", "\(String(describing: row))\n\(setup.ferry.log())")
+        let error = acme?["lastError"] as? String ?? ""
+        #expect(error.contains("tls-alpn-01 for") && error.contains("Failed to connect"), "\(error)")
+        #expect(row?["source"] as? String == "acme")
+        // The first CA's certificate still serves its names.
+        let out = try setup.verifiedGET("a.ferry.test")
+        #expect(out.status == 0 && out.stdout == "served\n", "\(out.stderr)")
+        let table = try FerryBinary.run(["status", "--socket", setup.ferry.controlSocket]).stdout
+        #expect(table.contains("failing"), "\(table)")
+    }
+
+    /// Restarted with the same state directory, Ferry serves the certificate it has and neither
+    /// registers again nor orders.
+    @Test func aRestartReusesTheAccountAndTheCertificate() throws {
+        guard Self.pebbleAvailable else { return }
+        let state = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "ferry-acme-state-\(UUID().uuidString.prefix(8))")
+        defer { try? FileManager.default.removeItem(at: state) }
+        let first = try Setup(name: "acme-restart1", challenges: ["tls-alpn-01"], state: state)
+        _ = try first.waitForIssued()
+        #expect(first.ferry.log().contains("ACME account registered"))
+        first.ferry.stop()
+        defer { first.pebble.stop() }
+        let ordersBefore = first.pebble.log.components(separatedBy: "POST /order-finalize").count
+        let second = try Setup(name: "acme-restart2", challenges: ["tls-alpn-01"], state: state, pebble: first.pebble)
+        defer { second.ferry.stop() }
+        let issued = try second.waitForIssued(timeout: 10)
+        #expect(issued["source"] as? String == "acme")
+        let out = try second.waitUntilVerified("b.ferry.test")
+        #expect(out.status == 0, "\(out.stderr)")
+        Thread.sleep(forTimeInterval: 2)
+        let log = second.ferry.log()
+        #expect(!log.contains("ACME account registered") && !log.contains("ACME certificate installed"), "\(log)")
+        #expect(first.pebble.log.components(separatedBy: "POST /order-finalize").count == ordersBefore)
     }
 }
