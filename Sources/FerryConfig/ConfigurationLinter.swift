@@ -10,6 +10,31 @@ enum ConfigurationLinter {
         lintPlainListeners(configuration, sink: sink)
         lintSitesShadowingWildcards(configuration, sink: sink)
         lintAdmin(configuration, sink: sink)
+        lintACMEValidation(configuration, sink: sink)
+    }
+
+    /// A public CA validates http-01 on port 80 and tls-alpn-01 on port 443 of each name: an ACME
+    /// listener that offers neither (no plain listener on 80 for http-01, not itself on 443 for
+    /// tls-alpn-01) cannot get a certificate unless something in front maps the ports.
+    static func lintACMEValidation(_ configuration: FerryConfiguration, sink: DiagnosticSink) {
+        let plainOn80 = configuration.listeners.contains { listener in
+            guard listener.tls == nil, case .inet(_, let port) = listener.address else { return false }
+            return port == 80
+        }
+        for (index, listener) in configuration.listeners.enumerated() {
+            guard let acme = listener.tls?.acme else { continue }
+            let on443: Bool
+            if case .inet(_, let port) = listener.address { on443 = port == 443 } else { on443 = false }
+            let tlsALPN = acme.challenges.contains(.tlsALPN01) && on443
+            let http = acme.challenges.contains(.http01) && plainOn80
+            if !tlsALPN && !http {
+                sink.warning(
+                    "listen[\(index + 1)].tls.acme",
+                    "no listener can answer the CA's validation of \(acme.names.joined(separator: ", ")): "
+                        + "tls-alpn-01 needs this listener on port 443, http-01 a listener without TLS on port 80 "
+                        + "(fine only if a balancer or port mapping sends those ports here)")
+            }
+        }
     }
 
     /// The status page shows the whole deployment: on a public address it needs credentials, and

@@ -288,6 +288,20 @@ enum Metrics {
                 lines.append("ferry_certificate_days_left{\(labels)} \(certificate.daysLeft)")
                 lines.append("ferry_certificate_not_after_seconds{\(labels)} \(Int(certificate.notAfter))")
             }
+            let acme = certificates.compactMap { row in row.acme.map { (row.listener, $0) } }
+            if !acme.isEmpty {
+                lines.append("# TYPE ferry_acme_state gauge")
+                lines.append("# TYPE ferry_acme_last_issuance_seconds gauge")
+                for (listener, state) in acme {
+                    for name in ["issued", "awaiting", "ordering", "failing"] {
+                        lines.append(
+                            "ferry_acme_state{listener=\"\(listener)\",state=\"\(name)\"} \(state.state == name ? 1 : 0)")
+                    }
+                    if let seconds = state.lastIssuanceSeconds {
+                        lines.append("ferry_acme_last_issuance_seconds{listener=\"\(listener)\"} \(seconds)")
+                    }
+                }
+            }
         }
         lines.append("# TYPE ferry_backend_restarts_total counter")
         for backend in status.backends {

@@ -162,9 +162,21 @@ import Testing
             let out = try setup.waitUntilVerified(name)
             #expect(out.status == 0 && out.stdout == "served\n", "\(name): \(out.stderr)")
         }
-        // Pebble fetched the tokens from the redirect listener; they are gone afterwards.
-        #expect(setup.ferry.log().contains("GET /.well-known/acme-challenge/"))
-        #expect(setup.ferry.log().contains("/.well-known/acme-challenge/") && setup.ferry.log().contains(" 200 "))
+        // Pebble fetched the tokens from the redirect listener (200); they are gone afterwards,
+        // and nothing but a token names a file.
+        let fetched = setup.ferry.log().split(separator: "\n").filter {
+            $0.contains("GET /.well-known/acme-challenge/") && $0.contains(" 200 ")
+        }
+        #expect(fetched.count >= Self.names.count, "\(setup.ferry.log())")  // Pebble may validate more than once
+        guard let curl = Tool.path("curl") else { return }
+        let token = fetched.first.flatMap { line in
+            line.split(separator: " ").first { $0.hasPrefix("/.well-known/acme-challenge/") }
+        }.map(String.init) ?? "/.well-known/acme-challenge/x"
+        for path in [token, "/.well-known/acme-challenge/../../acme/accounts", "/.well-known/acme-challenge/%2e%2e"] {
+            let out = try Tool.run(
+                curl, ["-s", "--path-as-is", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:\(setup.plainPort)\(path)"])
+            #expect(out.stdout == "404", "\(path)")
+        }
         let acme = issued["acme"] as? [String: Any]
         print("issued by http-01 in \(acme?["lastIssuanceSeconds"] ?? "?") s")
     }
@@ -254,6 +266,9 @@ import Testing
         #expect(out.status == 0 && out.stdout == "served\n", "\(out.stderr)")
         let table = try FerryBinary.run(["status", "--socket", setup.ferry.controlSocket]).stdout
         #expect(table.contains("failing"), "\(table)")
+        let metrics = try FerryBinary.run(["metrics", "--socket", setup.ferry.controlSocket]).stdout
+        #expect(metrics.contains(#"ferry_acme_state{listener="https",state="failing"} 1"#), "\(metrics)")
+        #expect(metrics.contains(#"ferry_certificate_days_left{listener="https""#) && metrics.contains(#"source="acme""#))
     }
 
     /// Restarted with the same state directory, Ferry serves the certificate it has and neither
