@@ -120,7 +120,7 @@ let package = Package(
         ),
         .testTarget(
             name: "FerryACMETests",
-            dependencies: ["FerryACME", crypto, x509, asn1, nioCore],
+            dependencies: ["FerryACME", crypto, x509, asn1, nioCore, logging],
             swiftSettings: swiftSettings
         ),
         .testTarget(

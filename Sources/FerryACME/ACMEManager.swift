@@ -67,6 +67,8 @@ public final class ACMEManager: Sendable {
     let owner: (uid_t, gid_t)?
     let logger: Logger
     let now: @Sendable () -> Date
+    /// How to reach a CA (tests substitute a scripted one); given the roots to trust.
+    let makeTransport: @Sendable (String?) -> any ACMETransport
     private let specs: NIOLockedValueBox<[ACMECertificateSpec]>
     private let states = NIOLockedValueBox<[String: ACMECertificateState]>([:])
 
@@ -75,8 +77,10 @@ public final class ACMEManager: Sendable {
     ///     installed key on a reload and the challenge files).
     public init(
         stateDirectory: String, challengeDirectory: String, specs: [ACMECertificateSpec], owner: (uid_t, gid_t)?,
-        logger: Logger, now: @escaping @Sendable () -> Date = { Date() }
+        logger: Logger, now: @escaping @Sendable () -> Date = { Date() },
+        makeTransport: @escaping @Sendable (String?) -> any ACMETransport = { ACMEHTTPTransport(trustRoots: $0) }
     ) {
+        self.makeTransport = makeTransport
         store = ACMEStore(root: "\(stateDirectory)/acme")
         files = ACMEChallengeFiles(directory: challengeDirectory, owner: owner)
         self.owner = owner
@@ -110,6 +114,8 @@ public final class ACMEManager: Sendable {
         for transport in transports { await transport.shutdown() }
     }
 
+    /// One look at one certificate: orders it when it is due (the loop's body; tests call it
+    /// with a manual clock).
     func check(_ spec: ACMECertificateSpec, clients: inout [String: ACMEClient], transports: inout [any ACMETransport])
         async
     {
@@ -191,7 +197,7 @@ public final class ACMEManager: Sendable {
     ) async throws -> ACMEClient {
         if let client = clients[spec.directoryURL] { return client }
         let (key, url) = try store.account(for: spec.directoryURL)
-        let transport = ACMEHTTPTransport(trustRoots: spec.trustRoots)
+        let transport = makeTransport(spec.trustRoots)
         transports.append(transport)
         let client = ACMEClient(directoryURL: spec.directoryURL, transport: transport, key: key, accountURL: url)
         if url == nil {

@@ -295,7 +295,8 @@ enum Metrics {
                 for (listener, state) in acme {
                     for name in ["issued", "awaiting", "ordering", "failing"] {
                         lines.append(
-                            "ferry_acme_state{listener=\"\(listener)\",state=\"\(name)\"} \(state.state == name ? 1 : 0)")
+                            "ferry_acme_state{listener=\"\(listener)\",state=\"\(name)\"} \(state.state == name ? 1 : 0)"
+                        )
                     }
                     if let seconds = state.lastIssuanceSeconds {
                         lines.append("ferry_acme_last_issuance_seconds{listener=\"\(listener)\"} \(seconds)")

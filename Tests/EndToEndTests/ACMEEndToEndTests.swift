@@ -169,12 +169,17 @@ import Testing
         }
         #expect(fetched.count >= Self.names.count, "\(setup.ferry.log())")  // Pebble may validate more than once
         guard let curl = Tool.path("curl") else { return }
-        let token = fetched.first.flatMap { line in
-            line.split(separator: " ").first { $0.hasPrefix("/.well-known/acme-challenge/") }
-        }.map(String.init) ?? "/.well-known/acme-challenge/x"
+        let token =
+            fetched.first.flatMap { line in
+                line.split(separator: " ").first { $0.hasPrefix("/.well-known/acme-challenge/") }
+            }.map(String.init) ?? "/.well-known/acme-challenge/x"
         for path in [token, "/.well-known/acme-challenge/../../acme/accounts", "/.well-known/acme-challenge/%2e%2e"] {
             let out = try Tool.run(
-                curl, ["-s", "--path-as-is", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:\(setup.plainPort)\(path)"])
+                curl,
+                [
+                    "-s", "--path-as-is", "-o", "/dev/null", "-w", "%{http_code}",
+                    "http://127.0.0.1:\(setup.plainPort)\(path)",
+                ])
             #expect(out.stdout == "404", "\(path)")
         }
         let acme = issued["acme"] as? [String: Any]
@@ -225,7 +230,9 @@ import Testing
         #expect(seen.count >= 2, "serials seen by new handshakes: \(seen)\n\(setup.ferry.log())")
         #expect(held.count == 2 && held[0] == held[1] && seen.first == held[0])
         #expect(setup.ferry.log().contains("certificate files changed; applying them in place"))
-        print("renewal: \(result["echoes"] ?? 0) echoes, \(result["gets"] ?? 0) GETs, serials \(seen), errors \(errors.count)")
+        print(
+            "renewal: \(result["echoes"] ?? 0) echoes, \(result["gets"] ?? 0) GETs, serials \(seen), errors \(errors.count)"
+        )
     }
 
     /// A reload points the certificate at a CA whose validation cannot reach Ferry (wrong
@@ -242,7 +249,9 @@ import Testing
         var config = try String(contentsOfFile: setup.ferry.configPath, encoding: .utf8)
         config = config.replacing(setup.pebble.directoryURL, with: unreachable.directoryURL)
             .replacing(setup.pebble.apiCertificatePath, with: unreachable.apiCertificatePath)
-            .replacing(#"hosts = ["a.ferry.test", "b.ferry.test"]"#, with: #"hosts = ["a.ferry.test", "b.ferry.test", "c.ferry.test"]"#)
+            .replacing(
+                #"hosts = ["a.ferry.test", "b.ferry.test"]"#,
+                with: #"hosts = ["a.ferry.test", "b.ferry.test", "c.ferry.test"]"#)
         try config.write(toFile: setup.ferry.configPath, atomically: true, encoding: .utf8)
         kill(setup.ferry.process.processIdentifier, SIGHUP)
         let deadline = Date().addingTimeInterval(30)
@@ -268,7 +277,8 @@ import Testing
         #expect(table.contains("failing"), "\(table)")
         let metrics = try FerryBinary.run(["metrics", "--socket", setup.ferry.controlSocket]).stdout
         #expect(metrics.contains(#"ferry_acme_state{listener="https",state="failing"} 1"#), "\(metrics)")
-        #expect(metrics.contains(#"ferry_certificate_days_left{listener="https""#) && metrics.contains(#"source="acme""#))
+        #expect(
+            metrics.contains(#"ferry_certificate_days_left{listener="https""#) && metrics.contains(#"source="acme""#))
     }
 
     /// Restarted with the same state directory, Ferry serves the certificate it has and neither
