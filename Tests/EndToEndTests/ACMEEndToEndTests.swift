@@ -281,6 +281,36 @@ import Testing
             metrics.contains(#"ferry_certificate_days_left{listener="https""#) && metrics.contains(#"source="acme""#))
     }
 
+    /// Before the first certificate: a temporary self-signed one for the names serves, and status
+    /// says so, with the CA's error while validations fail.
+    @Test func untilTheFirstCertificateAStandInServesAndStatusSaysSo() throws {
+        guard Self.pebbleAvailable, let curl = Tool.path("curl") else { return }
+        let setup = try Setup(name: "acme-awaiting", challenges: ["tls-alpn-01"], wrongPorts: true)
+        defer { setup.stop() }
+        let deadline = Date().addingTimeInterval(20)
+        var row: [String: Any]?
+        while Date() < deadline {
+            row = try setup.certificate()
+            if (row?["acme"] as? [String: Any])?["lastError"] is String { break }
+            Thread.sleep(forTimeInterval: 0.25)
+        }
+        let acme = row?["acme"] as? [String: Any]
+        #expect(row?["source"] as? String == "self-signed (awaiting ACME)", "\(String(describing: row))")
+        #expect(acme?["state"] as? String == "awaiting")
+        #expect((acme?["lastError"] as? String)?.contains("Failed to connect") == true, "\(String(describing: acme))")
+        #expect(Set(row?["names"] as? [String] ?? []) == Set(Self.names))
+        // The stand-in is served for the names (not trusted: curl -k shows it).
+        let out = try Tool.run(
+            curl,
+            [
+                "-sSk", "-v", "--max-time", "10", "--resolve", "b.ferry.test:\(setup.ferry.httpsPort):127.0.0.1",
+                "https://b.ferry.test:\(setup.ferry.httpsPort)/",
+            ])
+        #expect(out.stdout == "served\n")
+        #expect(out.stderr.contains("subject: O=Ferry self-signed; CN=a.ferry.test"), "\(out.stderr)")
+        #expect(try setup.verifiedGET("b.ferry.test").status != 0)
+    }
+
     /// Restarted with the same state directory, Ferry serves the certificate it has and neither
     /// registers again nor orders.
     @Test func aRestartReusesTheAccountAndTheCertificate() throws {
