@@ -56,6 +56,9 @@ public enum ACMECertificates {
         public var names: [String]
         public var issuer: String
         public var selfSigned: Bool
+        /// RFC 9773 §4.1's certificate id: base64url(authority key identifier) "."
+        /// base64url(serial number); nil without an authority key identifier.
+        public var renewalInfoID: String?
     }
 
     public static func leaf(ofChain pem: String) throws -> Leaf {
@@ -69,8 +72,12 @@ public enum ACMECertificates {
                 if case .dnsName(let dns) = name { return dns }
                 return nil
             } ?? []
+        let authorityKey = (try? certificate.extensions.authorityKeyIdentifier)??.keyIdentifier
         return Leaf(
             notBefore: certificate.notValidBefore, notAfter: certificate.notValidAfter, names: names,
-            issuer: certificate.issuer.description, selfSigned: certificate.issuer == certificate.subject)
+            issuer: certificate.issuer.description, selfSigned: certificate.issuer == certificate.subject,
+            renewalInfoID: authorityKey.map {
+                "\(Base64URL.encode($0)).\(Base64URL.encode(certificate.serialNumber.bytes))"
+            })
     }
 }

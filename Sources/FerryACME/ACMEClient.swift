@@ -1,4 +1,4 @@
-import Foundation
+public import Foundation
 
 /// What went wrong talking to the ACME server, in words an operator can act on.
 public enum ACMEError: Error, CustomStringConvertible, Equatable {
@@ -65,9 +65,10 @@ public actor ACMEClient {
         return location
     }
 
-    public func newOrder(names: [String]) async throws -> (url: String, order: ACMEOrder) {
+    public func newOrder(names: [String], replaces: String? = nil) async throws -> (url: String, order: ACMEOrder) {
         let directory = try await loadDirectory()
-        let payload = try JSONEncoder().encode(NewOrderRequest(identifiers: names.map(ACMEIdentifier.dns)))
+        let payload = try JSONEncoder().encode(
+            NewOrderRequest(identifiers: names.map(ACMEIdentifier.dns), replaces: replaces))
         let response = try await post(directory.newOrder, payload: payload)
         guard let location = response.header("Location") else {
             throw ACMEError.protocolViolation("newOrder answered without a Location")
@@ -98,6 +99,23 @@ public actor ACMEClient {
             throw ACMEError.protocolViolation("the certificate URL did not answer with a PEM chain")
         }
         return text
+    }
+
+    /// RFC 9773: the CA's suggested renewal window for the certificate `certID` names, and how
+    /// long to wait before asking again (its Retry-After, else 6 hours); nil when the CA does not
+    /// offer renewal information.
+    public func renewalInfo(certID: String) async throws -> (info: ACMERenewalInfo, retryAfter: TimeInterval)? {
+        guard let base = try await loadDirectory().renewalInfo else { return nil }
+        let response = try await transport.get(base.hasSuffix("/") ? base + certID : "\(base)/\(certID)")
+        guard response.status == 200 else {
+            throw ACMEError.protocolViolation("renewalInfo answered \(response.status)")
+        }
+        let info: ACMERenewalInfo
+        do { info = try ACMERenewalInfo.decoder.decode(ACMERenewalInfo.self, from: response.body) } catch {
+            throw ACMEError.protocolViolation("renewalInfo: \(error)")
+        }
+        let retryAfter = response.header("Retry-After").flatMap(TimeInterval.init).map { min(max($0, 60), 86400) }
+        return (info, retryAfter ?? 6 * 3600)
     }
 
     // MARK: - Requests

@@ -11,6 +11,8 @@ public struct ACMEIssuance: Sendable {
     /// The whole order must finish within this (polling is bounded by it).
     public var deadline: Duration = .seconds(120)
     public var pollInterval: Duration = .milliseconds(250)
+    /// RFC 9773 §5: the certificate this order renews (its ARI id), when the CA offers ARI.
+    public var replaces: String?
 
     public init(names: [String], challenges: [ACMEChallengeKind], files: ACMEChallengeFiles) {
         self.names = names
@@ -26,7 +28,7 @@ public struct ACMEIssuance: Sendable {
     public func run(_ client: ACMEClient) async throws -> Issued {
         let clock = ContinuousClock()
         let end = clock.now.advanced(by: deadline)
-        let (orderURL, created) = try await client.newOrder(names: names)
+        let (orderURL, created) = try await client.newOrder(names: names, replaces: replaces)
         var order = created
         var published: [(ACMEChallengeKind, String, String)] = []
         defer { for (kind, name, token) in published { files.withdraw(kind: kind, name: name, token: token) } }

@@ -71,6 +71,8 @@ public final class ACMEManager: Sendable {
     let makeTransport: @Sendable (String?) -> any ACMETransport
     private let specs: NIOLockedValueBox<[ACMECertificateSpec]>
     private let states = NIOLockedValueBox<[String: ACMECertificateState]>([:])
+    /// RFC 9773 windows by directory and certificate id, each kept until it may be asked again.
+    private let renewalWindows = NIOLockedValueBox<[String: (window: ACMERenewalInfo.Window?, until: Date)]>([:])
 
     /// - Parameters:
     ///   - owner: the workers' user and group when they differ from the master's (they read the
@@ -127,10 +129,16 @@ public final class ACMEManager: Sendable {
             publish(spec, state: "failing", record: nil, next: nil, error: "\(error)")
             return
         }
-        let current = Self.current(spec)
-        let due = ACMESchedule.nextAttempt(current: current, record: record, id: spec.id, retryBase: spec.retryBase)
+        let leaf = Self.leaf(spec)
+        let current = Self.current(spec, leaf)
+        var window: ACMERenewalInfo.Window?
+        if case .issued = current, let certID = leaf?.renewalInfoID {
+            window = await renewalWindow(spec, certID: certID, clients: &clients, transports: &transports)
+        }
+        let due = ACMESchedule.nextAttempt(
+            current: current, record: record, id: spec.id, retryBase: spec.retryBase, window: window)
         guard due <= now() else {
-            publish(spec, state: Self.label(spec, record), record: record, next: due, error: record?.lastError)
+            publish(spec, state: Self.label(leaf, record), record: record, next: due, error: record?.lastError)
             return
         }
         var updated = record ?? ACMERecord(names: spec.names, directory: spec.directoryURL)
@@ -141,8 +149,9 @@ public final class ACMEManager: Sendable {
         let started = ContinuousClock.now
         do {
             let client = try await self.client(for: spec, clients: &clients, transports: &transports)
-            let issued = try await ACMEIssuance(names: spec.names, challenges: spec.challenges, files: files).run(
-                client)
+            var issuance = ACMEIssuance(names: spec.names, challenges: spec.challenges, files: files)
+            issuance.replaces = window != nil ? leaf?.renewalInfoID : nil
+            let issued = try await issuance.run(client)
             let leaf = try ACMECertificates.leaf(ofChain: issued.chainPEM)
             try store.install(
                 chain: issued.chainPEM, key: issued.keyPEM, certificatePath: spec.certificatePath,
@@ -176,17 +185,46 @@ public final class ACMEManager: Sendable {
         do { try store.save(updated, id: spec.id) } catch {
             logger.error("cannot save the ACME record", metadata: ["error": "\(error)"])
         }
+        let installed = Self.leaf(spec)
         let next = ACMESchedule.nextAttempt(
-            current: Self.current(spec), record: updated, id: spec.id, retryBase: spec.retryBase)
-        publish(spec, state: Self.label(spec, updated), record: updated, next: next, error: updated.lastError)
+            current: Self.current(spec, installed), record: updated, id: spec.id, retryBase: spec.retryBase,
+            window: updated.failures == 0 ? nil : window)
+        publish(spec, state: Self.label(installed, updated), record: updated, next: next, error: updated.lastError)
+    }
+
+    /// RFC 9773: the CA's window for the certificate in use, asked again only after the CA's
+    /// Retry-After (an hour after a failed request); nil when the CA offers no renewal
+    /// information or cannot be asked (the two-thirds rule applies).
+    func renewalWindow(
+        _ spec: ACMECertificateSpec, certID: String, clients: inout [String: ACMEClient],
+        transports: inout [any ACMETransport]
+    ) async -> ACMERenewalInfo.Window? {
+        let key = "\(spec.directoryURL) \(certID)"
+        if let cached = renewalWindows.withLockedValue({ $0[key] }), cached.until > now() { return cached.window }
+        var window: ACMERenewalInfo.Window?
+        var until = now().addingTimeInterval(3600)
+        do {
+            let client = try await self.client(for: spec, clients: &clients, transports: &transports)
+            if let (info, retryAfter) = try await client.renewalInfo(certID: certID) {
+                window = info.suggestedWindow
+                until = now().addingTimeInterval(retryAfter)
+            } else {
+                until = .distantFuture
+            }
+        } catch {
+            logger.warning(
+                "ACME renewal information unavailable; renewing at two thirds of the lifetime",
+                metadata: ["certificate": "\(spec.id)", "error": "\(error)"])
+        }
+        renewalWindows.withLockedValue {
+            $0 = $0.filter { $0.value.until > now() }; $0[key] = (window, until)
+        }
+        return window
     }
 
     /// `awaiting` while no certificate from a CA serves (the temporary self-signed one does),
     /// `failing` while one does and orders fail (it keeps serving until it expires), `issued`.
-    static func label(_ spec: ACMECertificateSpec, _ record: ACMERecord?) -> String {
-        let leaf = FileManager.default.contents(atPath: spec.certificatePath).flatMap {
-            try? ACMECertificates.leaf(ofChain: String(decoding: $0, as: UTF8.self))
-        }
+    static func label(_ leaf: ACMECertificates.Leaf?, _ record: ACMERecord?) -> String {
         guard let leaf, !leaf.selfSigned else { return "awaiting" }
         return (record?.failures ?? 0) > 0 ? "failing" : "issued"
     }
@@ -210,12 +248,16 @@ public final class ACMEManager: Sendable {
         return client
     }
 
-    /// The certificate at the configured path, if it is one from a CA covering every name.
-    static func current(_ spec: ACMECertificateSpec) -> ACMESchedule.Current {
-        guard let data = FileManager.default.contents(atPath: spec.certificatePath),
-            let leaf = try? ACMECertificates.leaf(ofChain: String(decoding: data, as: UTF8.self)),
-            !leaf.selfSigned, Set(spec.names).isSubset(of: Set(leaf.names))
-        else { return .none }
+    /// The leaf of the certificate at the configured path.
+    static func leaf(_ spec: ACMECertificateSpec) -> ACMECertificates.Leaf? {
+        FileManager.default.contents(atPath: spec.certificatePath).flatMap {
+            try? ACMECertificates.leaf(ofChain: String(decoding: $0, as: UTF8.self))
+        }
+    }
+
+    /// The certificate in use, if it is one from a CA covering every name.
+    static func current(_ spec: ACMECertificateSpec, _ leaf: ACMECertificates.Leaf?) -> ACMESchedule.Current {
+        guard let leaf, !leaf.selfSigned, Set(spec.names).isSubset(of: Set(leaf.names)) else { return .none }
         return .issued(notBefore: leaf.notBefore, notAfter: leaf.notAfter)
     }
 

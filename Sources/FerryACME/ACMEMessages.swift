@@ -58,6 +58,34 @@ public struct ACMEChallenge: Decodable, Sendable, Equatable {
     public var error: ACMEProblem?
 }
 
+/// RFC 9773 (ACME Renewal Information): the window the CA suggests renewing in.
+public struct ACMERenewalInfo: Decodable, Sendable, Equatable {
+    public struct Window: Decodable, Sendable, Equatable {
+        public var start: Date
+        public var end: Date
+    }
+
+    public var suggestedWindow: Window
+
+    /// RFC 3339 times, with or without fractions of a second.
+    static let decoder: JSONDecoder = {
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .custom { decoder in
+            let text = try decoder.singleValueContainer().decode(String.self)
+            for options: ISO8601DateFormatter.Options in [
+                [.withInternetDateTime, .withFractionalSeconds], [.withInternetDateTime],
+            ] {
+                let formatter = ISO8601DateFormatter()
+                formatter.formatOptions = options
+                if let date = formatter.date(from: text) { return date }
+            }
+            throw DecodingError.dataCorrupted(
+                .init(codingPath: decoder.codingPath, debugDescription: "not RFC 3339: \(text)"))
+        }
+        return decoder
+    }()
+}
+
 /// The request payloads (§7.3, §7.4).
 struct NewAccountRequest: Encodable {
     var contact: [String]
@@ -66,6 +94,8 @@ struct NewAccountRequest: Encodable {
 
 struct NewOrderRequest: Encodable {
     var identifiers: [ACMEIdentifier]
+    /// RFC 9773 §5: the ARI certificate id of the certificate this order renews.
+    var replaces: String?
 }
 
 struct FinalizeRequest: Encodable {

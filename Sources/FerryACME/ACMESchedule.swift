@@ -32,15 +32,21 @@ public enum ACMESchedule {
         case issued(notBefore: Date, notAfter: Date)
     }
 
-    /// The next time to start an order.
+    /// The next time to start an order. `window`: the CA's suggested renewal window (RFC 9773),
+    /// which replaces the two-thirds rule; the time in it is fixed by the jitter.
     public static func nextAttempt(
-        current: Current, record: ACMERecord?, id: String, retryBase: Duration
+        current: Current, record: ACMERecord?, id: String, retryBase: Duration,
+        window: ACMERenewalInfo.Window? = nil
     ) -> Date {
         var due: Date
         switch current {
         case .none: due = .distantPast
         case .issued(let notBefore, let notAfter):
-            due = renewalTime(notBefore: notBefore, notAfter: notAfter, jitter: jitter(id: id))
+            if let window, window.end > window.start {
+                due = window.start.addingTimeInterval(window.end.timeIntervalSince(window.start) * jitter(id: id))
+            } else {
+                due = renewalTime(notBefore: notBefore, notAfter: notAfter, jitter: jitter(id: id))
+            }
         }
         if let record, record.failures > 0, let last = record.lastAttempt {
             due = max(due, last.addingTimeInterval(retryDelay(failures: record.failures, base: retryBase)))

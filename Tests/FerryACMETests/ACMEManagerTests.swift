@@ -14,15 +14,19 @@ import X509
     let start = Date(timeIntervalSince1970: 1_800_000_000)
 
     /// A leaf for `names` signed by a throwaway CA, valid 90 days from `start`, as PEM.
-    func caIssuedLeaf(names: [String]) throws -> String {
+    func caIssuedLeaf(names: [String], serial: [UInt8] = [0x42, 0x01]) throws -> String {
         let caKey = P256.Signing.PrivateKey()
         let caName = try DistinguishedName { CommonName("Test CA") }
         let leafKey = P256.Signing.PrivateKey()
         let leaf = try Certificate(
-            version: .v3, serialNumber: Certificate.SerialNumber(), publicKey: Certificate.PublicKey(leafKey.publicKey),
+            version: .v3, serialNumber: Certificate.SerialNumber(bytes: serial),
+            publicKey: Certificate.PublicKey(leafKey.publicKey),
             notValidBefore: start, notValidAfter: start.addingTimeInterval(90 * 86400), issuer: caName,
             subject: try DistinguishedName { CommonName(names[0]) }, signatureAlgorithm: .ecdsaWithSHA256,
-            extensions: try Certificate.Extensions { SubjectAlternativeNames(names.map { .dnsName($0) }) },
+            extensions: try Certificate.Extensions {
+                SubjectAlternativeNames(names.map { .dnsName($0) })
+                AuthorityKeyIdentifier(keyIdentifier: [0xAA, 0xBB, 0xCC])
+            },
             issuerPrivateKey: Certificate.PrivateKey(caKey))
         return try leaf.serializeAsPEM().pemString + "\n"
     }
@@ -41,10 +45,16 @@ import X509
         }
 
         var state: ACMECertificateState? { manager.status.first }
-        var attempts: Int { transport.received.count }
+        /// Orders attempted so far against the unreachable CA (each one a failure on record).
+        var attempts: Int { ((try? ACMEStore(root: root + "/acme").record(id: "https")) ?? nil)?.failures ?? 0 }
     }
 
-    func harness(certificate: String?) throws -> Harness {
+    func harness(
+        certificate: String?,
+        answer: @escaping @Sendable (ScriptedTransport.Request) throws -> ACMEHTTPResponse = { _ in
+            throw ACMETransportError(description: "connection refused (test)")
+        }
+    ) throws -> Harness {
         let root = FileManager.default.temporaryDirectory.appendingPathComponent(
             "ferry-acme-manager-\(UUID().uuidString.prefix(8))"
         ).path
@@ -58,7 +68,7 @@ import X509
             certificatePath: root + "/certs/fullchain.pem",
             keyPath: root + "/certs/key.pem", retryBase: .seconds(60))
         let clock = NIOLockedValueBox(start)
-        let transport = ScriptedTransport { _ in throw ACMETransportError(description: "connection refused (test)") }
+        let transport = ScriptedTransport(answer: answer)
         let manager = ACMEManager(
             stateDirectory: root, challengeDirectory: root + "/challenges", specs: [spec], owner: nil,
             logger: Logger(label: "test"), now: { clock.withLockedValue { $0 } }, makeTransport: { _ in transport })
@@ -122,5 +132,52 @@ import X509
         #expect(h.attempts == 0)
         #expect(h.state?.lastError?.contains("state.json: not a certificate record") == true)
         #expect(try String(contentsOfFile: path, encoding: .utf8) == "[1, 2")
+    }
+
+    /// RFC 9773: a CA that offers renewal information decides the time (here: a window already
+    /// open, long before two thirds of the lifetime), and the order says what it replaces.
+    @Test func theCAsRenewalWindowDecidesAndTheOrderNamesTheCertificateItReplaces() async throws {
+        let window = NIOLockedValueBox<(String, String)>(("2027-01-15T00:00:00Z", "2027-01-16T00:00:00Z"))
+        let h = try harness(certificate: try caIssuedLeaf(names: ["a.test", "b.test"])) { request in
+            switch (request.method, request.url) {
+            case ("GET", "https://ca.test/dir"):
+                return ScriptedTransport.json(
+                    200,
+                    #"{"newNonce":"https://ca.test/nonce","newAccount":"https://ca.test/account","newOrder":"https://ca.test/order","renewalInfo":"https://ca.test/ari/"}"#
+                )
+            case ("GET", "https://ca.test/ari/qrvM.QgE"):
+                let (start, end) = window.withLockedValue { $0 }
+                return ACMEHTTPResponse(
+                    status: 200, headers: [("Retry-After", "21600")],
+                    body: Data(#"{"suggestedWindow":{"start":"\#(start)","end":"\#(end)"}}"#.utf8))
+            case ("HEAD", _): return ScriptedTransport.json(200, "", nonce: "n")
+            case ("POST", "https://ca.test/account"):
+                return ScriptedTransport.json(201, "{}", nonce: "n", location: "https://ca.test/acct/1")
+            case ("POST", "https://ca.test/order"):
+                return ScriptedTransport.json(
+                    403, #"{"type":"urn:ietf:params:acme:error:unauthorized","detail":"test stops here"}"#, nonce: "n")
+            default: return ScriptedTransport.json(404, "{}")
+            }
+        }
+        defer { try? FileManager.default.removeItem(atPath: h.root) }
+        // 2027-01-01: before the window; the two-thirds rule would say 2027-03-02 or so.
+        let formatter = ISO8601DateFormatter()
+        h.clock.withLockedValue { $0 = formatter.date(from: "2027-01-01T00:00:00Z")! }
+        await h.check()
+        let windowStart = formatter.date(from: "2027-01-15T00:00:00Z")!
+        let expected = windowStart.addingTimeInterval(86400 * ACMESchedule.jitter(id: "https"))
+        #expect(h.state?.nextAttempt == expected)
+        #expect(!h.transport.received.contains { $0.url == "https://ca.test/order" })
+        // Asked once, not on every check (Retry-After: 6 h).
+        await h.check()
+        #expect(h.transport.received.filter { $0.url.hasPrefix("https://ca.test/ari/") }.count == 1)
+        // In the window: the order, naming the certificate it replaces.
+        h.clock.withLockedValue { $0 = expected.addingTimeInterval(1) }
+        await h.check()
+        let order = try #require(h.transport.received.first { $0.url == "https://ca.test/order" })
+        let jws = try #require(try JSONSerialization.jsonObject(with: order.body ?? Data()) as? [String: String])
+        let payload = try #require(Base64URL.decode(jws["payload"] ?? ""))
+        #expect(String(decoding: payload, as: UTF8.self).contains(#""replaces":"qrvM.QgE""#))
+        #expect(h.state?.lastError?.contains("test stops here") == true)
     }
 }

@@ -59,4 +59,17 @@ import Testing
             ACMESchedule.nextAttempt(current: issued, record: record, id: "https", retryBase: .seconds(60))
                 == renewal.addingTimeInterval(250))
     }
+
+    @Test func aRenewalWindowReplacesTheTwoThirdsRule() {
+        let issued = ACMESchedule.Current.issued(notBefore: start, notAfter: start.addingTimeInterval(90 * day))
+        let window = ACMERenewalInfo.Window(
+            start: start.addingTimeInterval(10 * day), end: start.addingTimeInterval(11 * day))
+        let due = ACMESchedule.nextAttempt(
+            current: issued, record: nil, id: "https", retryBase: .seconds(60), window: window)
+        #expect(due == window.start.addingTimeInterval(day * ACMESchedule.jitter(id: "https")))
+        // Without a certificate from the CA the window does not matter: now.
+        #expect(
+            ACMESchedule.nextAttempt(current: .none, record: nil, id: "https", retryBase: .seconds(60), window: window)
+                == .distantPast)
+    }
 }
