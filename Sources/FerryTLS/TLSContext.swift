@@ -189,11 +189,13 @@ public final class TLSContext: @unchecked Sendable {
         _ outLength: UnsafeMutablePointer<UInt8>?, _ offered: UnsafePointer<UInt8>?, _ offeredLength: UInt32
     ) -> Int32 {
         guard alpnWire[0] != 0, let out, let outLength, let offered else { return SSL_TLSEXT_ERR_NOACK }
-        if let acmeChallengeDirectory, let ssl,
+        if let acmeChallengeDirectory, let ssl, Int(offeredLength) == Self.acmeALPN.utf8.count + 1,
             let at = Self.find(Self.acmeALPN, in: UnsafeBufferPointer(start: offered, count: Int(offeredLength)))
         {
-            // A CA validating TLS-ALPN-01: it offers only acme-tls/1 and must see the challenge
-            // certificate for the name it asked for, or no handshake at all.
+            // A CA validating TLS-ALPN-01: it offers acme-tls/1 alone (RFC 8737 §3) and must see
+            // the challenge certificate for the name it asked for, or no handshake at all. A
+            // client offering it among others is not a validation (acme-tls/1 is not in the list
+            // it is matched against).
             guard Self.useChallengeCertificate(ssl, directory: acmeChallengeDirectory) else {
                 return SSL_TLSEXT_ERR_ALERT_FATAL
             }

@@ -151,6 +151,22 @@ import Testing
         let acme = issued["acme"] as? [String: Any]
         #expect(acme?["state"] as? String == "issued")
         print("issued by tls-alpn-01 in \(acme?["lastIssuanceSeconds"] ?? "?") s")
+        // After the order no challenge is pending: acme-tls/1 alone gets no handshake; offered
+        // among others it is not a validation (the client gets h2 and the real certificate).
+        guard let openssl = Tool.path("openssl") else { return }
+        func handshake(_ alpn: String) throws -> String {
+            let out = try Tool.run(
+                "/bin/sh",
+                [
+                    "-c",
+                    "echo | \(openssl) s_client -connect 127.0.0.1:\(setup.ferry.httpsPort) -servername a.ferry.test -alpn \(alpn) -CAfile \(setup.root) 2>&1",
+                ], timeout: 15)
+            return out.stdout
+        }
+        let alone = try handshake("acme-tls/1")
+        #expect(alone.contains("no application protocol") || alone.contains("alert"), "\(alone)")
+        let among = try handshake("h2,acme-tls/1")
+        #expect(among.contains("ALPN protocol: h2") && among.contains("Verify return code: 0 (ok)"), "\(among)")
     }
 
     @Test func firstIssuanceWithHTTP01() throws {
