@@ -135,7 +135,9 @@ import Testing
                 async with websockets.connect("ws://127.0.0.1:\(port)/tts") as ws:
                     print("open", flush=True)
                     try:
-                        await asyncio.wait_for(ws.recv(), 10)
+                        # Long: under a full parallel run the drain below may wait its turn on
+                        # Swift's two cooperative threads for many seconds; it ends the wait.
+                        await asyncio.wait_for(ws.recv(), 90)
                     except websockets.exceptions.ConnectionClosed as closed:
                         print("closed", closed.rcvd.code)
             asyncio.run(main())
