@@ -2,6 +2,7 @@ import Foundation
 
 #if canImport(Glibc)
     import Glibc
+    import CoreFoundation  // its copy of the C structs is the one in scope once FerryACME is linked
 #endif
 
 /// Gives the heap a worker has freed back to the kernel once it has freed a lot of it.

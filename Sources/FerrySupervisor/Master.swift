@@ -10,6 +10,7 @@ import NIOPosix
 
 #if canImport(Glibc)
     import Glibc
+    import CoreFoundation  // its copy of the C structs is the one in scope once FerryACME is linked
 #endif
 
 /// Everything that can happen to the master, turned into one enum handled by one `switch`

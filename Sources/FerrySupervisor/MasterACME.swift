@@ -4,6 +4,7 @@ import Foundation
 
 #if canImport(Glibc)
     import Glibc
+    import CoreFoundation  // its copy of the C structs is the one in scope once FerryACME is linked
 #endif
 
 /// The master's side of ACME: the configuration's `[listen.tls.acme]` tables become the

@@ -7,6 +7,7 @@ import NIOPosix
 
 #if canImport(Glibc)
     import Glibc
+    import CoreFoundation  // its copy of the C structs is the one in scope once FerryACME is linked
 #endif
 
 /// Supervised backend processes: start, readiness, restart with backoff, crash-loop give-up.

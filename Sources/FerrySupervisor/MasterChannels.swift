@@ -8,6 +8,7 @@ import NIOPosix
 
 #if canImport(Glibc)
     import Glibc
+    import CoreFoundation  // its copy of the C structs is the one in scope once FerryACME is linked
 #endif
 
 /// Splits a byte stream into lines and hands each to a closure (on the channel's loop).

@@ -6,6 +6,7 @@ import NIOCore
 
 #if canImport(Glibc)
     import Glibc
+    import CoreFoundation  // its copy of the C structs is the one in scope once FerryACME is linked
 #endif
 
 /// Stopping: `/ready` turns 503, the drain delay, the workers' drain, the backends, the exit.

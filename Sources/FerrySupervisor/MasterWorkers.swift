@@ -7,6 +7,7 @@ import NIOPosix
 
 #if canImport(Glibc)
     import Glibc
+    import CoreFoundation  // its copy of the C structs is the one in scope once FerryACME is linked
 #endif
 
 /// Worker processes: spawning, the control channel's messages, the accepting hand-over between

@@ -9,6 +9,7 @@ import NIOPosix
 
 #if canImport(Glibc)
     import Glibc
+    import CoreFoundation  // its copy of the C structs is the one in scope once FerryACME is linked
 #endif
 
 /// The worker's data plane as the runtime sees it (FerryProxy + FerryTLS, wired by the executable;
