@@ -153,8 +153,8 @@ events {{ worker_connections 10000; }}
 http {{
   access_log off;
   map $http_upgrade $connection_upgrade {{ default upgrade; '' ''; }}
-  upstream ws {{ server 127.0.0.1:{WS_PORT}; keepalive 64; }}
-  upstream files {{ server 127.0.0.1:{STATIC_PORT}; keepalive 64; }}
+  upstream ws {{ server 127.0.0.1:{WS_PORT}; keepalive 256; }}
+  upstream files {{ server 127.0.0.1:{STATIC_PORT}; keepalive 256; }}
   server {{
     listen 127.0.0.1:{PORTS['nginx']} ssl http2;
     ssl_certificate {self.cert}; ssl_certificate_key {self.key};
@@ -241,7 +241,7 @@ path = "/tts-ws/tts/mp3/"
 backend = "files"
 
 [pool]
-max_idle_per_backend = 64
+max_idle_per_backend = 256
 
 [limits]
 max_connections_per_worker = 9900
