@@ -25,17 +25,10 @@ import Testing
         return process
     }
 
-    static func get(_ port: Int) throws -> String {
-        try rawExchange(port: port, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", timeout: 10)
-    }
-
-    /// The backend starts a second after the request arrived: the request waits and gets its 200
-    /// (it got 502 at once before).
-    @Test func aRequestWaitsForABackendThatComesBackWithinItsQueueTimeout() async throws {
-        guard PythonBackend.available else { return }
-        // The port stays bound (not listening: connects are refused, as to a stopped backend) until
-        // the server starts, so that no parallel test's server can take it meanwhile (it happened:
-        // a 404 from another test's backend).
+    /// A loopback port held bound but not listening: connects to it are refused, as to a stopped
+    /// backend, and no parallel test can take it (it happened: another test's server answered on
+    /// a port this suite had picked as free and released). Close the descriptor to free it.
+    static func reservedPort() throws -> (descriptor: CInt, port: Int) {
         let reservation = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
@@ -49,8 +42,27 @@ import Testing
         _ = withUnsafeMutablePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(reservation, $0, &length) }
         }
-        #expect(bound == 0)
-        let port = Int(UInt16(bigEndian: address.sin_port))
+        guard reservation >= 0, bound == 0 else {
+            close(reservation)
+            throw ReservationFailed()
+        }
+        return (reservation, Int(UInt16(bigEndian: address.sin_port)))
+    }
+
+    struct ReservationFailed: Error {}
+
+    static func get(_ port: Int) throws -> String {
+        try rawExchange(port: port, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", timeout: 10)
+    }
+
+    /// The backend starts a second after the request arrived: the request waits and gets its 200
+    /// (it got 502 at once before).
+    @Test func aRequestWaitsForABackendThatComesBackWithinItsQueueTimeout() async throws {
+        guard PythonBackend.available else { return }
+        // The port stays bound (not listening: connects are refused, as to a stopped backend) until
+        // the server starts, so that no parallel test's server can take it meanwhile (it happened:
+        // a 404 from another test's backend).
+        let (reservation, port) = try Self.reservedPort()
         let backend = BackendConfiguration(
             name: "app", address: .inet(host: "127.0.0.1", port: port), queueTimeout: .seconds(8))
         let proxy = try await ProxyHarness(backendPort: port, routes: [route("/", strip: nil)], backend: backend)
@@ -73,7 +85,8 @@ import Testing
     @Test func aDeadServerCostsNoRequestAndIsEjected() async throws {
         guard PythonBackend.available else { return }
         let live = try freePort()
-        let dead = try freePort()
+        let (reservation, dead) = try Self.reservedPort()
+        defer { close(reservation) }
         let process = try Self.startHTTPServer(port: live)
         defer { kill(process.processIdentifier, SIGKILL) }
         let deadline = Date().addingTimeInterval(10)
