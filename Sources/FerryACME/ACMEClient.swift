@@ -52,11 +52,21 @@ public actor ACMEClient {
 
     /// Registers the account (or finds the existing one for this key: newAccount answers 200 with
     /// its URL) and remembers its URL.
+    /// - Parameter externalAccount: the CA's key id and MAC key when it binds accounts to an
+    ///   existing customer account (RFC 8555 §7.3.4: ZeroSSL, company CAs).
     @discardableResult
-    public func registerAccount(contact: [String], termsAgreed: Bool) async throws -> String {
+    public func registerAccount(
+        contact: [String], termsAgreed: Bool, externalAccount: (keyID: String, macKey: [UInt8])? = nil
+    ) async throws -> String {
         if let accountURL { return accountURL }
         let directory = try await loadDirectory()
-        let payload = try JSONEncoder().encode(NewAccountRequest(contact: contact, termsOfServiceAgreed: termsAgreed))
+        var request = NewAccountRequest(contact: contact, termsOfServiceAgreed: termsAgreed)
+        if let externalAccount {
+            request.externalAccountBinding = try ACMERawJSON(
+                try key.externalAccountBinding(
+                    keyID: externalAccount.keyID, macKey: externalAccount.macKey, url: directory.newAccount))
+        }
+        let payload = try JSONEncoder().encode(request)
         let response = try await post(directory.newAccount, payload: payload, identity: .jwk)
         guard let location = response.header("Location") else {
             throw ACMEError.protocolViolation("newAccount answered without a Location")

@@ -54,6 +54,17 @@ public struct ACMEAccountKey: Sendable {
         return Data(body.utf8)
     }
 
+    /// RFC 8555 §7.3.4: the account key (its JWK as payload) signed with HS256 by the CA's MAC
+    /// key, naming the CA's key id and the newAccount URL; goes into newAccount's payload.
+    public func externalAccountBinding(keyID: String, macKey: [UInt8], url: String) throws -> String {
+        let protected = #"{"alg":"HS256","kid":\#(try Self.jsonString(keyID)),"url":\#(try Self.jsonString(url))}"#
+        let protected64 = Base64URL.encode(Data(protected.utf8))
+        let payload64 = Base64URL.encode(Data(jwkJSON.utf8))
+        let mac = HMAC<SHA256>.authenticationCode(
+            for: Data("\(protected64).\(payload64)".utf8), using: SymmetricKey(data: macKey))
+        return #"{"protected":"\#(protected64)","payload":"\#(payload64)","signature":"\#(Base64URL.encode(mac))"}"#
+    }
+
     /// A JSON string literal (quotes and escapes) for `text`.
     static func jsonString(_ text: String) throws -> String {
         let data = try JSONSerialization.data(withJSONObject: [text], options: [.withoutEscapingSlashes])

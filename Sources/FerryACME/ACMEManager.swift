@@ -23,12 +23,25 @@ public struct ACMECertificateSpec: Sendable, Equatable {
     public var keyPath: String
     /// The first retry after a failure; it doubles with each failure in a row.
     public var retryBase: Duration
+    /// External Account Binding: the CA's key id and MAC key, when the CA requires it.
+    public var externalAccount: ExternalAccount?
+
+    public struct ExternalAccount: Sendable, Equatable {
+        public var keyID: String
+        public var macKey: [UInt8]
+
+        public init(keyID: String, macKey: [UInt8]) {
+            self.keyID = keyID
+            self.macKey = macKey
+        }
+    }
 
     public init(
         id: String, names: [String], directoryURL: String, contact: [String], termsAgreed: Bool,
         challenges: [ACMEChallengeKind], trustRoots: String?, certificatePath: String, keyPath: String,
-        retryBase: Duration
+        retryBase: Duration, externalAccount: ExternalAccount? = nil
     ) {
+        self.externalAccount = externalAccount
         self.id = id
         self.names = names
         self.directoryURL = directoryURL
@@ -239,7 +252,9 @@ public final class ACMEManager: Sendable {
         transports.append(transport)
         let client = ACMEClient(directoryURL: spec.directoryURL, transport: transport, key: key, accountURL: url)
         if url == nil {
-            let registered = try await client.registerAccount(contact: spec.contact, termsAgreed: spec.termsAgreed)
+            let registered = try await client.registerAccount(
+                contact: spec.contact, termsAgreed: spec.termsAgreed,
+                externalAccount: spec.externalAccount.map { ($0.keyID, $0.macKey) })
             try store.saveAccountURL(registered, for: spec.directoryURL)
             logger.notice(
                 "ACME account registered", metadata: ["directory": "\(spec.directoryURL)", "account": "\(registered)"])

@@ -90,6 +90,23 @@ public struct ACMERenewalInfo: Decodable, Sendable, Equatable {
 struct NewAccountRequest: Encodable {
     var contact: [String]
     var termsOfServiceAgreed: Bool
+    var externalAccountBinding: ACMERawJSON?
+}
+
+/// A JSON object already serialized (a nested JWS), embedded as is.
+struct ACMERawJSON: Encodable {
+    let object: [String: String]
+
+    init(_ text: String) throws {
+        guard let object = try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: String] else {
+            throw ACMEError.protocolViolation("not a flat JSON object")
+        }
+        self.object = object
+    }
+
+    func encode(to encoder: any Encoder) throws {
+        try object.encode(to: encoder)
+    }
 }
 
 struct NewOrderRequest: Encodable {

@@ -19,6 +19,14 @@ public struct ACMESettings: Sendable, Equatable {
     public var testCA: Bool
     /// The first retry after a failed order; doubles with every failure in a row, at most 12 h.
     public var retry: Duration
+    /// External Account Binding (RFC 8555 §7.3.4): `eab_kid` and the MAC key `eab_hmac_key`
+    /// (base64url, as CAs hand it out), when the CA binds accounts to a customer account.
+    public var externalAccount: ExternalAccount?
+
+    public struct ExternalAccount: Sendable, Equatable {
+        public var keyID: String
+        public var macKey: [UInt8]
+    }
 
     public init(
         directory: String, email: String? = nil, names: [String] = [],

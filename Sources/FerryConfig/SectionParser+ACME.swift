@@ -1,3 +1,5 @@
+import Foundation
+
 extension SectionParser {
     func parseACME(_ table: TableReader) -> ACMESettings? {
         let directory = table.requiredString("directory", example: "\"https://acme-v02.api.letsencrypt.org/directory\"")
@@ -8,6 +10,8 @@ extension SectionParser {
         let directoryCA = table.string("directory_ca")
         let testCA = table.bool("test_ca") ?? false
         let retry = table.duration("retry", minimum: .seconds(1))
+        let eabKeyID = table.string("eab_kid")
+        let eabMACKey = table.string("eab_hmac_key")
         table.finish()
         guard let directory else { return nil }
         var settings = ACMESettings(directory: directory, email: email, testCA: testCA)
@@ -48,7 +52,26 @@ extension SectionParser {
             settings.directoryCA = directoryCA
         }
         if let retry { settings.retry = retry }
+        switch (eabKeyID, eabMACKey) {
+        case (nil, nil): break
+        case (let keyID?, let text?):
+            if let key = Self.base64URLDecode(text), !key.isEmpty, !keyID.isEmpty {
+                settings.externalAccount = .init(keyID: keyID, macKey: key)
+            } else {
+                sink.error(table.keyPath("eab_hmac_key"), "not a base64url key (as the CA gave it)")
+            }
+        default:
+            sink.error(
+                table.keyPath(eabKeyID == nil ? "eab_hmac_key" : "eab_kid"),
+                "eab_kid and eab_hmac_key go together: \(eabKeyID == nil ? "eab_kid" : "eab_hmac_key") is missing")
+        }
         return settings
+    }
+
+    static func base64URLDecode(_ text: String) -> [UInt8]? {
+        var base64 = text.replacing("-", with: "+").replacing("_", with: "/")
+        while base64.count % 4 != 0 { base64 += "=" }
+        return Data(base64Encoded: base64).map(Array.init)
     }
 
     /// A name http-01 and tls-alpn-01 can prove: letters, digits, hyphens, at least one dot.

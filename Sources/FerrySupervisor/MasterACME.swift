@@ -20,7 +20,8 @@ extension Master {
                 contact: acme.email.map { ["mailto:\($0)"] } ?? [], termsAgreed: true,
                 challenges: acme.challenges.compactMap { ACMEChallengeKind(rawValue: $0.rawValue) },
                 trustRoots: acme.directoryCA, certificatePath: first.certificatePath, keyPath: first.keyPath,
-                retryBase: acme.retry)
+                retryBase: acme.retry,
+                externalAccount: acme.externalAccount.map { .init(keyID: $0.keyID, macKey: $0.macKey) })
         }
     }
 

@@ -18,7 +18,8 @@ import Testing
 
         init(
             name: String, challenges: [String], validitySeconds: Int? = nil, wrongPorts: Bool = false,
-            state: URL? = nil, pebble existing: PebbleHarness? = nil, extra: String = ""
+            state: URL? = nil, pebble existing: PebbleHarness? = nil, extra: String = "",
+            externalAccountKeys: [String: String]? = nil, acmeExtra: String = ""
         ) throws {
             let plainPort = try FreePort.pick()
             var started: PebbleHarness? = existing
@@ -26,7 +27,8 @@ import Testing
                 if started == nil {
                     started = try? PebbleHarness(
                         httpPort: wrongPorts ? (try? FreePort.pick()) ?? 1 : plainPort,
-                        tlsPort: wrongPorts ? (try? FreePort.pick()) ?? 1 : httpsPort, validitySeconds: validitySeconds)
+                        tlsPort: wrongPorts ? (try? FreePort.pick()) ?? 1 : httpsPort, validitySeconds: validitySeconds,
+                        externalAccountKeys: externalAccountKeys)
                 }
                 let stateDirectory = (state ?? directory.appendingPathComponent("state")).path
                 return """
@@ -46,6 +48,7 @@ import Testing
                     agree_terms = true
                     challenges = [\(challenges.map { "\"\($0)\"" }.joined(separator: ", "))]
                     retry = "1s"
+                    \(acmeExtra)
 
                     [[listen]]
                     name = "http"
@@ -325,6 +328,29 @@ import Testing
         #expect(out.stdout == "served\n")
         #expect(out.stderr.contains("subject: O=Ferry self-signed; CN=a.ferry.test"), "\(out.stderr)")
         #expect(try setup.verifiedGET("b.ferry.test").status != 0)
+    }
+
+    /// A CA that binds accounts to customer accounts (RFC 8555 §7.3.4): without the binding the
+    /// account is refused and status says why; with `eab_kid`/`eab_hmac_key` it is issued.
+    @Test func externalAccountBinding() throws {
+        guard Self.pebbleAvailable else { return }
+        let keys = ["kid-1": "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W"]
+        let refused = try Setup(name: "acme-eab-none", challenges: ["tls-alpn-01"], externalAccountKeys: keys)
+        defer { refused.stop() }
+        let deadline = Date().addingTimeInterval(20)
+        var error: String?
+        while Date() < deadline {
+            error = (try refused.certificate()?["acme"] as? [String: Any])?["lastError"] as? String
+            if error != nil { break }
+            Thread.sleep(forTimeInterval: 0.25)
+        }
+        #expect(error?.contains("externalAccountRequired") == true, "\(String(describing: error))")
+        let bound = try Setup(
+            name: "acme-eab", challenges: ["tls-alpn-01"], externalAccountKeys: keys,
+            acmeExtra: #"eab_kid = "kid-1"\#neab_hmac_key = "\#(keys["kid-1"]!)""#)
+        defer { bound.stop() }
+        _ = try bound.waitForIssued()
+        #expect(try bound.waitUntilVerified("a.ferry.test").status == 0)
     }
 
     /// Restarted with the same state directory, Ferry serves the certificate it has and neither

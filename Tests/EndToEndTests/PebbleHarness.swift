@@ -30,7 +30,12 @@ final class PebbleHarness: @unchecked Sendable {
 
     /// Starts challtestsrv, then Pebble, and waits (bounded by `timeout`) until Pebble's API
     /// accepts connections. `validitySeconds` sets the lifetime of issued certificates.
-    init(httpPort: Int, tlsPort: Int, validitySeconds: Int? = nil, timeout: TimeInterval = 15) throws {
+    /// `externalAccountKeys`: key id → base64url HMAC key; when given, Pebble requires External
+    /// Account Binding (RFC 8555 §7.3.4) for new accounts.
+    init(
+        httpPort: Int, tlsPort: Int, validitySeconds: Int? = nil, externalAccountKeys: [String: String]? = nil,
+        timeout: TimeInterval = 15
+    ) throws {
         guard let pebblePath = Tool.path("pebble"), let challPath = Tool.path("pebble-challtestsrv") else {
             throw E2EError("pebble is not installed")
         }
@@ -63,8 +68,9 @@ final class PebbleHarness: @unchecked Sendable {
             "httpPort": httpPort,
             "tlsPort": tlsPort,
             "ocspResponderURL": "",
-            "externalAccountBindingRequired": false,
+            "externalAccountBindingRequired": externalAccountKeys != nil,
         ]
+        if let externalAccountKeys { settings["externalAccountMACKeys"] = externalAccountKeys }
         // Pebble's config struct has no JSON tags; Go matches the field CertificateValidityPeriod.
         if let validitySeconds { settings["certificateValidityPeriod"] = validitySeconds }
         let configPath = file("pebble-config.json")

@@ -54,6 +54,24 @@ import Testing
         }
     }
 
+    /// RFC 8555 §7.3.4: the account's JWK, HS256-signed with the CA's MAC key, naming its key id
+    /// and the newAccount URL.
+    @Test func theExternalAccountBindingIsTheJWKSignedWithTheMACKey() throws {
+        let key = ACMEAccountKey(P256.Signing.PrivateKey())
+        let mac = Array("a MAC key from the CA".utf8)
+        let text = try key.externalAccountBinding(keyID: "kid-1", macKey: mac, url: "https://ca.test/new-account")
+        let jws = try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: String])
+        let protected64 = try #require(jws["protected"])
+        let payload64 = try #require(jws["payload"])
+        let protectedJSON = try #require(Base64URL.decode(protected64))
+        let header = try #require(try JSONSerialization.jsonObject(with: protectedJSON) as? [String: String])
+        #expect(header == ["alg": "HS256", "kid": "kid-1", "url": "https://ca.test/new-account"])
+        #expect(Base64URL.decode(payload64) == Data(key.jwkJSON.utf8))
+        let expected = HMAC<SHA256>.authenticationCode(
+            for: Data("\(protected64).\(payload64)".utf8), using: SymmetricKey(data: mac))
+        #expect(jws["signature"] == Base64URL.encode(expected))
+    }
+
     @Test func base64URLHasNoPaddingAndRoundTrips() {
         for length in 0..<40 {
             let bytes = (0..<length).map { UInt8(truncatingIfNeeded: $0 &* 37 &+ 251) }

@@ -100,6 +100,20 @@ import Testing
         #expect(both.contains { $0.keyPath == "listen[1].tls.self_signed" }, "\(both)")
     }
 
+    @Test func externalAccountBindingTakesAKeyIDAndABase64URLKey() throws {
+        let loaded = try load(Self.config(Self.minimal + "\neab_kid = \"kid-1\"\neab_hmac_key = \"AQID_-8\""))
+        let eab = try #require(loaded.configuration.listeners[0].tls?.acme?.externalAccount)
+        #expect(eab.keyID == "kid-1" && eab.macKey == [1, 2, 3, 0xFF, 0xEF])
+        let alone = errors(Self.config(Self.minimal + "\neab_kid = \"kid-1\""))
+        #expect(
+            alone.contains {
+                $0.keyPath == "listen[1].tls.acme.eab_kid" && $0.message.contains("eab_hmac_key is missing")
+                    && $0.line > 1
+            }, "\(alone)")
+        let bad = errors(Self.config(Self.minimal + "\neab_kid = \"k\"\neab_hmac_key = \"not base64!\""))
+        #expect(bad.contains { $0.keyPath == "listen[1].tls.acme.eab_hmac_key" && $0.message.contains("base64url") })
+    }
+
     @Test func aListenerOn443WithTLSALPNIsNotWarnedAbout() throws {
         #expect(try load(Self.config(Self.minimal)).warnings.isEmpty)
         let elsewhere = try load(Self.config(Self.minimal, listenerPort: 8443))
