@@ -183,6 +183,9 @@ public final class ACMEManager: Sendable {
                     "not_after": "\(leaf.notAfter)", "seconds": "\(updated.lastIssuanceSeconds ?? 0)",
                 ])
         } catch {
+            // The master is stopping (the task is cancelled; the HTTP client may say so in its own
+            // words): not a failure of the CA's, nothing to record or back off from.
+            if Task.isCancelled || error is CancellationError { return }
             updated.failures += 1
             updated.lastError = "\(error)"
             if case ACMEError.problem(_, let problem) = error, problem.type?.hasSuffix(":accountDoesNotExist") == true {

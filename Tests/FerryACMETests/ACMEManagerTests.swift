@@ -180,4 +180,13 @@ import X509
         #expect(String(decoding: payload, as: UTF8.self).contains(#""replaces":"qrvM.QgE""#))
         #expect(h.state?.lastError?.contains("test stops here") == true)
     }
+
+    /// A stop cancels the order in flight: not a failure, nothing recorded, no backoff.
+    @Test func anOrderCancelledByAStopIsNotAFailure() async throws {
+        let h = try harness(certificate: nil) { _ in throw CancellationError() }
+        defer { try? FileManager.default.removeItem(atPath: h.root) }
+        await h.check()
+        #expect(try ACMEStore(root: h.root + "/acme").record(id: "https") == nil)
+        #expect(h.state?.state == "ordering")
+    }
 }
