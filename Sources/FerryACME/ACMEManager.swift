@@ -56,7 +56,7 @@ public struct ACMECertificateSpec: Sendable, Equatable {
 }
 
 /// What `ferry status` shows of one ACME certificate.
-public struct ACMECertificateState: Sendable, Equatable, Codable {
+public struct ACMECertificateState: Sendable, Equatable {
     public var id: String
     public var names: [String]
     public var directory: String

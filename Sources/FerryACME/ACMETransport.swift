@@ -19,17 +19,6 @@ public struct ACMEHTTPResponse: Sendable {
     public func header(_ name: String) -> String? {
         headers.first { $0.0.lowercased() == name.lowercased() }?.1
     }
-
-    /// Every `Link` target with `rel="<relation>"` (RFC 8288), e.g. `up` for the issuer chain.
-    public func links(relation: String) -> [String] {
-        headers.filter { $0.0.lowercased() == "link" }.flatMap { $0.1.split(separator: ",") }.compactMap { link in
-            let parts = link.split(separator: ";").map { $0.trimmingCharacters(in: .whitespaces) }
-            guard let target = parts.first, target.hasPrefix("<"), target.hasSuffix(">"),
-                parts.dropFirst().contains(where: { $0 == "rel=\"\(relation)\"" || $0 == "rel=\(relation)" })
-            else { return nil }
-            return String(target.dropFirst().dropLast())
-        }
-    }
 }
 
 /// How the client reaches the ACME server; tests may substitute their own.

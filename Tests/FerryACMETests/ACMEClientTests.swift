@@ -82,15 +82,4 @@ import Testing
         let posts = transport.received.filter { $0.method == "POST" }
         #expect(posts.map { $0.protected["nonce"] as? String } == ["stale", "fresh"])
     }
-
-    @Test func linksAreParsedByRelation() {
-        let response = ACMEHTTPResponse(
-            status: 200,
-            headers: [
-                ("Link", #"<https://ca.test/dir>;rel="index", <https://ca.test/cert/1/alt>; rel="alternate""#),
-                ("link", "<https://ca.test/cert/1/alt2>;rel=alternate"),
-            ], body: Data())
-        #expect(response.links(relation: "alternate") == ["https://ca.test/cert/1/alt", "https://ca.test/cert/1/alt2"])
-        #expect(response.links(relation: "index") == ["https://ca.test/dir"])
-    }
 }
