@@ -1,14 +1,18 @@
 import FerryConfig
 import Logging
 import NIOCore
+import NIOHPACK
 import NIOHTTP2
 
 /// One HTTP/2 client connection, after ALPN chose `h2`: swift-nio-http2's `NIOHTTP2Handler`
-/// (framing, HPACK, flow control, the stream state machines and its DoS limits) with one
-/// `HTTP2StreamFrontEnd` per stream, and this handler behind it for what is the connection's:
+/// (framing, HPACK, flow control, the stream state machines and its DoS limits), then this handler,
+/// which drives each request stream as an `HTTP2RequestStream` from the connection's frames, and
+/// behind it an `HTTP2StreamMultiplexer` that gives CONNECT streams (WebSockets over HTTP/2) a
+/// child channel with an `HTTP2StreamFrontEnd`. This handler also holds what is the connection's:
 /// its place in the loop (drain, stop, the idle deadline), its open streams, and GOAWAY.
 final class HTTP2Connection: ChannelDuplexHandler, ClientConnection {
     typealias InboundIn = HTTP2Frame
+    typealias InboundOut = HTTP2Frame
     typealias OutboundIn = HTTP2Frame
     typealias OutboundOut = HTTP2Frame
 
@@ -16,6 +20,10 @@ final class HTTP2Connection: ChannelDuplexHandler, ClientConnection {
     let clientInfo: ClientInfo
     private var context: ChannelHandlerContext?
     private var openStreams = 0
+    /// The request streams this handler drives.
+    private var streams: [HTTP2StreamID: HTTP2RequestStream] = [:]
+    /// The CONNECT streams, whose frames go on to the multiplexer's child channels.
+    private var channelStreams: Set<HTTP2StreamID> = []
     /// The highest stream the client opened: the GOAWAY of a drain names it.
     private var lastStreamID = HTTP2StreamID(0)
     private var goAwaySent = false
@@ -25,23 +33,23 @@ final class HTTP2Connection: ChannelDuplexHandler, ClientConnection {
     var tunnels = 0
     /// Without open streams: when the idle timeout closes the connection.
     private var idleDeadline: NIODeadline?
-    /// Streams waiting for their backend's response head, with a deadline.
-    private var waitingStreams: [ObjectIdentifier: HTTP2StreamFrontEnd] = [:]
+    /// Streams with a deadline armed (a response to start, response bytes waiting to be sent).
+    private var waitingStreams: [ObjectIdentifier: any HTTP2StreamDeadlines] = [:]
 
-    /// The earliest of the idle deadline and the streams' response deadlines (the loop's sweep).
+    /// The earliest of the idle deadline and the streams' deadlines (the loop's sweep).
     var deadline: NIODeadline? {
         var earliest = idleDeadline
         for stream in waitingStreams.values {
-            if let due = stream.responseDeadline, earliest.map({ due < $0 }) ?? true { earliest = due }
+            if let due = stream.streamDeadline, earliest.map({ due < $0 }) ?? true { earliest = due }
         }
         return earliest
     }
 
-    func watchDeadline(of stream: HTTP2StreamFrontEnd) {
+    func watchDeadline(of stream: any HTTP2StreamDeadlines) {
         waitingStreams[ObjectIdentifier(stream)] = stream
     }
 
-    func unwatchDeadline(of stream: HTTP2StreamFrontEnd) {
+    func unwatchDeadline(of stream: any HTTP2StreamDeadlines) {
         waitingStreams.removeValue(forKey: ObjectIdentifier(stream))
     }
 
@@ -73,15 +81,21 @@ final class HTTP2Connection: ChannelDuplexHandler, ClientConnection {
         streams.streamResetFrameRateLimit.windowLength = http2.resetWindow.timeAmount
         let pipeline = context.pipeline.syncOperations
         try pipeline.addHandler(HTTP2FlushCoalescer())
-        _ = try pipeline.configureHTTP2Pipeline(
-            mode: .server, connectionConfiguration: settings, streamConfiguration: streams,
-            streamDelegate: StreamEvents(connection: bound), position: .last
-        ) { stream in
-            stream.eventLoop.makeCompletedFuture {
-                try stream.pipeline.syncOperations.addHandler(HTTP2StreamFrontEnd(connection: bound.value))
-            }
-        }
+        try pipeline.addHandler(
+            NIOHTTP2Handler(mode: .server, connectionConfiguration: settings, streamConfiguration: streams))
         try pipeline.addHandler(connection)
+        // The multiplexer also keeps the connection's receive window open (a WINDOW_UPDATE on
+        // stream 0 as DATA arrives on any stream), as it did when every stream had a channel.
+        try pipeline.addHandler(
+            HTTP2StreamMultiplexer(
+                mode: .server, channel: context.channel, targetWindowSize: streams.targetWindowSize,
+                outboundBufferSizeHighWatermark: streams.outboundBufferSizeHighWatermark,
+                outboundBufferSizeLowWatermark: streams.outboundBufferSizeLowWatermark
+            ) { stream in
+                stream.eventLoop.makeCompletedFuture {
+                    try stream.pipeline.syncOperations.addHandler(HTTP2StreamFrontEnd(connection: bound.value))
+                }
+            })
     }
 
     var limits: LimitSettings { loop.configuration.limits }
@@ -98,31 +112,87 @@ final class HTTP2Connection: ChannelDuplexHandler, ClientConnection {
     func handlerRemoved(context: ChannelHandlerContext) {
         idleDeadline = nil
         waitingStreams = [:]
+        closeRequestStreams()
         if loop.connections.removeValue(forKey: ObjectIdentifier(self)) != nil { loop.connectionsOpen -= 1 }
         self.context = nil
     }
 
+    func channelInactive(context: ChannelHandlerContext) {
+        closeRequestStreams()
+        context.fireChannelInactive()
+    }
+
+    private func closeRequestStreams() {
+        let open = streams.values
+        streams = [:]
+        for stream in open { stream.streamClosed(reset: true) }
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = unwrapInboundIn(data)
+        let id = frame.streamID
+        if let stream = streams[id] {
+            stream.received(frame.payload)
+        } else if id == .rootStream || channelStreams.contains(id) {
+            context.fireChannelRead(data)
+        } else if case .headers(let headers) = frame.payload {
+            // A new stream (swift-nio-http2 delivers no frame of a stream it refused or closed).
+            if headers.headers.first(name: ":method") == "CONNECT" {
+                channelStreams.insert(id)
+                context.fireChannelRead(data)
+            } else {
+                let stream = HTTP2RequestStream(id: id, connection: self)
+                streams[id] = stream
+                stream.received(frame.payload)
+            }
+        }
+        // Anything else names a stream that is over (a late WINDOW_UPDATE, PRIORITY): dropped.
+    }
+
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if let event = event as? ChannelEvent, case .inputClosed = event {
+        switch event {
+        case let window as NIOHTTP2WindowUpdatedEvent:
+            if let stream = streams[window.streamID], let size = window.inboundWindowSize {
+                stream.receiveWindowChanged(size)
+            }
+        case let created as NIOHTTP2StreamCreatedEvent:
+            streamCreated(created.streamID)
+        case let closed as StreamClosedEvent:
+            if let stream = streams.removeValue(forKey: closed.streamID) {
+                stream.streamClosed(reset: closed.reason != nil)
+            } else {
+                channelStreams.remove(closed.streamID)
+            }
+            streamClosed()
+        case let event as ChannelEvent where event == .inputClosed:
             // The client's FIN (the channel allows half-closure for HTTP/1): HTTP/2 has no use
             // for a half-open connection, its streams cannot end without the client's frames.
             context.close(promise: nil)
             return
+        default:
+            break
         }
+        // The multiplexer keeps its streams' (and the connection's) windows from these events.
         context.fireUserInboundEventTriggered(event)
     }
 
-    /// The multiplexer's word on streams (its events do not travel down the connection's pipeline).
-    struct StreamEvents: NIOHTTP2StreamDelegate {
-        let connection: NIOLoopBound<HTTP2Connection>
+    // MARK: - For the request streams
 
-        func streamCreated(_ id: HTTP2StreamID, channel: any Channel) {
-            connection.value.streamCreated(id)
+    func write(_ frame: HTTP2Frame, promise: EventLoopPromise<Void>? = nil) {
+        guard let context else {
+            promise?.fail(ChannelError.ioOnClosedChannel)
+            return
         }
+        context.write(wrapOutboundOut(frame), promise: promise)
+    }
 
-        func streamClosed(_ id: HTTP2StreamID, channel: any Channel) {
-            connection.value.streamClosed()
-        }
+    func flush() {
+        context?.flush()
+    }
+
+    /// Nil once the connection is gone.
+    func makePromise() -> EventLoopPromise<Void>? {
+        context?.eventLoop.makePromise()
     }
 
     private func streamCreated(_ id: HTTP2StreamID) {
@@ -156,6 +226,8 @@ final class HTTP2Connection: ChannelDuplexHandler, ClientConnection {
             level: endsConnection ? .info : .debug, "HTTP/2 \(endsConnection ? "connection closed" : "error")",
             metadata: ["reason": "\(reason)", "error": "\(error)", "client": "\(clientInfo.address ?? "-")"])
         if endsConnection { closeAfterGoAway(context: context) }
+        // A stream error may concern a CONNECT stream's channel.
+        context.fireErrorCaught(error)
     }
 
     /// After swift-nio-http2's GOAWAY for a limit: nothing more is read (a flood stops costing
@@ -196,9 +268,8 @@ final class HTTP2Connection: ChannelDuplexHandler, ClientConnection {
 
     func deadlinePassed() {
         let now = NIODeadline.now()
-        for stream in waitingStreams.values where (stream.responseDeadline.map { $0 <= now } ?? false) {
-            waitingStreams.removeValue(forKey: ObjectIdentifier(stream))
-            stream.responseDeadlinePassed()
+        for stream in waitingStreams.values where (stream.streamDeadline.map { $0 <= now } ?? false) {
+            stream.streamDeadlinePassed(now: now)
         }
         guard let idle = idleDeadline, idle <= now else { return }
         idleDeadline = nil

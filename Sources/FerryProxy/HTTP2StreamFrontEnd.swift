@@ -4,15 +4,20 @@ import NIOHPACK
 import NIOHTTP1
 import NIOHTTP2
 
-/// One HTTP/2 stream: its request becomes an `Exchange`, driven through the same
-/// `ExchangeFrontEnd` interface as an HTTP/1 request; the response goes back as HEADERS and DATA.
+/// One HTTP/2 CONNECT stream (a WebSocket over HTTP/2, RFC 8441, or a plain CONNECT to refuse): its
+/// request becomes an `Exchange`, driven through the same `ExchangeFrontEnd` interface as an
+/// HTTP/1 request, and an accepted WebSocket is spliced to its backend as the stream's bytes.
+/// Other requests are `HTTP2RequestStream`s, without a channel.
 ///
-/// It sits on the stream's child channel (swift-nio-http2's multiplexer), at the frame-payload
-/// level, so that pseudo-headers such as `:protocol` stay readable. Backpressure both ways is the
+/// It sits on the stream's child channel (swift-nio-http2's `HTTP2StreamMultiplexer`, behind
+/// `HTTP2Connection`), at the frame-payload level, so that pseudo-headers such as `:protocol` stay
+/// readable. Backpressure both ways is the
 /// child channel's: a paused request body stops reading the stream, which stops its WINDOW_UPDATEs;
 /// a response written faster than the client's window allows makes the child channel unwritable,
 /// which pauses the backend (`Exchange.clientWritabilityChanged`).
-final class HTTP2StreamFrontEnd: ChannelDuplexHandler, RemovableChannelHandler, ExchangeFrontEnd {
+final class HTTP2StreamFrontEnd: ChannelDuplexHandler, RemovableChannelHandler, ExchangeFrontEnd, HTTP2ResponseWriter,
+    HTTP2StreamDeadlines
+{
     typealias InboundIn = HTTP2Frame.FramePayload
     typealias OutboundIn = HTTP2Frame.FramePayload
     typealias OutboundOut = HTTP2Frame.FramePayload
@@ -28,7 +33,7 @@ final class HTTP2StreamFrontEnd: ChannelDuplexHandler, RemovableChannelHandler, 
     /// The client's END_STREAM came.
     private var requestEnded = false
     /// The response has no body whatever the backend sends (HEAD, 204, 304).
-    private var responseBodyless = false
+    var responseBodyless = false
     /// When the backend's response must have started (`setResponseDeadline`), checked by the
     /// loop's sweep through the connection (no scheduled task per request).
     private(set) var responseDeadline: NIODeadline?
@@ -36,7 +41,7 @@ final class HTTP2StreamFrontEnd: ChannelDuplexHandler, RemovableChannelHandler, 
     /// An extended CONNECT's DATA that came before the tunnel was in place (the client's first
     /// WebSocket frames): relayed first once it is.
     private var earlyTunnelBytes: ByteBuffer?
-    private var isExtendedConnect = false
+    private(set) var isExtendedConnect = false
     private var readsPaused = false
 
     init(connection: HTTP2Connection) {
@@ -145,7 +150,7 @@ final class HTTP2StreamFrontEnd: ChannelDuplexHandler, RemovableChannelHandler, 
         switch HTTP2Messages.request(block, endStream: endStream) {
         case .failure(let refusal):
             sendComplete(
-                status: refusal.status, headers: Self.localHeaders,
+                status: refusal.status, headers: HTTP2Response.localHeaders,
                 body: ByteBuffer(string: "ferry: \(refusal.reason)\n"))
             endRequestEarly()
             context.flush()
@@ -162,18 +167,16 @@ final class HTTP2StreamFrontEnd: ChannelDuplexHandler, RemovableChannelHandler, 
         }
     }
 
-    static let localHeaders: HTTPHeaders = ["server": "ferry", "content-type": "text/plain; charset=utf-8"]
-
     // MARK: - Writing
 
-    private func writeHeaders(_ headers: HPACKHeaders, endStream: Bool) {
+    func writeHeaders(_ headers: HPACKHeaders, endStream: Bool) {
         guard let context, !responseEnded else { return }
         if endStream { responseEnded = true }
         context.write(
             wrapOutboundOut(.headers(.init(headers: headers, endStream: endStream))), promise: nil)
     }
 
-    private func writeData(_ buffer: ByteBuffer, endStream: Bool) {
+    func writeData(_ buffer: ByteBuffer, endStream: Bool) {
         guard let context, !responseEnded else { return }
         if endStream { responseEnded = true }
         // The send timeout follows the writes that can wait for the window: the response's end,
@@ -186,55 +189,6 @@ final class HTTP2StreamFrontEnd: ChannelDuplexHandler, RemovableChannelHandler, 
         }
         context.write(
             wrapOutboundOut(.data(.init(data: .byteBuffer(buffer), endStream: endStream))), promise: written)
-    }
-
-    private static func isBodyless(_ status: Int) -> Bool { status == 204 || status == 304 }
-
-    // MARK: - ExchangeFrontEnd
-
-    func sendContinue() {
-        writeHeaders([":status": "100"], endStream: false)
-        context?.flush()
-    }
-
-    func sendLocalResponse(status: HTTPResponseStatus, headers: HTTPHeaders, body: String, close: Bool) {
-        var all = Self.localHeaders
-        all.add(contentsOf: headers)
-        sendComplete(status: status, headers: all, body: ByteBuffer(string: body))
-    }
-
-    func sendBufferedResponse(_ head: HTTPResponseHead, body: ByteBuffer) {
-        if isExtendedConnect && (200..<300).contains(head.status.code) {
-            // The backend answered the WebSocket handshake with a success that is not 101: over
-            // HTTP/2 a 2xx would tell the client its WebSocket is open (RFC 8441 §5). It is not.
-            sendComplete(
-                status: .badGateway, headers: Self.localHeaders,
-                body: ByteBuffer(string: "ferry: the backend did not accept the WebSocket (\(head.status.code))\n"))
-            return
-        }
-        sendComplete(status: head.status, headers: head.headers, body: body)
-    }
-
-    private func sendComplete(status: HTTPResponseStatus, headers: HTTPHeaders, body: ByteBuffer) {
-        let bodyless = responseBodyless || Self.isBodyless(Int(status.code))
-        writeHeaders(
-            HTTP2Messages.responseHeaders(status: status, headers: headers, bodyLength: body.readableBytes),
-            endStream: bodyless || body.readableBytes == 0)
-        if !bodyless && body.readableBytes > 0 { writeData(body, endStream: true) }
-    }
-
-    func sendResponseHead(_ head: UpstreamResponseHead, extraHeader: (name: String, value: String)?) -> Bool {
-        let bodyless = responseBodyless || Self.isBodyless(head.status)
-        responseBodyless = bodyless
-        writeHeaders(
-            HTTP2Messages.responseHeaders(head, extraHeader: extraHeader, dropContentLength: false),
-            endStream: bodyless)
-        return false
-    }
-
-    func sendResponseBody(_ body: ByteBuffer) {
-        guard !responseBodyless else { return }
-        writeData(body, endStream: false)
     }
 
     func flushResponse() {
@@ -288,13 +242,14 @@ final class HTTP2StreamFrontEnd: ChannelDuplexHandler, RemovableChannelHandler, 
         connection.unwatchDeadline(of: self)
     }
 
+    var streamDeadline: NIODeadline? { responseDeadline }
+
     /// Called by the connection's sweep once `responseDeadline` has passed.
-    func responseDeadlinePassed() {
+    func streamDeadlinePassed(now: NIODeadline) {
         responseDeadline = nil
+        connection.unwatchDeadline(of: self)
         exchange?.responseDeadlinePassed()
     }
-
-    var tunnelStatus: Int { 200 }
 
     /// The backend accepted the WebSocket (its 101): the stream gets 200 (RFC 8441 §5) with the
     /// backend's subprotocol and extensions, then carries the tunnel's bytes as DATA.
