@@ -33,13 +33,17 @@ final class HTTP2Connection: ChannelDuplexHandler, ClientConnection {
     var tunnels = 0
     /// Without open streams: when the idle timeout closes the connection.
     private var idleDeadline: NIODeadline?
-    /// Streams with a deadline armed (a response to start, response bytes waiting to be sent).
+    /// CONNECT streams' front ends with a response deadline armed (request streams are looked
+    /// at directly: registering each request's deadline cost more than the sweep's walk).
     private var waitingStreams: [ObjectIdentifier: any HTTP2StreamDeadlines] = [:]
 
     /// The earliest of the idle deadline and the streams' deadlines (the loop's sweep).
     var deadline: NIODeadline? {
         var earliest = idleDeadline
         for stream in waitingStreams.values {
+            if let due = stream.streamDeadline, earliest.map({ due < $0 }) ?? true { earliest = due }
+        }
+        for stream in streams.values {
             if let due = stream.streamDeadline, earliest.map({ due < $0 }) ?? true { earliest = due }
         }
         return earliest
@@ -150,29 +154,30 @@ final class HTTP2Connection: ChannelDuplexHandler, ClientConnection {
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        switch event {
-        case let window as NIOHTTP2WindowUpdatedEvent:
-            if let stream = streams[window.streamID], let size = window.inboundWindowSize {
-                stream.receiveWindowChanged(size)
+        // The events of request streams stop here; the multiplexer gets the connection's (its
+        // receive window) and those of the CONNECT streams' channels. Most frequent first: every
+        // DATA frame and every stream's end changes a window.
+        if let window = event as? NIOHTTP2WindowUpdatedEvent {
+            if let stream = streams[window.streamID] {
+                if let size = window.inboundWindowSize { stream.receiveWindowChanged(size) }
+                return
             }
-        case let created as NIOHTTP2StreamCreatedEvent:
-            streamCreated(created.streamID)
-        case let closed as StreamClosedEvent:
+        } else if let closed = event as? StreamClosedEvent {
+            streamClosed()
             if let stream = streams.removeValue(forKey: closed.streamID) {
                 stream.streamClosed(reset: closed.reason != nil)
-            } else {
-                channelStreams.remove(closed.streamID)
+                return
             }
-            streamClosed()
-        case let event as ChannelEvent where event == .inputClosed:
+            channelStreams.remove(closed.streamID)
+        } else if let created = event as? NIOHTTP2StreamCreatedEvent {
+            streamCreated(created.streamID)
+            if streams[created.streamID] != nil { return }
+        } else if let event = event as? ChannelEvent, event == .inputClosed {
             // The client's FIN (the channel allows half-closure for HTTP/1): HTTP/2 has no use
             // for a half-open connection, its streams cannot end without the client's frames.
             context.close(promise: nil)
             return
-        default:
-            break
         }
-        // The multiplexer keeps its streams' (and the connection's) windows from these events.
         context.fireUserInboundEventTriggered(event)
     }
 
@@ -269,6 +274,9 @@ final class HTTP2Connection: ChannelDuplexHandler, ClientConnection {
     func deadlinePassed() {
         let now = NIODeadline.now()
         for stream in waitingStreams.values where (stream.streamDeadline.map { $0 <= now } ?? false) {
+            stream.streamDeadlinePassed(now: now)
+        }
+        for stream in streams.values where (stream.streamDeadline.map { $0 <= now } ?? false) {
             stream.streamDeadlinePassed(now: now)
         }
         guard let idle = idleDeadline, idle <= now else { return }

@@ -94,13 +94,24 @@ enum HTTP2Messages {
         out.add(name: ":status", value: String(head.status))
         head.bytes.withUnsafeReadableBytes { raw in
             for field in head.head.fields where head.keeps(field, in: raw, dropContentLength: dropContentLength) {
-                let name = String(decoding: UnsafeRawBufferPointer(rebasing: raw[field.name]), as: UTF8.self)
                 let value = String(decoding: UnsafeRawBufferPointer(rebasing: raw[field.value]), as: UTF8.self)
-                out.add(name: name.lowercased(), value: value)
+                out.add(name: lowercasedName(UnsafeRawBufferPointer(rebasing: raw[field.name])), value: value)
             }
         }
         if let extraHeader { out.add(name: extraHeader.name.lowercased(), value: extraHeader.value) }
         return out
+    }
+
+    /// A field name from an HTTP/1 head, lowercased as HTTP/2 wants it, in one pass (the parser
+    /// has checked it is a token: ASCII only).
+    static func lowercasedName(_ bytes: UnsafeRawBufferPointer) -> String {
+        String(unsafeUninitializedCapacity: bytes.count) { out in
+            for index in 0..<bytes.count {
+                let byte = bytes[index]
+                out[index] = byte &- UInt8(ascii: "A") < 26 ? byte | 0x20 : byte
+            }
+            return bytes.count
+        }
     }
 
     /// A response Ferry makes (local answers), or a backend's buffered one, for an HTTP/2 client.

@@ -108,7 +108,7 @@ final class HTTP2RequestStream: ExchangeFrontEnd, HTTP2ResponseWriter, HTTP2Stre
         responseEnded = true
         requestEnded = true
         guard !complete else { return }
-        clearDeadlines()
+        responseDeadline = nil
         // A reset by the client, or the connection going away: nobody reads the response.
         exchange?.clientGone()
         exchange = nil
@@ -150,10 +150,7 @@ final class HTTP2RequestStream: ExchangeFrontEnd, HTTP2ResponseWriter, HTTP2Stre
         let count = buffer.readableBytes
         unsentBytes += count
         unsentWrites += 1
-        if unsentWrites == 1 {
-            lastProgress = .now()
-            connection.watchDeadline(of: self)
-        }
+        if unsentWrites == 1 { lastProgress = .now() }
         written.futureResult.assumeIsolated().whenComplete { _ in self.dataWritten(count) }
         connection.write(
             HTTP2Frame(streamID: id, payload: .data(.init(data: .byteBuffer(buffer), endStream: endStream))),
@@ -168,7 +165,6 @@ final class HTTP2RequestStream: ExchangeFrontEnd, HTTP2ResponseWriter, HTTP2Stre
         unsentBytes -= count
         unsentWrites -= 1
         lastProgress = .now()
-        if unsentWrites == 0 && responseDeadline == nil { connection.unwatchDeadline(of: self) }
         if !clientWritable && unsentBytes <= Self.lowWatermark {
             clientWritable = true
             exchange?.clientWritabilityChanged(writable: true)
@@ -206,12 +202,6 @@ final class HTTP2RequestStream: ExchangeFrontEnd, HTTP2ResponseWriter, HTTP2Stre
             exchange = nil
             reset(.cancel)
         }
-        if streamDeadline == nil { connection.unwatchDeadline(of: self) }
-    }
-
-    private func clearDeadlines() {
-        responseDeadline = nil
-        connection.unwatchDeadline(of: self)
     }
 
     private func reset(_ code: HTTP2ErrorCode) {
@@ -226,7 +216,6 @@ final class HTTP2RequestStream: ExchangeFrontEnd, HTTP2ResponseWriter, HTTP2Stre
     func exchangeFinished(_ exchange: Exchange) {
         self.exchange = nil
         responseDeadline = nil
-        if unsentWrites == 0 { connection.unwatchDeadline(of: self) }
         if !responseEnded { writeData(ByteBuffer(), endStream: true) }
         endRequestEarly()
         connection.flush()
@@ -254,13 +243,7 @@ final class HTTP2RequestStream: ExchangeFrontEnd, HTTP2ResponseWriter, HTTP2Stre
     }
 
     func setResponseDeadline(_ duration: Duration?) {
-        guard let duration else {
-            responseDeadline = nil
-            if unsentWrites == 0 { connection.unwatchDeadline(of: self) }
-            return
-        }
-        responseDeadline = .now() + duration.timeAmount
-        connection.watchDeadline(of: self)
+        responseDeadline = duration.map { .now() + $0.timeAmount }
     }
 
     func startTunnel(response: HTTPResponseHead, upstream: any Channel, tunnel: TunnelRecord) {
