@@ -109,7 +109,7 @@ let package = Package(
         ),
         .testTarget(
             name: "FerryProxyTests",
-            dependencies: ["FerryProxy", "FerryConfig", nioCore, nioEmbedded, nioPosix, nioHTTP1, nioHPACK, logging],
+            dependencies: ["FerryProxy", "FerryConfig", nioCore, nioEmbedded, nioPosix, nioHTTP1, nioHTTP2, nioHPACK, logging],
             exclude: ["Fixtures"],
             swiftSettings: swiftSettings
         ),

@@ -77,6 +77,9 @@ final class HTTP2Connection: ChannelDuplexHandler, ClientConnection {
             // WebSockets over HTTP/2 (RFC 8441): Chromium then opens wss:// on this connection.
             HTTP2Setting(parameter: .enableConnectProtocol, value: 1),
         ]
+        // Ferry checks the blocks clients send itself (`HTTP2HeaderValidation`, in `channelRead`);
+        // what it sends is built from heads its parser checked. Content-Length stays checked here.
+        settings.headerBlockValidation = .disabled
         settings.maximumSequentialContinuationFrames = http2.maxContinuationFrames
         settings.controlFrameRateLimit.maximumCount = http2.maxControlFrames
         settings.controlFrameRateLimit.windowLength = http2.controlFrameWindow.timeAmount
@@ -136,11 +139,20 @@ final class HTTP2Connection: ChannelDuplexHandler, ClientConnection {
         let frame = unwrapInboundIn(data)
         let id = frame.streamID
         if let stream = streams[id] {
+            if case .headers(let trailers) = frame.payload, refuseIfMalformed(trailers.headers, as: .trailers, id) {
+                return
+            }
             stream.received(frame.payload)
-        } else if id == .rootStream || channelStreams.contains(id) {
+        } else if id == .rootStream {
+            context.fireChannelRead(data)
+        } else if channelStreams.contains(id) {
+            if case .headers(let trailers) = frame.payload, refuseIfMalformed(trailers.headers, as: .trailers, id) {
+                return
+            }
             context.fireChannelRead(data)
         } else if case .headers(let headers) = frame.payload {
             // A new stream (swift-nio-http2 delivers no frame of a stream it refused or closed).
+            if refuseIfMalformed(headers.headers, as: .request, id) { return }
             if headers.headers.first(name: ":method") == "CONNECT" {
                 channelStreams.insert(id)
                 context.fireChannelRead(data)
@@ -180,6 +192,52 @@ final class HTTP2Connection: ChannelDuplexHandler, ClientConnection {
         }
         context.fireUserInboundEventTriggered(event)
     }
+
+    /// A malformed block (`HTTP2HeaderValidation`): the stream is reset with PROTOCOL_ERROR and
+    /// counted; past `streamErrorLimit` resets in `streamErrorWindow` (swift-nio-http2's own stream
+    /// error limit, which resets Ferry sends do not reach: a client provoking resets, as in
+    /// "MadeYouReset") the connection ends with GOAWAY ENHANCE_YOUR_CALM.
+    private func refuseIfMalformed(_ block: HPACKHeaders, as kind: HTTP2HeaderValidation.Block, _ id: HTTP2StreamID)
+        -> Bool
+    {
+        guard let reason = HTTP2HeaderValidation.check(block, as: kind), let context else { return false }
+        loop.http2Refused["malformed", default: 0] += 1
+        loop.logger.debug(
+            "HTTP/2 error",
+            metadata: ["reason": "malformed", "error": "\(reason)", "client": "\(clientInfo.address ?? "-")"])
+        context.write(wrapOutboundOut(HTTP2Frame(streamID: id, payload: .rstStream(.protocolError))), promise: nil)
+        context.flush()
+        let now = NIODeadline.now()
+        if now - streamErrorsSince > Self.streamErrorWindow {
+            streamErrorsSince = now
+            streamErrors = 0
+        }
+        streamErrors += 1
+        if streamErrors > Self.streamErrorLimit && !closing {
+            loop.http2Refused["glitches", default: 0] += 1
+            loop.logger.info(
+                "HTTP/2 connection closed",
+                metadata: [
+                    "reason": "glitches", "error": "\(streamErrors) malformed requests",
+                    "client": "\(clientInfo.address ?? "-")",
+                ])
+            goAwaySent = true
+            context.writeAndFlush(
+                wrapOutboundOut(
+                    HTTP2Frame(
+                        streamID: .rootStream,
+                        payload: .goAway(lastStreamID: lastStreamID, errorCode: .enhanceYourCalm, opaqueData: nil))),
+                promise: nil)
+            closeAfterGoAway(context: context)
+        }
+        return true
+    }
+
+    private var streamErrors = 0
+    private var streamErrorsSince = NIODeadline.now()
+    /// swift-nio-http2's defaults for its own stream error limit.
+    static let streamErrorLimit = NIOHTTP2Handler.StreamConfiguration().streamErrorRateLimit.maximumCount
+    static let streamErrorWindow = NIOHTTP2Handler.StreamConfiguration().streamErrorRateLimit.windowLength
 
     // MARK: - For the request streams
 

