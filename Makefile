@@ -2,7 +2,7 @@
 SWIFT ?= swift
 CONFIG ?=
 
-.PHONY: run test build release deps run-deps test-deps bench format lint clean fuzz
+.PHONY: run test build release deps run-deps test-deps bench bench-h2-floor format lint clean fuzz
 
 run: run-deps
 	$(SWIFT) build -c release
@@ -35,6 +35,10 @@ test-deps:
 bench:
 	@scripts/install-deps.sh bench
 	Benchmarks/run.sh
+
+# What swift-nio-http2 costs per request by itself (docs/benchmarks.md, "(h2) floor").
+bench-h2-floor:
+	cd Benchmarks/H2Floor && swift build -c release && taskset -c 1 .build/release/h2floor 50000
 
 format:
 	swift-format format --in-place --recursive Package.swift Sources Tests
