@@ -140,12 +140,41 @@ final class HTTP2RequestStream: ExchangeFrontEnd, HTTP2ResponseWriter, HTTP2Stre
 
     func writeHeaders(_ headers: HPACKHeaders, endStream: Bool) {
         guard !responseEnded else { return }
+        releaseHeldData()
         if endStream { responseEnded = true }
         connection.write(HTTP2Frame(streamID: id, payload: .headers(.init(headers: headers, endStream: endStream))))
     }
 
+    /// The last body chunk, kept until the next one, the read burst's flush or the response's end:
+    /// a response that fits one read then ends with its last DATA frame instead of an empty one
+    /// after it (one frame, one promise less per small response).
+    private var heldData: ByteBuffer?
+
     func writeData(_ buffer: ByteBuffer, endStream: Bool) {
-        guard !responseEnded, let written = connection.makePromise() else { return }
+        guard !responseEnded else { return }
+        if let held = heldData {
+            heldData = nil
+            if endStream && buffer.readableBytes == 0 {
+                emitData(held, endStream: true)
+                return
+            }
+            emitData(held, endStream: false)
+        }
+        if endStream {
+            emitData(buffer, endStream: true)
+        } else {
+            heldData = buffer
+        }
+    }
+
+    private func releaseHeldData() {
+        guard let held = heldData else { return }
+        heldData = nil
+        emitData(held, endStream: false)
+    }
+
+    private func emitData(_ buffer: ByteBuffer, endStream: Bool) {
+        guard let written = connection.makePromise() else { return }
         if endStream { responseEnded = true }
         let count = buffer.readableBytes
         unsentBytes += count
@@ -172,6 +201,7 @@ final class HTTP2RequestStream: ExchangeFrontEnd, HTTP2ResponseWriter, HTTP2Stre
     }
 
     func flushResponse() {
+        releaseHeldData()
         connection.flush()
     }
 
@@ -205,6 +235,7 @@ final class HTTP2RequestStream: ExchangeFrontEnd, HTTP2ResponseWriter, HTTP2Stre
     }
 
     private func reset(_ code: HTTP2ErrorCode) {
+        heldData = nil
         responseEnded = true
         requestEnded = true
         connection.write(HTTP2Frame(streamID: id, payload: .rstStream(code)))
