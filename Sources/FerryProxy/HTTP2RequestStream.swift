@@ -115,25 +115,15 @@ final class HTTP2RequestStream: ExchangeFrontEnd, HTTP2ResponseWriter, HTTP2Stre
     }
 
     private func start(_ block: HPACKHeaders, endStream: Bool) {
-        loop.requests += 1
-        connection.requestStarted()
-        switch HTTP2Messages.request(block, endStream: endStream) {
-        case .failure(let refusal):
-            sendComplete(
-                status: refusal.status, headers: HTTP2Response.localHeaders,
-                body: ByteBuffer(string: "ferry: \(refusal.reason)\n"))
+        guard let current = makeExchange(block, endStream: endStream, connection: connection) else {
             endRequestEarly()
             connection.flush()
-        case .success(let request):
-            let current = Exchange(
-                request: request, keepAlive: !loop.draining, client: connection.clientInfo, loop: loop,
-                frontEnd: self)
-            exchange = current
-            responseBodyless = request.method == .HEAD
-            if current.refuseIfInvalid() { return }
-            current.start()
-            if endStream { exchange?.receivedEnd() }
+            return
         }
+        exchange = current
+        if current.refuseIfInvalid() { return }
+        current.start()
+        if endStream { exchange?.receivedEnd() }
     }
 
     // MARK: - Writing

@@ -72,6 +72,28 @@ extension HTTP2ResponseWriter {
     var tunnelStatus: Int { 200 }
 }
 
+extension HTTP2ResponseWriter where Self: ExchangeFrontEnd {
+    /// The exchange of a stream's request HEADERS, counted; nil when Ferry refused the block
+    /// (`HTTP2Messages.request`) and answered it whole.
+    func makeExchange(_ block: HPACKHeaders, endStream: Bool, connection: HTTP2Connection) -> Exchange? {
+        let loop = connection.loop
+        loop.requests += 1
+        connection.requestStarted()
+        switch HTTP2Messages.request(block, endStream: endStream) {
+        case .failure(let refusal):
+            sendComplete(
+                status: refusal.status, headers: HTTP2Response.localHeaders,
+                body: ByteBuffer(string: "ferry: \(refusal.reason)\n"))
+            return nil
+        case .success(let request):
+            responseBodyless = request.method == .HEAD
+            return Exchange(
+                request: request, keepAlive: !loop.draining, client: connection.clientInfo, loop: loop,
+                frontEnd: self)
+        }
+    }
+}
+
 /// A stream with deadlines the connection's sweep checks (no scheduled task per request).
 protocol HTTP2StreamDeadlines: AnyObject {
     /// The earliest of the stream's deadlines, nil when none is armed.

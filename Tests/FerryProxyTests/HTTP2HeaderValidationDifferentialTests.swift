@@ -83,20 +83,8 @@ import Testing
         " lead", "x\u{7f}", "é", "a\tb", "/p?q=1",
     ]
 
-    /// A deterministic generator (SplitMix64), so that a failure names a case that comes back.
-    struct Generator: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
-
     /// A valid request or trailers block, then a few random insertions, replacements or swaps.
-    static func block(trailers: Bool, using random: inout Generator) -> HPACKHeaders {
+    static func block(trailers: Bool, using random: inout HeadParserCorpus.SplitMix64) -> HPACKHeaders {
         var fields: [(String, String)] =
             trailers
             ? [("x-checksum", "abc")]
@@ -114,7 +102,7 @@ import Testing
     }
 
     @Test func theVerdictsAreTheLibrarysOnGeneratedBlocks() throws {
-        var random = Generator(state: 16)
+        var random = HeadParserCorpus.SplitMix64(state: 16)
         var accepted = 0
         for index in 0..<1500 {
             let trailers = index % 5 == 4
