@@ -46,11 +46,9 @@ public struct ACMEAccountKey: Sendable {
         }
         let protected =
             #"{"alg":"ES256",\#(identityMember),"nonce":\#(try Self.jsonString(nonce)),"url":\#(try Self.jsonString(url))}"#
-        let protected64 = Base64URL.encode(Data(protected.utf8))
-        let payload64 = payload.map { Base64URL.encode($0) } ?? ""
-        let signature = try privateKey.signature(for: Data("\(protected64).\(payload64)".utf8))
-        let body =
-            #"{"protected":"\#(protected64)","payload":"\#(payload64)","signature":"\#(Base64URL.encode(signature.rawRepresentation))"}"#
+        let body = try Self.flattened(protected: protected, payload: payload ?? Data()) { input in
+            try privateKey.signature(for: input).rawRepresentation
+        }
         return Data(body.utf8)
     }
 
@@ -58,11 +56,18 @@ public struct ACMEAccountKey: Sendable {
     /// key, naming the CA's key id and the newAccount URL; goes into newAccount's payload.
     public func externalAccountBinding(keyID: String, macKey: [UInt8], url: String) throws -> String {
         let protected = #"{"alg":"HS256","kid":\#(try Self.jsonString(keyID)),"url":\#(try Self.jsonString(url))}"#
+        return Self.flattened(protected: protected, payload: Data(jwkJSON.utf8)) { input in
+            Data(HMAC<SHA256>.authenticationCode(for: input, using: SymmetricKey(data: macKey)))
+        }
+    }
+
+    /// The flattened JSON serialization (RFC 7515 §7.2.2) of `payload` under the `protected`
+    /// header, signed by `sign` over `BASE64URL(protected).BASE64URL(payload)`.
+    private static func flattened(protected: String, payload: Data, sign: (Data) throws -> Data) rethrows -> String {
         let protected64 = Base64URL.encode(Data(protected.utf8))
-        let payload64 = Base64URL.encode(Data(jwkJSON.utf8))
-        let mac = HMAC<SHA256>.authenticationCode(
-            for: Data("\(protected64).\(payload64)".utf8), using: SymmetricKey(data: macKey))
-        return #"{"protected":"\#(protected64)","payload":"\#(payload64)","signature":"\#(Base64URL.encode(mac))"}"#
+        let payload64 = Base64URL.encode(payload)
+        let signature64 = Base64URL.encode(try sign(Data("\(protected64).\(payload64)".utf8)))
+        return #"{"protected":"\#(protected64)","payload":"\#(payload64)","signature":"\#(signature64)"}"#
     }
 
     /// A JSON string literal (quotes and escapes) for `text`.

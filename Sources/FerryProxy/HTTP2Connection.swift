@@ -138,17 +138,14 @@ final class HTTP2Connection: ChannelDuplexHandler, ClientConnection {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
         let id = frame.streamID
-        if let stream = streams[id] {
+        let stream = streams[id]
+        if stream != nil || channelStreams.contains(id) {
+            // An open stream: later HEADERS are its trailers.
             if case .headers(let trailers) = frame.payload, refuseIfMalformed(trailers.headers, as: .trailers, id) {
                 return
             }
-            stream.received(frame.payload)
+            if let stream { stream.received(frame.payload) } else { context.fireChannelRead(data) }
         } else if id == .rootStream {
-            context.fireChannelRead(data)
-        } else if channelStreams.contains(id) {
-            if case .headers(let trailers) = frame.payload, refuseIfMalformed(trailers.headers, as: .trailers, id) {
-                return
-            }
             context.fireChannelRead(data)
         } else if case .headers(let headers) = frame.payload {
             // A new stream (swift-nio-http2 delivers no frame of a stream it refused or closed).
@@ -226,13 +223,7 @@ final class HTTP2Connection: ChannelDuplexHandler, ClientConnection {
                     "reason": "glitches", "error": "\(streamErrors) malformed requests",
                     "client": "\(clientInfo.address ?? "-")",
                 ])
-            goAwaySent = true
-            context.writeAndFlush(
-                wrapOutboundOut(
-                    HTTP2Frame(
-                        streamID: .rootStream,
-                        payload: .goAway(lastStreamID: lastStreamID, errorCode: .enhanceYourCalm, opaqueData: nil))),
-                promise: nil)
+            goAway(.enhanceYourCalm)
             closeAfterGoAway(context: context)
         }
         return true
@@ -369,17 +360,27 @@ final class HTTP2Connection: ChannelDuplexHandler, ClientConnection {
         context.eventLoop.scheduleTask(in: .seconds(2)) { bound.value.context?.close(promise: nil) }
     }
 
-    private func goAway() {
-        guard !goAwaySent, let context else { return }
+    /// GOAWAY naming the last stream taken. A graceful one (NO_ERROR) goes once; an error one
+    /// (a limit) may follow it (RFC 9113 §6.8 allows several).
+    private func goAway(_ code: HTTP2ErrorCode = .noError) {
+        guard !goAwaySent || code != .noError, let context else { return }
         goAwaySent = true
         context.writeAndFlush(
             wrapOutboundOut(
                 HTTP2Frame(
                     streamID: .rootStream,
-                    payload: .goAway(lastStreamID: lastStreamID, errorCode: .noError, opaqueData: nil))),
+                    payload: .goAway(lastStreamID: lastStreamID, errorCode: code, opaqueData: nil))),
             promise: nil)
     }
 }
 
 @available(*, unavailable)
 extension HTTP2Connection: Sendable {}
+
+/// A stream with deadlines the connection's sweep checks (no scheduled task per request).
+protocol HTTP2StreamDeadlines: AnyObject {
+    /// The earliest of the stream's deadlines, nil when none is armed.
+    var streamDeadline: NIODeadline? { get }
+    /// Called by the sweep once `streamDeadline` has passed.
+    func streamDeadlinePassed(now: NIODeadline)
+}

@@ -60,7 +60,7 @@ enum HTTP2HeaderValidation {
                     }
                 }
                 regularSeen = true
-                for byte in name where !isTokenLowercase(byte) { return "a field name that is not a lowercase token" }
+                for byte in name where !isLowercaseToken(byte) { return "a field name that is not a lowercase token" }
                 if isConnectionSpecific(name) { return "a connection-specific field" }
                 return bytes(of: value) { value -> String? in
                     if value.contains(where: { $0 == 0 || $0 == 0x0A || $0 == 0x0D }) {
@@ -114,11 +114,8 @@ enum HTTP2HeaderValidation {
     }
 
     /// RFC 9110's tchar without the uppercase letters (RFC 9113 §8.2.1).
-    private static func isTokenLowercase(_ byte: UInt8) -> Bool {
-        switch byte {
-        case 0x21, 0x23...0x27, 0x2A, 0x2B, 0x2D, 0x2E, 0x30...0x39, 0x5E...0x7A, 0x7C, 0x7E: true
-        default: false
-        }
+    private static func isLowercaseToken(_ byte: UInt8) -> Bool {
+        HTTP1HeadParser.isToken(byte) && !(UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(byte)
     }
 
     private static func equals(_ bytes: UnsafeBufferPointer<UInt8>, _ text: StaticString) -> Bool {

@@ -40,7 +40,8 @@ final class HTTP2RequestStream: ExchangeFrontEnd, HTTP2ResponseWriter, HTTP2Stre
     private var unsentBytes = 0
     private var unsentWrites = 0
     private var clientWritable = true
-    private var lastProgress = NIODeadline.now()
+    /// When a write last completed (or the first one waiting was made): the send timeout's start.
+    private var lastProgress = NIODeadline.uptimeNanoseconds(0)
     static let highWatermark = 64 * 1024
     static let lowWatermark = 16 * 1024
 
@@ -224,8 +225,11 @@ final class HTTP2RequestStream: ExchangeFrontEnd, HTTP2ResponseWriter, HTTP2Stre
         }
     }
 
+    /// RST_STREAM: the stream is over on Ferry's word (swift-nio-http2's closed event that follows
+    /// finds nothing left to do; a second sweep cannot count the stall again).
     private func reset(_ code: HTTP2ErrorCode) {
         heldData = nil
+        closed = true
         responseEnded = true
         requestEnded = true
         connection.write(HTTP2Frame(streamID: id, payload: .rstStream(code)))
@@ -269,8 +273,8 @@ final class HTTP2RequestStream: ExchangeFrontEnd, HTTP2ResponseWriter, HTTP2Stre
 
     func startTunnel(response: HTTPResponseHead, upstream: any Channel, tunnel: TunnelRecord) {
         // WebSockets over HTTP/2 come as extended CONNECT, which `HTTP2Connection` gives a stream
-        // channel (`HTTP2StreamFrontEnd`); an Upgrade header is refused by swift-nio-http2's
-        // validation (a connection-specific field). Nothing else may open a tunnel here.
+        // channel (`HTTP2StreamFrontEnd`); an Upgrade header is refused by `HTTP2HeaderValidation`
+        // (a connection-specific field). Nothing else may open a tunnel here.
         upstream.close(promise: nil)
         tunnel.closed()
         abortResponse()

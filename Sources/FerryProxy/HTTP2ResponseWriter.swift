@@ -93,11 +93,3 @@ extension HTTP2ResponseWriter where Self: ExchangeFrontEnd {
         }
     }
 }
-
-/// A stream with deadlines the connection's sweep checks (no scheduled task per request).
-protocol HTTP2StreamDeadlines: AnyObject {
-    /// The earliest of the stream's deadlines, nil when none is armed.
-    var streamDeadline: NIODeadline? { get }
-    /// Called by the sweep once `streamDeadline` has passed.
-    func streamDeadlinePassed(now: NIODeadline)
-}

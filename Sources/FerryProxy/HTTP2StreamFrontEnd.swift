@@ -11,10 +11,10 @@ import NIOHTTP2
 ///
 /// It sits on the stream's child channel (swift-nio-http2's `HTTP2StreamMultiplexer`, behind
 /// `HTTP2Connection`), at the frame-payload level, so that pseudo-headers such as `:protocol` stay
-/// readable. Backpressure both ways is the
-/// child channel's: a paused request body stops reading the stream, which stops its WINDOW_UPDATEs;
-/// a response written faster than the client's window allows makes the child channel unwritable,
-/// which pauses the backend (`Exchange.clientWritabilityChanged`).
+/// readable. Backpressure both ways is the child channel's: a paused request body stops reading
+/// the stream, which stops its WINDOW_UPDATEs; a response written faster than the client's window
+/// allows makes the child channel unwritable, which pauses the backend
+/// (`Exchange.clientWritabilityChanged`).
 final class HTTP2StreamFrontEnd: ChannelDuplexHandler, RemovableChannelHandler, ExchangeFrontEnd, HTTP2ResponseWriter,
     HTTP2StreamDeadlines
 {
